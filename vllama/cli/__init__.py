@@ -1,0 +1,1 @@
+"""The ``vllama`` command line."""

@@ -1,0 +1,137 @@
+"""Server settings from ``VLLAMA_*`` variables, each also read under its ``OLLAMA_*`` name."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from vllama.durations import env_keep_alive
+
+DEFAULT_PORT = 11434
+
+#: Settings that Ollama also has: their ``OLLAMA_*`` name is read when the ``VLLAMA_*`` one is unset.
+OLLAMA_ALIASES = (
+    "HOST",
+    "MODELS",
+    "KEEP_ALIVE",
+    "NUM_PARALLEL",
+    "MAX_LOADED_MODELS",
+    "MAX_QUEUE",
+    "ORIGINS",
+    "CONTEXT_LENGTH",
+)
+
+
+def env(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """``VLLAMA_<name>``, else ``OLLAMA_<name>`` where Ollama has that setting, else None."""
+    environ = os.environ if environ is None else environ
+    value = environ.get(f"VLLAMA_{name}")
+    if value is None and name in OLLAMA_ALIASES:
+        value = environ.get(f"OLLAMA_{name}")
+    return value if value not in (None, "") else None
+
+
+def parse_host(value: str | None) -> tuple[str, int]:
+    """Parse OLLAMA_HOST's forms: ``host``, ``host:port``, ``:port``, ``http://host[:port]``."""
+    if not value:
+        return "127.0.0.1", DEFAULT_PORT
+    default_port = DEFAULT_PORT
+    if "://" in value:
+        scheme = value.split("://", 1)[0]
+        default_port = {"http": 80, "https": 443}.get(scheme, DEFAULT_PORT)
+    else:
+        value = "http://" + value
+    parts = urlsplit(value)
+    host = parts.hostname or "127.0.0.1"
+    return host, parts.port or default_port
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything the server is configured with. Build one with :meth:`from_env`."""
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    models_dir: Path = dataclasses.field(default_factory=lambda: Path.home() / ".vllama" / "models")
+    keep_alive: float = 300.0
+    #: Parallel sequences per model; None lets each backend choose for the hardware.
+    num_parallel: int | None = None
+    #: Per-model parallelism overrides (``VLLAMA_NUM_PARALLEL_MODELS=name=4,other=1``).
+    num_parallel_per_model: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    max_loaded_models: int = 3
+    max_queue: int = 512
+    origins: tuple[str, ...] = ()
+    context_length: int = 4096
+    #: Force one backend by name for every model (``VLLAMA_BACKEND``).
+    backend: str | None = None
+    #: Entry-point names allowed to load; None loads all (``VLLAMA_PLUGINS``).
+    plugins: tuple[str, ...] | None = None
+    #: Extra plugin modules registered by import path (``VLLAMA_PLUGIN_MODULES``).
+    plugin_modules: tuple[str, ...] = ()
+    #: Run each loaded model's engine in its own worker process.
+    isolate_engines: bool = True
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read the environment; keyword overrides (e.g. from CLI flags) win."""
+        e = environ if environ is not None else os.environ
+        values: dict[str, object] = {}
+        host, port = parse_host(env("HOST", e))
+        values.update(host=host, port=port)
+        if (models := env("MODELS", e)) is not None:
+            values["models_dir"] = Path(models).expanduser()
+        if (keep := env("KEEP_ALIVE", e)) is not None:
+            values["keep_alive"] = env_keep_alive(keep)
+        for name, key in (
+            ("NUM_PARALLEL", "num_parallel"),
+            ("MAX_LOADED_MODELS", "max_loaded_models"),
+            ("MAX_QUEUE", "max_queue"),
+            ("CONTEXT_LENGTH", "context_length"),
+        ):
+            if (raw := env(name, e)) is not None:
+                number = _int(name, raw)
+                if number > 0:
+                    values[key] = number
+        if (raw := env("NUM_PARALLEL_MODELS", e)) is not None:
+            values["num_parallel_per_model"] = _pairs("NUM_PARALLEL_MODELS", raw)
+        if (raw := env("ORIGINS", e)) is not None:
+            values["origins"] = _csv(raw)
+        if (raw := env("BACKEND", e)) is not None:
+            values["backend"] = raw
+        if (raw := env("PLUGINS", e)) is not None:
+            values["plugins"] = _csv(raw)
+        if (raw := env("PLUGIN_MODULES", e)) is not None:
+            values["plugin_modules"] = _csv(raw)
+        if (raw := env("ISOLATE_ENGINES", e)) is not None:
+            values["isolate_engines"] = raw.lower() not in ("0", "false", "no", "off")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+
+def _int(name: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"VLLAMA_{name} must be an integer, got {raw!r}") from None
+
+
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _pairs(name: str, raw: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in _csv(raw):
+        model, sep, number = item.rpartition("=")
+        if not sep or not model:
+            raise ValueError(f"VLLAMA_{name} entries look like name=N, got {item!r}")
+        out[model.strip().lower()] = _int(name, number)
+    return out

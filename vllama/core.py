@@ -1,0 +1,58 @@
+"""The vllama core object: settings, plugins, hardware, backends, the model store and the
+scheduler, wired once. The server is a thin layer over it; apps may use it directly."""
+
+from __future__ import annotations
+
+import logging
+
+import pluggy
+
+from vllama import hardware as hw
+from vllama.config import Settings
+from vllama.engine import Backend
+from vllama.errors import InvalidName, ModelNotFound
+from vllama.names import ModelName, parse_name
+from vllama.plugins import make_plugin_manager
+from vllama.scheduler import Scheduler
+from vllama.selection import registered_backends
+from vllama.store import ModelStore
+from vllama.types import ModelRef
+
+log = logging.getLogger("vllama")
+
+
+class Vllama:
+    """Everything a server needs, built from settings (``Settings.from_env()`` by default)."""
+
+    def __init__(self, settings: Settings | None = None, *, pm: pluggy.PluginManager | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self.pm = pm or make_plugin_manager(allow=self.settings.plugins, modules=self.settings.plugin_modules)
+        self.hardware = hw.probe(self.pm)
+        self.backends: dict[str, type[Backend]] = registered_backends(self.pm)
+        self.store = ModelStore(self.settings.models_dir)
+        self.store.blobs.clean_partials()
+        self.scheduler = Scheduler(self.pm, self.hardware, self.backends, self.settings)
+
+    @property
+    def engine_settings(self) -> frozenset[str]:
+        """Engine setting names any installed backend accepts (valid Modelfile PARAMETERs)."""
+        return frozenset().union(*(b.engine_settings for b in self.backends.values()))
+
+    def parse(self, text: str) -> ModelName:
+        return parse_name(text)
+
+    def resolve(self, text: str) -> ModelRef:
+        """Find an installed model by name; 404 ``model 'NAME' not found`` otherwise."""
+        if not text:
+            raise InvalidName("model is required")
+        try:
+            name = parse_name(text)
+        except InvalidName:
+            raise ModelNotFound(text) from None
+        ref = self.pm.hook.resolve_model(name=name, store=self.store, hardware=self.hardware)
+        if ref is None:
+            raise ModelNotFound(text)
+        return ref
+
+    async def close(self) -> None:
+        await self.scheduler.shutdown()

@@ -1,0 +1,107 @@
+"""The engine contract: what a backend package implements.
+
+A :class:`Backend` is a class registered through the ``register_backends`` hook. It says
+which model formats it runs, how well it fits a model on this hardware (:meth:`Backend.supports`),
+and loads an :class:`Engine`. Generation is a plain async method call on the engine: the hot
+path never goes through a hook.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from typing import ClassVar
+
+import msgspec
+
+from vllama.types import (
+    ChatRequest,
+    EmbedRequest,
+    Embeddings,
+    EngineInfo,
+    Event,
+    GenerateRequest,
+    Hardware,
+    LoadSettings,
+    ModelRef,
+)
+
+#: Capabilities a backend may declare. The server answers 400 for a request that needs one
+#: the backend lacks (e.g. ``format`` without "format").
+CAPABILITIES = frozenset(
+    {"completion", "chat", "embedding", "tools", "thinking", "vision", "format", "logprobs"}
+)
+
+
+class Support(msgspec.Struct, frozen=True, kw_only=True):
+    """A backend's answer to "can you run this model here?"
+
+    ``score`` ranks candidates: the default policy picks the highest. By convention 100 is
+    "the engine this hardware is for" (vLLM on NVIDIA), 50 "a good fit", 10 "works as a fallback".
+    ``parallel`` is the number of sequences it runs at once by default on this hardware.
+    """
+
+    score: int
+    reason: str = ""
+    parallel: int = 1
+
+
+class Backend(abc.ABC):
+    """A family of engines (llama.cpp, vLLM, MLX, ...). Subclass and register the class.
+
+    Importing the module that defines a backend must not import its inference library:
+    do that in :meth:`load`.
+    """
+
+    #: Unique short name, used by ``VLLAMA_BACKEND`` and shown by /api/ps.
+    name: ClassVar[str]
+    #: Model formats it can load ("gguf", "safetensors", "mlx", ...).
+    formats: ClassVar[frozenset[str]]
+    #: What its engines can do; a subset of :data:`CAPABILITIES`.
+    capabilities: ClassVar[frozenset[str]] = frozenset({"completion", "chat"})
+    #: Run each engine in its own worker process, so a crash or an unload returns memory.
+    isolated: ClassVar[bool] = True
+    #: Engine settings it accepts beyond Ollama's options (Modelfile PARAMETER lines,
+    #: ``vllama serve`` flags); they reach :meth:`load` in ``LoadSettings.engine``.
+    engine_settings: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    @abc.abstractmethod
+    def supports(cls, model: ModelRef, hardware: Hardware) -> Support | None:
+        """Say whether and how well this backend runs ``model`` on ``hardware``; None if not.
+
+        Must be cheap: no engine imports, no model loading.
+        """
+
+    @classmethod
+    @abc.abstractmethod
+    async def load(cls, model: ModelRef, hardware: Hardware, settings: LoadSettings) -> Engine:
+        """Load the model and return a ready engine. Raise :class:`~vllama.errors.EngineError`
+        (or a subclass) with a clear message when it cannot load."""
+
+
+class Engine(abc.ABC):
+    """A loaded model. Streams are cancellable: when the consumer stops iterating (its
+    client went away), the engine must free the sequence at once, in ``finally``."""
+
+    @abc.abstractmethod
+    def generate(self, request: GenerateRequest) -> AsyncIterator[Event]:
+        """Stream a completion: :class:`~vllama.types.Delta` events, then one ``Done``."""
+
+    @abc.abstractmethod
+    def chat(self, request: ChatRequest) -> AsyncIterator[Event]:
+        """Stream a chat reply with the model's own template; ``Done`` comes last."""
+
+    async def embed(self, request: EmbedRequest) -> Embeddings:
+        """Embed each input. Engines whose backend lacks "embedding" keep this default."""
+        from vllama.errors import Unsupported
+
+        raise Unsupported("this model does not support embeddings")
+
+    @abc.abstractmethod
+    def info(self) -> EngineInfo:
+        """Memory footprint and runtime facts for /api/ps and /api/show. Cheap."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release everything the engine holds. Called once, when the model unloads."""

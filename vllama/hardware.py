@@ -1,0 +1,24 @@
+"""Hardware probing: the one façade over the ``probe_hardware`` hook."""
+
+from __future__ import annotations
+
+import logging
+
+import pluggy
+
+from vllama.types import Device, Hardware
+
+log = logging.getLogger("vllama.hardware")
+
+
+def probe(pm: pluggy.PluginManager) -> Hardware:
+    """Call every probe in isolation; a probe that fails is logged and skipped."""
+    devices: list[Device] = []
+    for impl in pm.hook.probe_hardware.get_hookimpls():
+        try:
+            found = impl.function()
+        except Exception:
+            log.warning("hardware probe %s failed", impl.plugin_name, exc_info=True)
+            continue
+        devices.extend(found or ())
+    return Hardware(devices=tuple(devices))

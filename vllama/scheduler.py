@@ -1,0 +1,286 @@
+"""The scheduler: which models are loaded, who may run on them, and when they go.
+
+Ollama's semantics: models load on demand; ``keep_alive`` (per request, else the default)
+says how long an idle model stays (0 unloads at once, negative keeps it forever); at most
+``max_loaded_models`` stay loaded, the least recently used idle one leaving first; each
+model runs ``parallel`` requests at once and the rest wait, up to ``max_queue`` waiting
+requests in all, past which requests get a 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from vllama import options as opts
+from vllama.config import Settings
+from vllama.engine import Backend, Engine
+from vllama.errors import ServerBusy
+from vllama.selection import choose
+from vllama.types import Hardware, LoadSettings, ModelRef
+from vllama.worker import WorkerEngine
+
+log = logging.getLogger("vllama.scheduler")
+
+
+@dataclass(eq=False)
+class Runner:
+    """One loaded (or loading) model."""
+
+    model: ModelRef
+    backend: type[Backend]
+    settings: LoadSettings
+    keep_alive: float
+    slots: asyncio.Semaphore
+    engine: Engine | None = None
+    loading: asyncio.Task[Engine] | None = None
+    active: int = 0
+    waiting: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+    expires_at: float = math.inf
+    load_duration_ns: int = 0
+    draining: bool = False
+    _timer: asyncio.TimerHandle | None = None
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def ready(self) -> bool:
+        return self.engine is not None
+
+    @property
+    def alive(self) -> bool:
+        return self.engine is not None and getattr(self.engine, "alive", True)
+
+
+@dataclass
+class Lease:
+    """What a request holds while it runs: the engine, and how long loading took."""
+
+    engine: Engine
+    runner: Runner
+    load_duration_ns: int
+
+
+class Scheduler:
+    """Loads, shares and unloads engines; see the module docstring for the rules."""
+
+    def __init__(self, pm: pluggy.PluginManager, hardware: Hardware, backends: dict[str, type[Backend]], settings: Settings) -> None:
+        self.pm = pm
+        self.hardware = hardware
+        self.backends = backends
+        self.settings = settings
+        self.runners: dict[str, Runner] = {}
+        self.pending = 0
+        self._changed = asyncio.Condition()
+
+    # -- the request path -------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def acquire(self, model: ModelRef, *, keep_alive: float | None = None, options: dict[str, Any] | None = None) -> AsyncIterator[Lease]:
+        """Hold a slot on the model's engine for one request, loading it if needed."""
+        if self.pending >= self.settings.max_queue:
+            raise ServerBusy()
+        self.pending += 1
+        queued = True
+        runner: Runner | None = None
+        try:
+            runner, load_ns = await self._runner_for(model, options or {})
+            runner.waiting += 1
+            try:
+                await runner.slots.acquire()
+            finally:
+                runner.waiting -= 1
+            self.pending -= 1
+            queued = False
+            runner.active += 1
+            runner.last_used = time.monotonic()
+            self._cancel_timer(runner)
+            if keep_alive is not None:
+                runner.keep_alive = keep_alive
+            try:
+                assert runner.engine is not None
+                yield Lease(runner.engine, runner, load_ns)
+            finally:
+                runner.active -= 1
+                runner.slots.release()
+                runner.last_used = time.monotonic()
+                await self._idle_check(runner)
+        finally:
+            if queued:
+                self.pending -= 1
+
+    async def _runner_for(self, model: ModelRef, options: dict[str, Any]) -> tuple[Runner, int]:
+        while True:
+            runner = self.runners.get(model.name)
+            if runner is not None and runner.ready and not runner.alive:
+                await self.unload(runner)
+                continue
+            if runner is not None and (runner.draining or self._needs_reload(runner, model, options)):
+                runner.draining = True
+                await self._wait_gone(runner)
+                continue
+            if runner is None:
+                runner = await self._new_runner(model, options)
+            if runner.loading is not None:
+                loading = runner.loading
+                try:
+                    await asyncio.shield(loading)
+                except Exception:
+                    if self.runners.get(model.name) is runner:
+                        del self.runners[model.name]
+                        await self._notify()
+                    raise
+                return runner, runner.load_duration_ns
+            return runner, 0
+
+    def _needs_reload(self, runner: Runner, model: ModelRef, options: dict[str, Any]) -> bool:
+        if runner.model.digest != model.digest:
+            return True
+        return self._load_settings(model, options, runner.backend, runner.settings.parallel) != runner.settings
+
+    def _load_settings(self, model: ModelRef, options: dict[str, Any], backend: type[Backend], parallel: int) -> LoadSettings:
+        trained = model.info.get(f"{model.info.get('general.architecture', '')}.context_length")
+        settings = opts.load_settings(model.parameters, options, num_ctx=self.settings.context_length, parallel=parallel)
+        if isinstance(trained, int) and trained > 0 and settings.num_ctx > trained:
+            settings.num_ctx = trained
+        settings.engine = {k: v for k, v in settings.engine.items() if k in backend.engine_settings}
+        return settings
+
+    def _parallel(self, model: ModelRef, default: int) -> int:
+        per_model = self.settings.num_parallel_per_model
+        for key in (model.name.lower(), model.name.lower().removesuffix(":latest")):
+            if key in per_model:
+                return per_model[key]
+        if "num_parallel" in model.parameters:
+            return int(model.parameters["num_parallel"])
+        return self.settings.num_parallel or default
+
+    async def _new_runner(self, model: ModelRef, options: dict[str, Any]) -> Runner:
+        candidate = choose(self.pm, self.backends, model, self.hardware, self.settings.backend)
+        parallel = self._parallel(model, candidate.support.parallel)
+        settings = self._load_settings(model, options, candidate.backend, parallel)
+        await self._make_room()
+        runner = Runner(
+            model=model,
+            backend=candidate.backend,
+            settings=settings,
+            keep_alive=self.settings.keep_alive,
+            slots=asyncio.Semaphore(settings.parallel),
+        )
+        self.runners[model.name] = runner
+        runner.loading = asyncio.create_task(self._load(runner))
+        return runner
+
+    async def _load(self, runner: Runner) -> Engine:
+        start = time.perf_counter_ns()
+        backend, model = runner.backend, runner.model
+        log.info("loading %s with %s (parallel %d, num_ctx %d)", model.name, backend.name, runner.settings.parallel, runner.settings.num_ctx)
+        if backend.isolated and self.settings.isolate_engines:
+            engine: Engine = await WorkerEngine.start(backend, model, self.hardware, runner.settings)
+        else:
+            engine = await backend.load(model, self.hardware, runner.settings)
+        runner.engine = engine
+        runner.load_duration_ns = time.perf_counter_ns() - start
+        runner.loading = None
+        log.info("loaded %s in %.2fs", model.name, runner.load_duration_ns / 1e9)
+        return engine
+
+    async def _make_room(self) -> None:
+        """Unload least recently used idle models until one more fits."""
+        while len(self.runners) >= self.settings.max_loaded_models:
+            idle = [r for r in self.runners.values() if r.ready and r.active == 0 and r.waiting == 0]
+            if idle:
+                await self.unload(min(idle, key=lambda r: r.last_used))
+                continue
+            async with self._changed:
+                await self._changed.wait()
+
+    async def _wait_gone(self, runner: Runner) -> None:
+        if runner.ready and runner.active == 0:
+            await self.unload(runner)
+            return
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.runners.get(runner.name) is not runner)
+
+    # -- lifetimes ------------------------------------------------------------------------
+
+    async def _idle_check(self, runner: Runner) -> None:
+        if not runner.alive or runner.draining and runner.active == 0:
+            await self.unload(runner)
+            return
+        if runner.active == 0:
+            self._schedule_expiry(runner)
+        await self._notify()
+
+    def _schedule_expiry(self, runner: Runner) -> None:
+        self._cancel_timer(runner)
+        if runner.keep_alive == 0:
+            runner.expires_at = time.time()
+            asyncio.get_running_loop().create_task(self.unload(runner))
+        elif math.isfinite(runner.keep_alive):
+            runner.expires_at = time.time() + runner.keep_alive
+            loop = asyncio.get_running_loop()
+            runner._timer = loop.call_later(runner.keep_alive, lambda: loop.create_task(self._expire(runner)))
+        else:
+            runner.expires_at = math.inf
+
+    def _cancel_timer(self, runner: Runner) -> None:
+        if runner._timer is not None:
+            runner._timer.cancel()
+            runner._timer = None
+
+    async def _expire(self, runner: Runner) -> None:
+        if runner.active == 0 and runner.waiting == 0 and self.runners.get(runner.name) is runner:
+            await self.unload(runner)
+
+    async def unload(self, runner: Runner) -> None:
+        """Take a model out and close its engine (a worker process exits)."""
+        if self.runners.get(runner.name) is runner:
+            del self.runners[runner.name]
+        self._cancel_timer(runner)
+        engine, runner.engine = runner.engine, None
+        if engine is not None:
+            log.info("unloading %s", runner.name)
+            try:
+                await engine.close()
+            except Exception:
+                log.exception("closing %s failed", runner.name)
+        await self._notify()
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def load(self, model: ModelRef, *, keep_alive: float | None, options: dict[str, Any] | None = None) -> int:
+        """Load a model without running anything (an empty prompt); returns load ns."""
+        async with self.acquire(model, keep_alive=keep_alive, options=options) as lease:
+            return lease.load_duration_ns
+
+    async def stop(self, name: str) -> bool:
+        """Unload a model now, or as soon as its running requests finish (keep_alive 0)."""
+        runner = self.runners.get(name)
+        if runner is None:
+            return False
+        runner.keep_alive = 0
+        if runner.active == 0 and runner.waiting == 0 and runner.ready:
+            await self.unload(runner)
+        return True
+
+    async def shutdown(self) -> None:
+        for runner in list(self.runners.values()):
+            if runner.loading is not None:
+                runner.loading.cancel()
+                with contextlib.suppress(BaseException):
+                    await runner.loading
+            await self.unload(runner)

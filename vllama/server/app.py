@@ -1,0 +1,56 @@
+"""The Litestar app: a factory for a ready server, and a plugin to mount vllama in yours."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Litestar
+from litestar.config.app import AppConfig
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.plugins import InitPlugin
+
+from vllama import __version__
+from vllama.core import Vllama
+from vllama.server import ollama_generate, ollama_models, openai_routes
+from vllama.server.cors import OriginGuard
+from vllama.server.errors import HANDLERS
+
+
+class VllamaPlugin(InitPlugin):
+    """Mount vllama's routes, error handling and lifespan into a Litestar app.
+
+    ``Litestar(plugins=[VllamaPlugin(Vllama())])`` serves Ollama's and OpenAI's APIs next to
+    your own routes; the engines shut down with the app.
+    """
+
+    def __init__(self, vllama: Vllama) -> None:
+        self.vllama = vllama
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        routes: list[Any] = [*ollama_models.ROUTES, *ollama_generate.ROUTES, *openai_routes.ROUTES]
+        self.vllama.pm.hook.register_routes(register=routes.append)
+        app_config.route_handlers.extend(routes)
+        app_config.exception_handlers = {**HANDLERS, **app_config.exception_handlers}
+        app_config.state["vllama"] = self.vllama
+        app_config.lifespan.append(self._lifespan)
+        app_config.middleware.insert(0, DefineMiddleware(OriginGuard, origins=self.vllama.settings.origins))
+        return app_config
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Litestar) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await self.vllama.close()
+
+
+def create_app(vllama: Vllama | None = None, **litestar_options: Any) -> Litestar:
+    """A ready vllama server app (``Vllama()`` from the environment by default)."""
+    return Litestar(
+        plugins=[VllamaPlugin(vllama or Vllama())],
+        openapi_config=OpenAPIConfig(title="vllama", version=__version__, path="/openapi"),
+        **litestar_options,
+    )

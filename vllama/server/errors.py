@@ -1,0 +1,57 @@
+"""The one place where errors become HTTP answers: Ollama's ``{"error": ...}`` on native
+routes, OpenAI's error object under /v1."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from vllama.errors import VllamaError
+from vllama.server.openai_wire import error_body
+
+log = logging.getLogger("vllama.server")
+
+
+def _answer(request: Request[Any, Any, Any], status: int, message: str) -> Response[Any]:
+    if request.url.path.startswith("/v1/"):
+        return Response(error_body(message, status), status_code=status)
+    return Response({"error": message}, status_code=status)
+
+
+def vllama_error(request: Request[Any, Any, Any], exc: VllamaError) -> Response[Any]:
+    if exc.status >= 500:
+        log.warning("%s %s: %s", request.method, request.url.path, exc.message)
+    return _answer(request, exc.status, exc.message)
+
+
+def validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    extra = exc.extra[0] if isinstance(exc.extra, list) and exc.extra else {}
+    message, key = str(extra.get("message", exc.detail)), extra.get("key")
+    if message == "'data'":
+        message = "missing request body"
+    elif key and key != "data":
+        message = f"{message} - at `$.{key}`"
+    return _answer(request, 400, message)
+
+
+def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    detail = exc.detail or ""
+    if exc.status_code == 400 and detail and "JSON" not in detail:
+        detail = f"invalid JSON: {detail[0].lower()}{detail[1:]}"
+    return _answer(request, exc.status_code, detail.lower() if exc.status_code in (404, 405) else detail)
+
+
+def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return _answer(request, 500, f"internal error: {type(exc).__name__}: {exc}")
+
+
+HANDLERS = {
+    VllamaError: vllama_error,
+    ValidationException: validation_error,
+    HTTPException: http_error,
+    Exception: internal_error,
+}

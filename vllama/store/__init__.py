@@ -1,0 +1,5 @@
+"""The model store: content-addressed blobs and Ollama-style manifests under VLLAMA_MODELS."""
+
+from vllama.store.store import ModelStore
+
+__all__ = ["ModelStore"]

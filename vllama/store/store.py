@@ -1,0 +1,334 @@
+"""The model store: Ollama-style manifests over content-addressed blobs.
+
+A model exists exactly when its manifest exists, and the manifest is written last (by an
+atomic rename) after every blob it names is in place: a crash never leaves a half model listed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from vllama.errors import BadRequest, ModelNotFound, NotFound
+from vllama.names import ModelName
+from vllama.store.blobs import Blobs
+from vllama.store.describe import Description, describe_directory, describe_gguf
+from vllama.types import Message, ModelDetails, ModelRef
+
+MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
+MODEL = "application/vnd.ollama.image.model"
+FILE = "application/vnd.vllama.image.file"
+TEMPLATE = "application/vnd.ollama.image.template"
+SYSTEM = "application/vnd.ollama.image.system"
+PARAMS = "application/vnd.ollama.image.params"
+LICENSE = "application/vnd.ollama.image.license"
+MESSAGES = "application/vnd.ollama.image.messages"
+TITLE = "org.opencontainers.image.title"
+
+Progress = Callable[[str], None]
+
+
+class Layer(msgspec.Struct, omit_defaults=True):
+    mediaType: str
+    digest: str
+    size: int
+    annotations: dict[str, str] = {}
+
+
+class Manifest(msgspec.Struct):
+    config: Layer
+    layers: list[Layer]
+    schemaVersion: int = 2
+    mediaType: str = MANIFEST_TYPE
+
+
+class Config(msgspec.Struct, omit_defaults=True):
+    """The config blob: Ollama's fields plus what vllama derives from the weights."""
+
+    model_format: str
+    model_family: str = ""
+    model_families: list[str] | None = None
+    model_type: str = ""
+    file_type: str = ""
+    info: dict[str, Any] = {}
+    capabilities: list[str] = []
+    #: The weights' own chat template (a Modelfile TEMPLATE layer overrides it).
+    template: str = ""
+
+
+class ModelStore:
+    """Blobs and manifests under one directory (``VLLAMA_MODELS``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.blobs = Blobs(self.root / "blobs")
+        self._manifests = self.root / "manifests"
+        self._snapshots = self.root / "snapshots"
+
+    # -- reading --------------------------------------------------------------------
+
+    def _manifest_path(self, name: ModelName) -> Path:
+        return self._manifests.joinpath(*name.parts)
+
+    def _read(self, name: ModelName) -> tuple[Manifest, bytes] | None:
+        path = self._manifest_path(name)
+        try:
+            raw = path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+        return msgspec.json.decode(raw, type=Manifest), raw
+
+    def get(self, name: ModelName) -> ModelRef | None:
+        """The installed model of that name, or None."""
+        found = self._read(name)
+        if found is None:
+            return None
+        manifest, raw = found
+        return self._ref(name, manifest, raw)
+
+    def require(self, name: ModelName) -> ModelRef:
+        ref = self.get(name)
+        if ref is None:
+            raise ModelNotFound(name.display)
+        return ref
+
+    def list(self) -> list[ModelRef]:
+        """Every installed model, newest first."""
+        out = []
+        if self._manifests.is_dir():
+            for path in self._manifests.glob("*/*/*/*"):
+                if path.is_file() and not path.name.startswith("."):
+                    host, ns, model, tag = path.relative_to(self._manifests).parts
+                    ref = self.get(ModelName(host, ns, model, tag))
+                    if ref is not None:
+                        out.append(ref)
+        return sorted(out, key=lambda r: r.modified_at, reverse=True)
+
+    def _ref(self, name: ModelName, manifest: Manifest, raw: bytes) -> ModelRef:
+        config = msgspec.json.decode(self.blobs.require(manifest.config.digest).read_bytes(), type=Config)
+        text = {layer.mediaType: self._text(layer) for layer in manifest.layers if layer.mediaType in (TEMPLATE, SYSTEM, PARAMS, MESSAGES)}
+        digest = hashlib.sha256(raw).hexdigest()
+        mtime = self._manifest_path(name).stat().st_mtime
+        return ModelRef(
+            name=name.display,
+            format=config.model_format,
+            path=str(self._weights_path(manifest, digest, config.model_format)),
+            digest=digest,
+            size=sum(layer.size for layer in manifest.layers) + manifest.config.size,
+            details=ModelDetails(
+                format=config.model_format,
+                family=config.model_family,
+                families=config.model_families,
+                parameter_size=config.model_type,
+                quantization_level=config.file_type,
+            ),
+            info=config.info,
+            capabilities=config.capabilities,
+            parameters=json.loads(text[PARAMS]) if PARAMS in text else {},
+            template=text.get(TEMPLATE, config.template),
+            system=text.get(SYSTEM, ""),
+            license=[self._text(layer) for layer in manifest.layers if layer.mediaType == LICENSE],
+            messages=msgspec.json.decode(text[MESSAGES], type=list[Message]) if MESSAGES in text else [],
+            modified_at=dt.datetime.fromtimestamp(mtime, dt.UTC).isoformat().replace("+00:00", "Z"),
+        )
+
+    def _text(self, layer: Layer) -> str:
+        return self.blobs.require(layer.digest).read_text()
+
+    def _weights_path(self, manifest: Manifest, digest: str, fmt: str) -> Path:
+        models = [layer for layer in manifest.layers if layer.mediaType == MODEL]
+        if models:
+            return self.blobs.path(models[0].digest)
+        return self._snapshot(manifest, digest)
+
+    def _snapshot(self, manifest: Manifest, digest: str) -> Path:
+        """A directory of links to the blobs, for engines that load a directory."""
+        target = self._snapshots / digest
+        if target.is_dir():
+            return target
+        self._snapshots.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=self._snapshots, prefix=".partial-"))
+        for layer in manifest.layers:
+            if layer.mediaType == FILE:
+                link = tmp / layer.annotations[TITLE]
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(self.blobs.require(layer.digest))
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process made it first
+            shutil.rmtree(tmp, ignore_errors=True)
+        return target
+
+    # -- writing --------------------------------------------------------------------
+
+    def import_path(self, source: Path, progress: Progress = lambda _: None) -> dict[str, str]:
+        """Copy a local GGUF file or model directory into blobs: ``{filename: digest}``."""
+        source = source.expanduser()
+        if source.is_file():
+            progress(f"copying file {source.name}")
+            return {source.name: self.blobs.import_file(source)}
+        if not source.is_dir():
+            raise NotFound(f"no such file or directory: {source}")
+        files = {}
+        for path in sorted(source.rglob("*")):
+            rel = path.relative_to(source)
+            if path.is_file() and not any(part.startswith(".") for part in rel.parts):
+                progress(f"copying file {rel.as_posix()}")
+                files[rel.as_posix()] = self.blobs.import_file(path)
+        return files
+
+    def create(
+        self,
+        name: ModelName,
+        *,
+        files: Mapping[str, str] | None = None,
+        base: ModelRef | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        template: str | None = None,
+        system: str | None = None,
+        license: list[str] | None = None,
+        messages: list[Message] | None = None,
+        progress: Progress = lambda _: None,
+    ) -> ModelRef:
+        """Write a model from uploaded blobs (``files``) or on top of ``base``; Ollama's
+        create semantics: given fields replace the base model's."""
+        if files:
+            weights, config = self._weights_layers(files, progress)
+        elif base is not None:
+            manifest, _ = self._read_ref(base)
+            weights = [layer for layer in manifest.layers if layer.mediaType in (MODEL, FILE)]
+            config = msgspec.json.decode(self.blobs.require(manifest.config.digest).read_bytes(), type=Config)
+        else:
+            raise BadRequest("neither 'from' nor 'files' was specified")
+        if base is not None:
+            parameters = {**base.parameters, **(parameters or {})} if parameters is not None else base.parameters
+            template = base.template if template is None and base.template != config.template else template
+            system = base.system if system is None else system
+            license = base.license if license is None else license
+            messages = base.messages if messages is None else messages
+        layers = list(weights)
+        for media, value in (
+            (TEMPLATE, template),
+            (SYSTEM, system),
+            (PARAMS, json.dumps(parameters) if parameters else None),
+            (MESSAGES, msgspec.json.encode(messages).decode() if messages else None),
+        ):
+            if value:
+                layers.append(self._text_layer(media, value, progress))
+        for text in license or []:
+            layers.append(self._text_layer(LICENSE, text, progress))
+        config_bytes = msgspec.json.encode(config)
+        config_layer = Layer(CONFIG_TYPE, self.blobs.write_bytes(config_bytes), len(config_bytes))
+        progress("writing manifest")
+        self._write_manifest(name, Manifest(config=config_layer, layers=layers))
+        progress("success")
+        return self.require(name)
+
+    def _read_ref(self, ref: ModelRef) -> tuple[Manifest, bytes]:
+        from vllama.names import parse_name
+
+        found = self._read(parse_name(ref.name))
+        if found is None:
+            raise ModelNotFound(ref.name)
+        return found
+
+    def _weights_layers(self, files: Mapping[str, str], progress: Progress) -> tuple[list[Layer], Config]:
+        for rel in files:
+            if rel.startswith("/") or ".." in Path(rel).parts or not rel:
+                raise BadRequest(f"invalid file name {rel!r}")
+        ggufs = [rel for rel in files if rel.lower().endswith(".gguf")]
+        if len(files) == 1 and (ggufs or _is_gguf(self.blobs.require(next(iter(files.values()))))):
+            digest = next(iter(files.values()))
+            path = self.blobs.require(digest)
+            progress("parsing GGUF")
+            desc = describe_gguf(path)
+            progress(f"using existing layer {digest}")
+            return [Layer(MODEL, digest, path.stat().st_size)], _config(desc)
+        if ggufs:
+            raise BadRequest("a GGUF model is one .gguf file; got several files")
+        progress("reading model metadata")
+        with tempfile.TemporaryDirectory(dir=self.root) as tmp:
+            for rel, digest in files.items():
+                link = Path(tmp) / rel
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(self.blobs.require(digest))
+            desc = describe_directory(Path(tmp))
+        layers = []
+        for rel, digest in sorted(files.items()):
+            progress(f"using existing layer {digest}")
+            layers.append(Layer(FILE, digest, self.blobs.require(digest).stat().st_size, {TITLE: rel}))
+        return layers, _config(desc)
+
+    def _text_layer(self, media: str, text: str, progress: Progress) -> Layer:
+        data = text.encode()
+        existed = self.blobs.has("sha256:" + hashlib.sha256(data).hexdigest())
+        digest = self.blobs.write_bytes(data)
+        progress(f"{'using existing' if existed else 'creating new'} layer {digest}")
+        return Layer(media, digest, len(data))
+
+    def _write_manifest(self, name: ModelName, manifest: Manifest) -> None:
+        path = self._manifest_path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".partial-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(msgspec.json.encode(manifest))
+        os.replace(tmp, path)
+
+    def copy(self, source: ModelName, destination: ModelName) -> None:
+        found = self._read(source)
+        if found is None:
+            raise NotFound(f'model "{source.display}" not found')
+        self._write_manifest(destination, found[0])
+
+    def delete(self, name: ModelName) -> None:
+        path = self._manifest_path(name)
+        if not path.is_file():
+            raise ModelNotFound(name.display)
+        path.unlink()
+        self.prune()
+
+    def prune(self) -> None:
+        """Remove blobs and snapshots no manifest refers to."""
+        used: set[str] = set()
+        digests: set[str] = set()
+        for ref in self.list():
+            manifest, raw = self._read_ref(ref)
+            digests.add(hashlib.sha256(raw).hexdigest())
+            used.add(manifest.config.digest)
+            used.update(layer.digest for layer in manifest.layers)
+        for digest in self.blobs.all() - used:
+            self.blobs.remove(digest)
+        if self._snapshots.is_dir():
+            for snap in self._snapshots.iterdir():
+                if snap.name not in digests:
+                    shutil.rmtree(snap, ignore_errors=True)
+
+
+def _is_gguf(path: Path) -> bool:
+    from vllama.gguf import is_gguf
+
+    return is_gguf(path)
+
+
+def _config(desc: Description) -> Config:
+    d = desc.details
+    return Config(
+        model_format=desc.format,
+        model_family=d.family,
+        model_families=d.families,
+        model_type=d.parameter_size,
+        file_type=d.quantization_level,
+        info=desc.info,
+        capabilities=desc.capabilities,
+        template=desc.template,
+    )

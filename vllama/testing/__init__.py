@@ -1,0 +1,1 @@
+"""The test kit: a deterministic echo backend and the backend conformance suite."""

@@ -1,0 +1,159 @@
+"""A deterministic backend for tests: it answers with what it was asked.
+
+Register it with ``VLLAMA_PLUGIN_MODULES=vllama.testing.echo`` (or ``pm.register``).
+It runs any model format and exercises every part of the engine contract: streaming,
+stop strings, num_predict, format, thinking, tool calls, logprobs and embeddings.
+Engine settings: ``echo_delay`` (seconds per token) and ``echo_allow_crash`` (the prompt
+``#crash`` then kills the worker process, to test engine isolation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import ClassVar
+
+from vllama.engine import Backend, Engine, Support
+from vllama.errors import ContextOverflow
+from vllama.hookspecs import hookimpl
+from vllama.types import (
+    ChatRequest,
+    Delta,
+    Done,
+    EmbedRequest,
+    Embeddings,
+    EngineInfo,
+    Event,
+    GenerateRequest,
+    Hardware,
+    LoadSettings,
+    ModelRef,
+    SamplingOptions,
+    TokenLogprob,
+    ToolCall,
+    ToolCallFunction,
+)
+
+EMBEDDING_DIM = 8
+
+
+class EchoBackend(Backend):
+    name: ClassVar[str] = "echo"
+    formats: ClassVar[frozenset[str]] = frozenset({"gguf", "safetensors", "mlx"})
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {"completion", "chat", "embedding", "tools", "thinking", "format", "logprobs"}
+    )
+    isolated: ClassVar[bool] = False
+    engine_settings: ClassVar[frozenset[str]] = frozenset({"echo_delay", "echo_allow_crash"})
+
+    @classmethod
+    def supports(cls, model: ModelRef, hardware: Hardware) -> Support:
+        return Support(score=1, reason="echoes its input", parallel=4)
+
+    @classmethod
+    async def load(cls, model: ModelRef, hardware: Hardware, settings: LoadSettings) -> Engine:
+        return EchoEngine(model, settings)
+
+
+class IsolatedEchoBackend(EchoBackend):
+    """The echo backend in a worker process, for isolation tests."""
+
+    name: ClassVar[str] = "echo-isolated"
+    isolated: ClassVar[bool] = True
+
+
+class EchoEngine(Engine):
+    def __init__(self, model: ModelRef, settings: LoadSettings) -> None:
+        self.model = model
+        self.settings = settings
+        self.delay = float(settings.engine.get("echo_delay", 0.0))
+        self.allow_crash = bool(settings.engine.get("echo_allow_crash", False))
+        #: Sequences running right now; tests read it to see cancellation free a slot.
+        self.active = 0
+
+    def generate(self, request: GenerateRequest) -> AsyncIterator[Event]:
+        return self._stream(request.prompt, request, tools=None)
+
+    def chat(self, request: ChatRequest) -> AsyncIterator[Event]:
+        last = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+        return self._stream(last, request, tools=request.tools)
+
+    async def _stream(self, text: str, request: GenerateRequest | ChatRequest, tools: list | None) -> AsyncIterator[Event]:
+        if self.allow_crash and text == "#crash":
+            os._exit(17)
+        tokens = tokenize(text)
+        if len(tokens) > self.settings.num_ctx:
+            raise ContextOverflow("the input length exceeds the context length")
+        self.active += 1
+        start = time.perf_counter_ns()
+        try:
+            if request.think:
+                yield Delta(thinking=f"The user said {len(tokens)} words.")
+            if tools:
+                call = ToolCall(function=ToolCallFunction(name=tools[0].function.name, arguments={"text": text}, index=0))
+                yield Delta(tool_calls=[call])
+            reply = json.dumps({"echo": text}) if request.format is not None else text
+            out, reason = _limit(tokenize(reply), request.options)
+            for token in out:
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                logprobs = [TokenLogprob(token=token, logprob=0.0, bytes=list(token.encode()))] if request.logprobs else []
+                yield Delta(text=token, logprobs=logprobs)
+            elapsed = time.perf_counter_ns() - start
+            yield Done(
+                reason=reason,
+                prompt_tokens=len(tokens),
+                completion_tokens=len(out),
+                prompt_eval_ns=1000 * len(tokens),
+                eval_ns=max(elapsed, 1),
+                context=list(range(len(tokens) + len(out))),
+            )
+        finally:
+            self.active -= 1
+
+    async def embed(self, request: EmbedRequest) -> Embeddings:
+        vectors, count = [], 0
+        for text in request.inputs:
+            tokens = tokenize(text)
+            if len(tokens) > self.settings.num_ctx and not request.truncate:
+                raise ContextOverflow("the input length exceeds the context length")
+            tokens = tokens[: self.settings.num_ctx]
+            count += len(tokens)
+            digest = hashlib.sha256("".join(tokens).encode()).digest()
+            vectors.append([(b - 127.5) / 42.5 for b in digest[:EMBEDDING_DIM]])
+        return Embeddings(vectors=vectors, prompt_tokens=count)
+
+    def info(self) -> EngineInfo:
+        path = Path(self.model.path)
+        size = path.stat().st_size if path.is_file() else 0
+        return EngineInfo(size=size, context_length=self.settings.num_ctx, parallel=self.settings.parallel)
+
+    async def close(self) -> None:
+        pass
+
+
+def tokenize(text: str) -> list[str]:
+    """Words with their trailing whitespace: joining the tokens gives the text back."""
+    return re.findall(r"\S+\s*|\s+", text)
+
+
+def _limit(tokens: list[str], options: SamplingOptions) -> tuple[list[str], str]:
+    text = "".join(tokens)
+    for stop in options.stop:
+        if stop and stop in text:
+            return tokenize(text[: text.index(stop)]), "stop"
+    if options.num_predict >= 0 and len(tokens) > options.num_predict:
+        return tokens[: options.num_predict], "length"
+    return tokens, "stop"
+
+
+@hookimpl
+def register_backends(register) -> None:  # type: ignore[no-untyped-def]
+    register(EchoBackend)
+    register(IsolatedEchoBackend)
