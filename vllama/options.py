@@ -85,14 +85,15 @@ def sampling(*layers: Mapping[str, Any]) -> SamplingOptions:
 
 
 def load_settings(*layers: Mapping[str, Any], num_ctx: int, parallel: int) -> LoadSettings:
-    """Build LoadSettings; engine settings (anything not an Ollama option) go to ``engine``."""
+    """Build LoadSettings (``parallel`` is decided by the scheduler); engine settings
+    (anything not an Ollama option) go to ``engine``."""
     merged: dict[str, Any] = {}
     for layer in layers:
         merged.update(layer)
     engine = {k: v for k, v in merged.items() if k not in _SAMPLING and k not in _LOAD and k not in MODEL_SETTINGS}
     return LoadSettings(
         num_ctx=merged.get("num_ctx", num_ctx),
-        parallel=merged.get("num_parallel", parallel),
+        parallel=parallel,
         num_batch=merged.get("num_batch", 512),
         num_thread=merged.get("num_thread", 0),
         num_gpu=merged.get("num_gpu", -1),

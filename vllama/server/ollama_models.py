@@ -148,7 +148,13 @@ def _now() -> float:
 @post("/api/copy", status_code=200, tags=["models"], summary="Copy a model to a new name")
 async def copy(request: Request[Any, Any, Any], data: w.CopyBody) -> None:
     store = vllama_of(request).store
-    source, destination = parse_name(data.source), parse_name(data.destination)
+    try:
+        source = parse_name(data.source)
+    except BadRequest:
+        raise NotFound(f'model "{data.source}" not found') from None
+    destination = parse_name(data.destination)
+    if store.get(source) is None:
+        raise NotFound(f'model "{data.source}" not found')
     await asyncio.to_thread(store.copy, source, destination)
 
 

@@ -156,7 +156,7 @@ async def chat_completions(request: Request[Any, Any, Any], data: o.ChatCompleti
             logprobs.extend(event.logprobs)
         else:
             done = event
-    message = o.ResponseMessage(content="".join(text), reasoning="".join(thinking) or None, tool_calls=_tool_calls(calls))
+    message = o.ResponseMessage(role="assistant", content="".join(text), reasoning="".join(thinking) or None, tool_calls=_tool_calls(calls))
     finish = "tool_calls" if calls else done.reason
     return Response(o.ChatCompletion(
         id=rid, created=created, model=model.name, usage=_usage(done),
@@ -177,7 +177,7 @@ async def _chat_chunks(events: AsyncIterator[Event], rid: str, created: int, mod
             n_calls += len(event.tool_calls)
             yield chunk(o.ResponseMessage(content=event.text or None, reasoning=event.thinking or None, tool_calls=calls), logprobs=_logprobs(event))
         else:
-            yield chunk(o.ResponseMessage(role=""), "tool_calls" if n_calls else event.reason)
+            yield chunk(o.ResponseMessage(), "tool_calls" if n_calls else event.reason)
             if include_usage:
                 yield o.ChatCompletionChunk(id=rid, created=created, model=model, choices=[], usage=_usage(event))
 

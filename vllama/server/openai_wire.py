@@ -86,7 +86,7 @@ class ToolCall(msgspec.Struct, kw_only=True):
 
 
 class ResponseMessage(msgspec.Struct, kw_only=True, omit_defaults=True):
-    role: str = "assistant"
+    role: str | None = None
     content: str | None = None
     reasoning: str | None = None
     tool_calls: list[ToolCall] | None = None
@@ -133,7 +133,7 @@ class ChunkChoice(msgspec.Struct, kw_only=True):
     logprobs: ChoiceLogprobs | None = None
 
 
-class ChatCompletionChunk(msgspec.Struct, kw_only=True, omit_defaults=True):
+class ChatCompletionChunk(msgspec.Struct, kw_only=True):
     id: str
     object: str = "chat.completion.chunk"
     created: int
@@ -150,7 +150,7 @@ class CompletionChoice(msgspec.Struct, kw_only=True):
     logprobs: None = None
 
 
-class Completion(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Completion(msgspec.Struct, kw_only=True):
     id: str
     object: str = "text_completion"
     created: int

@@ -36,6 +36,16 @@ def human_number(n: int) -> str:
     return str(n)
 
 
+def with_template(capabilities: list[str], template: str) -> list[str]:
+    """Capabilities a chat template implies: tools if it renders them, thinking if it thinks."""
+    out = [c for c in capabilities if c not in ("tools", "thinking")]
+    if template and "tools" in template:
+        out.append("tools")
+    if template and ("<think>" in template or "enable_thinking" in template):
+        out.append("thinking")
+    return out
+
+
 def describe_gguf(path: Path) -> Description:
     """Read a GGUF file's header; raise BadRequest if it is not valid GGUF."""
     g = gguf.read(path)
@@ -44,11 +54,7 @@ def describe_gguf(path: Path) -> Description:
     info["general.parameter_count"] = g.parameter_count
     template = g.chat_template
     is_embedding = arch in _EMBEDDING_ARCHES or g.arch_key("pooling_type") is not None
-    capabilities = ["embedding"] if is_embedding else ["completion"]
-    if template and "tools" in template:
-        capabilities.append("tools")
-    if template and ("<think>" in template or "enable_thinking" in template):
-        capabilities.append("thinking")
+    capabilities = with_template(["embedding"] if is_embedding else ["completion"], template)
     if "tokenizer.ggml.fim_pre_token_id" in g.metadata:
         capabilities.append("insert")
     details = ModelDetails(
@@ -89,11 +95,7 @@ def describe_directory(path: Path) -> Description:
             info[f"{family}.{key}"] = text_config[src]
     template = _hf_chat_template(path)
     is_embedding = (path / "modules.json").is_file() or arch.endswith(("Model", "ForMaskedLM")) and "CausalLM" not in arch
-    capabilities = ["embedding"] if is_embedding else ["completion"]
-    if template and "tools" in template:
-        capabilities.append("tools")
-    if template and ("<think>" in template or "enable_thinking" in template):
-        capabilities.append("thinking")
+    capabilities = with_template(["embedding"] if is_embedding else ["completion"], template)
     level = f"Q{quant['bits']}" if is_mlx and "bits" in quant else (quant.get("quant_method", "").upper() or dtype)
     details = ModelDetails(
         format="mlx" if is_mlx else "safetensors",

@@ -21,7 +21,7 @@ import msgspec
 from vllama.errors import BadRequest, ModelNotFound, NotFound
 from vllama.names import ModelName
 from vllama.store.blobs import Blobs
-from vllama.store.describe import Description, describe_directory, describe_gguf
+from vllama.store.describe import Description, describe_directory, describe_gguf, with_template
 from vllama.types import Message, ModelDetails, ModelRef
 
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
@@ -133,7 +133,7 @@ class ModelStore:
                 quantization_level=config.file_type,
             ),
             info=config.info,
-            capabilities=config.capabilities,
+            capabilities=with_template(config.capabilities, text.get(TEMPLATE, config.template)),
             parameters=json.loads(text[PARAMS]) if PARAMS in text else {},
             template=text.get(TEMPLATE, config.template),
             system=text.get(SYSTEM, ""),

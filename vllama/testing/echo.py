@@ -3,8 +3,8 @@
 Register it with ``VLLAMA_PLUGIN_MODULES=vllama.testing.echo`` (or ``pm.register``).
 It runs any model format and exercises every part of the engine contract: streaming,
 stop strings, num_predict, format, thinking, tool calls, logprobs and embeddings.
-Engine settings: ``echo_delay`` (seconds per token) and ``echo_allow_crash`` (the prompt
-``#crash`` then kills the worker process, to test engine isolation).
+Engine settings: ``echo_delay`` (seconds per token) and ``echo_allow_crash`` (the word
+``#crash`` then kills the worker process when it is reached, to test engine isolation).
 """
 
 from __future__ import annotations
@@ -85,8 +85,6 @@ class EchoEngine(Engine):
         return self._stream(last, request, tools=request.tools)
 
     async def _stream(self, text: str, request: GenerateRequest | ChatRequest, tools: list | None) -> AsyncIterator[Event]:
-        if self.allow_crash and text == "#crash":
-            os._exit(17)
         tokens = tokenize(text)
         if len(tokens) > self.settings.num_ctx:
             raise ContextOverflow("the input length exceeds the context length")
@@ -101,6 +99,8 @@ class EchoEngine(Engine):
             reply = json.dumps({"echo": text}) if request.format is not None else text
             out, reason = _limit(tokenize(reply), request.options)
             for token in out:
+                if self.allow_crash and token.strip() == "#crash":
+                    os._exit(17)
                 if self.delay:
                     await asyncio.sleep(self.delay)
                 logprobs = [TokenLogprob(token=token, logprob=0.0, bytes=list(token.encode()))] if request.logprobs else []
