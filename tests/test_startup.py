@@ -10,13 +10,15 @@ HEAVY = ("torch", "vllm", "llama_cpp", "mlx", "transformers", "numpy")
 CHECK = f"""
 import sys
 {{body}}
-print(",".join(m for m in {HEAVY!r} if m in sys.modules))
+print("HEAVY:" + ",".join(m for m in {HEAVY!r} if m in sys.modules))
 """
 
 
 def heavy_modules_after(body: str) -> list[str]:
     out = subprocess.run([sys.executable, "-c", CHECK.format(body=body)], capture_output=True, text=True, check=True)
-    return [m for m in out.stdout.strip().splitlines()[-1].split(",") if m]
+    line = out.stdout.splitlines()[-1]
+    assert line.startswith("HEAVY:"), out.stdout
+    return [m for m in line.removeprefix("HEAVY:").split(",") if m]
 
 
 def test_cli_help_imports_no_engine() -> None:
