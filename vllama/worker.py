@@ -87,14 +87,17 @@ class WorkerEngine(Engine):
         return self._conn.recv()
 
     def _read_loop(self) -> None:
-        while True:
-            try:
-                msg = self._conn.recv()
-            except (EOFError, OSError):
-                break
-            self._loop.call_soon_threadsafe(self._dispatch, msg)
-        self._process.join(5)
-        self._loop.call_soon_threadsafe(self._died)
+        try:
+            while True:
+                try:
+                    msg = self._conn.recv()
+                except (EOFError, OSError):
+                    break
+                self._loop.call_soon_threadsafe(self._dispatch, msg)
+            self._process.join(5)
+            self._loop.call_soon_threadsafe(self._died)
+        except RuntimeError:  # the event loop closed first: nobody is waiting any more
+            pass
 
     def _dispatch(self, msg: tuple[Any, ...]) -> None:
         kind, rid = msg[0], msg[1]

@@ -36,6 +36,7 @@ from vllama.types import (
     ModelRef,
     SamplingOptions,
     TokenLogprob,
+    TopLogprob,
     ToolCall,
     ToolCallFunction,
 )
@@ -101,9 +102,8 @@ class EchoEngine(Engine):
             for token in out:
                 if self.allow_crash and token.strip() == "#crash":
                     os._exit(17)
-                if self.delay:
-                    await asyncio.sleep(self.delay)
-                logprobs = [TokenLogprob(token=token, logprob=0.0, bytes=list(token.encode()))] if request.logprobs else []
+                await asyncio.sleep(self.delay)  # also lets concurrent streams interleave
+                logprobs = [_logprob(token, request.top_logprobs)] if request.logprobs else []
                 yield Delta(text=token, logprobs=logprobs)
             elapsed = time.perf_counter_ns() - start
             yield Done(
@@ -136,6 +136,12 @@ class EchoEngine(Engine):
 
     async def close(self) -> None:
         pass
+
+
+def _logprob(token: str, top: int) -> TokenLogprob:
+    alternatives = [TopLogprob(token=token, logprob=0.0, bytes=list(token.encode()))]
+    alternatives += [TopLogprob(token=f"<alt{i}>", logprob=-10.0 - i) for i in range(1, top)]
+    return TokenLogprob(token=token, logprob=0.0, bytes=list(token.encode()), top_logprobs=alternatives[:top])
 
 
 def tokenize(text: str) -> list[str]:
