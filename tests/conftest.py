@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from vllama.testing.gguf import tiny_model
-from vllama.testing.server import ServerProcess
+from vllama.testing.server import ServerProcess, create_model
 
 #: A template that makes the store see a chat model with tools and thinking.
 CHAT_TEMPLATE = "{% for m in messages %}{{ m.content }}{% endfor %}{% if tools %}{% endif %}<think>"
@@ -22,20 +21,14 @@ def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_model(tmp_path_factory.mktemp("weights") / "tiny.gguf", template=CHAT_TEMPLATE)
 
 
-def create_model(url: str, name: str, gguf: Path, **fields: object) -> None:
-    """Upload a GGUF as a blob and create a model from it over the API."""
-    import hashlib
-
-    data = gguf.read_bytes()
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    httpx.post(f"{url}/api/blobs/{digest}", content=data).raise_for_status()
-    body = {"model": name, "files": {gguf.name: digest}, "stream": False, **fields}
-    r = httpx.post(f"{url}/api/create", json=body, timeout=30)
-    assert r.status_code == 200, r.text
-
-
 def start_server(tmp_path: Path, **env: str) -> ServerProcess:
+    """A ``vllama serve`` with only the echo backend, and ``env`` settings."""
     return ServerProcess(tmp_path / "models", {**ECHO_ENV, **env}).start()
+
+
+@pytest.fixture
+def echo_server_with() -> Callable[..., ServerProcess]:
+    return start_server
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import create_model, start_server
+from vllama.testing.server import ServerProcess, create_model
 
 WORDS = " ".join(f"w{i}" for i in range(30))
 
@@ -34,8 +34,8 @@ def generate(url: str, model: str, prompt: str = "hi", **body: object) -> httpx.
     return httpx.post(url + "/api/generate", json={"model": model, "prompt": prompt, "stream": False, **body}, timeout=60)
 
 
-def test_keep_alive(tmp_path: Path, tiny_gguf: Path) -> None:
-    with start_server(tmp_path, VLLAMA_KEEP_ALIVE="1") as server:
+def test_keep_alive(tmp_path: Path, tiny_gguf: Path, echo_server_with: Callable[..., ServerProcess]) -> None:
+    with echo_server_with(tmp_path, VLLAMA_KEEP_ALIVE="1") as server:
         create_model(server.url, "m", tiny_gguf)
         assert generate(server.url, "m").status_code == 200
         assert "m:latest" in ps(server.url)
@@ -51,8 +51,8 @@ def test_keep_alive(tmp_path: Path, tiny_gguf: Path) -> None:
         assert wait_for(lambda: "m:latest" not in ps(server.url), 2), "keep_alive 0 must unload at once"
 
 
-def test_least_recently_used_model_is_evicted(tmp_path: Path, tiny_gguf: Path) -> None:
-    with start_server(tmp_path, VLLAMA_MAX_LOADED_MODELS="2") as server:
+def test_least_recently_used_model_is_evicted(tmp_path: Path, tiny_gguf: Path, echo_server_with: Callable[..., ServerProcess]) -> None:
+    with echo_server_with(tmp_path, VLLAMA_MAX_LOADED_MODELS="2") as server:
         for name in ("a", "b", "c"):
             create_model(server.url, name, tiny_gguf)
         for name in ("a", "b", "a"):
@@ -72,8 +72,8 @@ def _stream_in_thread(url: str, model: str, results: list, prompt: str = WORDS) 
     return t
 
 
-def test_per_model_parallelism_and_queue_visibility(tmp_path: Path, tiny_gguf: Path) -> None:
-    with start_server(tmp_path, VLLAMA_NUM_PARALLEL_MODELS="wide=3") as server:
+def test_per_model_parallelism_and_queue_visibility(tmp_path: Path, tiny_gguf: Path, echo_server_with: Callable[..., ServerProcess]) -> None:
+    with echo_server_with(tmp_path, VLLAMA_NUM_PARALLEL_MODELS="wide=3") as server:
         create_model(server.url, "slow", tiny_gguf, parameters={"echo_delay": 0.05, "num_parallel": 2})
         create_model(server.url, "wide", tiny_gguf, parameters={"echo_delay": 0.05, "num_parallel": 2})
         results: list = []
@@ -89,8 +89,8 @@ def test_per_model_parallelism_and_queue_visibility(tmp_path: Path, tiny_gguf: P
         assert ps(server.url)["wide:latest"]["parallel"] == 3, "the per-model setting overrides the Modelfile"
 
 
-def test_full_queue_answers_503(tmp_path: Path, tiny_gguf: Path) -> None:
-    with start_server(tmp_path, VLLAMA_MAX_QUEUE="2") as server:
+def test_full_queue_answers_503(tmp_path: Path, tiny_gguf: Path, echo_server_with: Callable[..., ServerProcess]) -> None:
+    with echo_server_with(tmp_path, VLLAMA_MAX_QUEUE="2") as server:
         create_model(server.url, "slow", tiny_gguf, parameters={"echo_delay": 0.1, "num_parallel": 1})
         generate(server.url, "slow", "")
         results: list = []
@@ -107,8 +107,8 @@ def test_full_queue_answers_503(tmp_path: Path, tiny_gguf: Path) -> None:
         assert generate(server.url, "slow", "ok").json()["response"] == "ok"
 
 
-def test_disconnect_frees_the_slot_at_once(tmp_path: Path, tiny_gguf: Path) -> None:
-    with start_server(tmp_path) as server:
+def test_disconnect_frees_the_slot_at_once(tmp_path: Path, tiny_gguf: Path, echo_server_with: Callable[..., ServerProcess]) -> None:
+    with echo_server_with(tmp_path) as server:
         create_model(server.url, "slow", tiny_gguf, parameters={"echo_delay": 0.2, "num_parallel": 1})
         with httpx.stream("POST", server.url + "/api/generate", json={"model": "slow", "prompt": WORDS}, timeout=30) as r:
             lines = r.iter_lines()
@@ -121,8 +121,8 @@ def test_disconnect_frees_the_slot_at_once(tmp_path: Path, tiny_gguf: Path) -> N
         assert time.monotonic() - started < 5
 
 
-def test_an_engine_crash_is_not_a_server_crash(tmp_path: Path, tiny_gguf: Path) -> None:
-    with start_server(tmp_path) as server:
+def test_an_engine_crash_is_not_a_server_crash(tmp_path: Path, tiny_gguf: Path, echo_server_with: Callable[..., ServerProcess]) -> None:
+    with echo_server_with(tmp_path) as server:
         create_model(server.url, "fragile", tiny_gguf, parameters={"backend": "echo-isolated", "echo_allow_crash": True})
         assert generate(server.url, "fragile", "before").json()["response"] == "before"
         r = generate(server.url, "fragile", "#crash")
@@ -132,8 +132,8 @@ def test_an_engine_crash_is_not_a_server_crash(tmp_path: Path, tiny_gguf: Path) 
         assert ps(server.url)["fragile:latest"]["backend"] == "echo-isolated"
 
 
-def test_stream_error_mid_way_is_a_final_error_line(tmp_path: Path, tiny_gguf: Path) -> None:
-    with start_server(tmp_path) as server:
+def test_stream_error_mid_way_is_a_final_error_line(tmp_path: Path, tiny_gguf: Path, echo_server_with: Callable[..., ServerProcess]) -> None:
+    with echo_server_with(tmp_path) as server:
         create_model(server.url, "fragile", tiny_gguf, parameters={"backend": "echo-isolated", "echo_allow_crash": True, "echo_delay": 0.05})
         r = httpx.post(server.url + "/api/chat", json={"model": "fragile", "messages": [
             {"role": "user", "content": "one two #crash three"}]}, timeout=30)  # fmt: skip
@@ -144,7 +144,7 @@ def test_stream_error_mid_way_is_a_final_error_line(tmp_path: Path, tiny_gguf: P
 
 
 @pytest.mark.parametrize("origin_env", [{"VLLAMA_ORIGINS": "https://app.example"}, {"OLLAMA_ORIGINS": "https://app.example"}])
-def test_origins_setting(tmp_path: Path, origin_env: dict[str, str]) -> None:
-    with start_server(tmp_path, **origin_env) as server:
+def test_origins_setting(tmp_path: Path, origin_env: dict[str, str], echo_server_with: Callable[..., ServerProcess]) -> None:
+    with echo_server_with(tmp_path, **origin_env) as server:
         assert httpx.get(server.url + "/api/tags", headers={"Origin": "https://app.example"}).status_code == 200
         assert httpx.get(server.url + "/api/tags", headers={"Origin": "https://other.example"}).status_code == 403

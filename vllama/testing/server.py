@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -74,7 +75,18 @@ class ServerProcess:
                 self.process.wait()
 
     def __enter__(self) -> ServerProcess:
-        return self.start()
+        return self if self.alive() else self.start()
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.stop()
+
+
+def create_model(url: str, name: str, weights: Path, **fields: object) -> None:
+    """Upload a GGUF file as a blob and create the model ``name`` from it over the API."""
+    data = weights.read_bytes()
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    httpx.post(f"{url}/api/blobs/{digest}", content=data, timeout=60).raise_for_status()
+    body = {"model": name, "files": {weights.name: digest}, "stream": False, **fields}
+    response = httpx.post(f"{url}/api/create", json=body, timeout=60)
+    if response.status_code != 200:
+        raise RuntimeError(f"creating {name} failed: {response.text}")
