@@ -15,7 +15,8 @@ def parse_go_duration(text: str) -> float:
     """Parse a Go ``time.ParseDuration`` string ("5m", "1h30m", "-1s", "0") into seconds."""
     s = text.strip()
     sign = -1.0 if s.startswith("-") else 1.0
-    s = s.lstrip("+-")
+    if s[:1] in ("+", "-"):
+        s = s[1:]
     if s == "0":
         return 0.0
     if not s:

@@ -95,7 +95,9 @@ def read(path: str | Path, *, check_size: bool = True) -> GGUFFile:
     with path.open("rb") as f:
         try:
             gguf = _read_header(f)
-        except (struct.error, UnicodeDecodeError, EOFError, OverflowError, MemoryError) as e:
+        except (struct.error, UnicodeError, EOFError, OverflowError, MemoryError, ValueError, TypeError, RecursionError, OSError) as e:
+            if isinstance(e, InvalidGGUF):
+                raise
             raise InvalidGGUF(f"{path.name}: invalid GGUF file: truncated or corrupt header ({e})") from None
     gguf.file_size = size
     if check_size:
@@ -133,7 +135,9 @@ def _read_header(f: BinaryIO) -> GGUFFile:
         shape = _unpack(f, f"<{n_dims}Q")
         ggml_type, offset = _unpack(f, "<IQ")
         tensors[name] = (tuple(shape), ggml_type, offset)
-    alignment = int(metadata.get("general.alignment", 32)) or 32
+    alignment = metadata.get("general.alignment", 32)
+    if not isinstance(alignment, int) or isinstance(alignment, bool) or alignment <= 0 or alignment & (alignment - 1):
+        raise InvalidGGUF("invalid GGUF file: general.alignment must be a power of two")
     pos = f.tell()
     return GGUFFile(version, metadata, tensors, data_offset=(pos + alignment - 1) // alignment * alignment)
 
@@ -163,6 +167,8 @@ def _value(f: BinaryIO, vtype: int) -> Any:
         return _string(f)
     if vtype == _ARRAY:
         item_type, n = _unpack(f, "<IQ")
+        if item_type == _ARRAY or n > 1 << 32:
+            raise InvalidGGUF("invalid GGUF file: unsupported or implausible array")
         if item_type in _SCALARS and n > _MAX_KEPT_ARRAY:
             f.seek(struct.calcsize(_SCALARS[item_type]) * n, 1)
             return None

@@ -101,7 +101,7 @@ def _unquote(value: str) -> str:
 
 
 def _instructions(text: str):  # -> Iterator[tuple[int, str, str]]
-    lines = text.splitlines()
+    lines = text.replace("\r\n", "\n").split("\n")
     i = 0
     while i < len(lines):
         line = lines[i].strip()
@@ -145,9 +145,9 @@ def render(mf: Modelfile) -> str:
     """Write a Modelfile back, as ``vllama show --modelfile`` and /api/show print it."""
     out = [f"FROM {mf.from_}"]
     if mf.template is not None:
-        out.append(f'TEMPLATE """{mf.template}"""')
+        out.append(f"TEMPLATE {_quote(mf.template, triple=True)}")
     if mf.system is not None:
-        out.append(f'SYSTEM """{mf.system}"""')
+        out.append(f"SYSTEM {_quote(mf.system, triple=True)}")
     for adapter in mf.adapters:
         out.append(f"ADAPTER {adapter}")
     for key, value in mf.parameters.items():
@@ -156,7 +156,7 @@ def render(mf: Modelfile) -> str:
     for msg in mf.messages:
         out.append(f"MESSAGE {msg['role']} {_quote(msg['content'])}")
     for text in mf.license:
-        out.append(f'LICENSE """{text}"""')
+        out.append(f"LICENSE {_quote(text, triple=True)}")
     return "\n".join(out) + "\n"
 
 
@@ -168,8 +168,15 @@ def _param_text(value: Any) -> str:
     return json.dumps(value) if not isinstance(value, (int, float)) else str(value)
 
 
-def _quote(text: str) -> str:
-    if "\n" in text and '"""' not in text:
-        return f'"""{text}"""'
-    return json.dumps(text, ensure_ascii=False)
+def _quote(text: str, *, triple: bool = False) -> str:
+    """Triple quotes where they read well and parse back exactly, else a JSON string."""
+    lines = text.split("\n")
+    readable = (
+        triple
+        and '"""' not in text
+        and not text.endswith('"')
+        and all(line == line.rstrip() and line.isprintable() for line in lines)
+        and text == text.lstrip()
+    )
+    return f'"""{text}"""' if readable else json.dumps(text, ensure_ascii=False)
 

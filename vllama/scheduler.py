@@ -14,7 +14,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +82,8 @@ class Scheduler:
         self.settings = settings
         self.runners: dict[str, Runner] = {}
         self.pending = 0
+        #: Called with each runner once its engine has loaded (metrics listen here).
+        self.on_loaded: list[Callable[[Runner], None]] = []
         self._changed = asyncio.Condition()
 
     # -- the request path -------------------------------------------------------------
@@ -194,6 +196,8 @@ class Scheduler:
         runner.load_duration_ns = time.perf_counter_ns() - start
         runner.loading = None
         log.info("loaded %s in %.2fs", model.name, runner.load_duration_ns / 1e9)
+        for listener in self.on_loaded:
+            listener(runner)
         return engine
 
     async def _make_room(self) -> None:

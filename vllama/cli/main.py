@@ -22,7 +22,7 @@ def cli() -> None:
 
 
 def main() -> None:
-    from vllama.cli import client, inspect, serve  # noqa: F401 - they register commands
+    from vllama.cli import bench, client, inspect, serve  # noqa: F401 - they register commands
 
     _register_plugin_commands()
     cli(prog_name="vllama")

@@ -14,7 +14,7 @@ from litestar.plugins import InitPlugin
 
 from vllama import __version__
 from vllama.core import Vllama
-from vllama.server import ollama_generate, ollama_models, openai_routes
+from vllama.server import metrics, ollama_generate, ollama_models, openai_routes
 from vllama.server.cors import OriginGuard
 from vllama.server.errors import HANDLERS
 
@@ -30,13 +30,14 @@ class VllamaPlugin(InitPlugin):
         self.vllama = vllama
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
-        routes: list[Any] = [*ollama_models.ROUTES, *ollama_generate.ROUTES, *openai_routes.ROUTES]
+        routes: list[Any] = [*ollama_models.ROUTES, *ollama_generate.ROUTES, *openai_routes.ROUTES, *metrics.ROUTES]
         self.vllama.pm.hook.register_routes(register=routes.append)
         app_config.route_handlers.extend(routes)
         app_config.exception_handlers = {**HANDLERS, **app_config.exception_handlers}
         app_config.state["vllama"] = self.vllama
         app_config.lifespan.append(self._lifespan)
         app_config.middleware.insert(0, DefineMiddleware(OriginGuard, origins=self.vllama.settings.origins))
+        app_config.middleware.insert(0, DefineMiddleware(metrics.RequestMetrics, metrics=metrics.metrics_for(self.vllama)))
         return app_config
 
     @contextlib.asynccontextmanager

@@ -39,7 +39,7 @@ def wire_tool_calls(calls: list[ToolCall]) -> list[w.WireToolCall] | None:
     if not calls:
         return None
     return [
-        w.WireToolCall(id=c.id, function=w.WireToolCallFunction(name=c.function.name, arguments=c.function.arguments, index=c.function.index))
+        w.WireToolCall(id=c.id, function=w.WireToolCallFunction(name=c.function.name, arguments=c.function.arguments, index=c.function.index or 0))
         for c in calls
     ]
 

@@ -48,10 +48,10 @@ class GenerateBody(Request, kw_only=True):
     _debug_render_only: bool = msgspec.field(default=False, name="_debug_render_only")
 
 
-class WireToolCallFunction(msgspec.Struct, omit_defaults=True, kw_only=True):
+class WireToolCallFunction(msgspec.Struct, kw_only=True):
+    index: int = 0
     name: str
     arguments: dict[str, Any] = {}
-    index: int | None = None
 
 
 class WireToolCall(msgspec.Struct, omit_defaults=True, kw_only=True):

@@ -23,6 +23,7 @@ from vllama.core import Vllama
 from vllama.durations import keep_alive_seconds
 from vllama.engine import Backend, Engine
 from vllama.errors import BadRequest, EngineError, Unsupported
+from vllama.server import metrics
 from vllama.types import ChatRequest, Event, GenerateRequest, Message, ModelRef, Tool
 
 
@@ -134,6 +135,7 @@ async def start(
     options: dict[str, Any],
 ) -> Run:
     """Schedule the request and fetch its first event, so that errors come before headers."""
+    started = now_ns()
     call: Callable[[Engine], AsyncIterator[Event]] = (
         (lambda e: e.chat(request)) if isinstance(request, ChatRequest) else (lambda e: e.generate(request))  # type: ignore[arg-type]
     )
@@ -154,7 +156,7 @@ async def start(
     except BaseException:
         await stream.aclose()
         raise
-    return Run(load_ns, _chain(first, stream))
+    return Run(load_ns, metrics.observe(v, model.name, started, now_ns(), _chain(first, stream)))
 
 
 async def _chain(first: Event, rest: AsyncIterator[Event]) -> AsyncIterator[Event]:

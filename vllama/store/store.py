@@ -257,6 +257,7 @@ class ModelStore:
         if ggufs:
             raise BadRequest("a GGUF model is one .gguf file; got several files")
         progress("reading model metadata")
+        self.root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.root) as tmp:
             for rel, digest in files.items():
                 link = Path(tmp) / rel
@@ -291,27 +292,31 @@ class ModelStore:
         self._write_manifest(destination, found[0])
 
     def delete(self, name: ModelName) -> None:
-        path = self._manifest_path(name)
-        if not path.is_file():
+        """Remove a model, and those of its blobs that no other model uses."""
+        found = self._read(name)
+        if found is None:
             raise ModelNotFound(name.display)
-        path.unlink()
-        self.prune()
-
-    def prune(self) -> None:
-        """Remove blobs and snapshots no manifest refers to."""
-        used: set[str] = set()
-        digests: set[str] = set()
-        for ref in self.list():
-            manifest, raw = self._read_ref(ref)
-            digests.add(hashlib.sha256(raw).hexdigest())
-            used.add(manifest.config.digest)
-            used.update(layer.digest for layer in manifest.layers)
-        for digest in self.blobs.all() - used:
+        manifest, _ = found
+        self._manifest_path(name).unlink()
+        own = {manifest.config.digest, *(layer.digest for layer in manifest.layers)}
+        used, snapshots = self._in_use()
+        for digest in own - used:
             self.blobs.remove(digest)
         if self._snapshots.is_dir():
             for snap in self._snapshots.iterdir():
-                if snap.name not in digests:
+                if not snap.name.startswith(".") and snap.name not in snapshots:
                     shutil.rmtree(snap, ignore_errors=True)
+
+    def _in_use(self) -> tuple[set[str], set[str]]:
+        """Blob digests and snapshot names that installed models refer to."""
+        used: set[str] = set()
+        snapshots: set[str] = set()
+        for ref in self.list():
+            manifest, raw = self._read_ref(ref)
+            snapshots.add(hashlib.sha256(raw).hexdigest())
+            used.add(manifest.config.digest)
+            used.update(layer.digest for layer in manifest.layers)
+        return used, snapshots
 
 
 def _is_gguf(path: Path) -> bool:

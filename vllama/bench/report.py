@@ -1,0 +1,72 @@
+"""A benchmark's result as a plain-text table, or as JSON."""
+
+from __future__ import annotations
+
+import msgspec
+
+from vllama.bench.runner import BenchResult
+from vllama.bench.stats import Comparison, LevelStats, Percentiles
+
+HEADER = ["server", "conc", "reqs", "errs", "req/s", "tok/s", "TTFT ms p50/p95/p99", "ITL ms p50/p95/p99", "E2E s p50/p95/p99"]
+NUMERIC = {1, 2, 3, 4, 5}
+
+
+def to_json(result: BenchResult) -> str:
+    return msgspec.json.format(msgspec.json.encode(result), indent=2).decode()
+
+
+def _ms(value: float) -> str:
+    ms = value * 1000
+    return f"{ms:.1f}" if ms < 100 else f"{ms:.0f}"
+
+
+def _spread(p: Percentiles | None, scale: str) -> str:
+    if p is None:
+        return "-"
+    cell = _ms if scale == "ms" else (lambda v: f"{v:.2f}")
+    return " / ".join(cell(v) for v in (p.p50, p.p95, p.p99))
+
+
+def _times(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}x"
+
+
+def _row(s: LevelStats) -> list[str]:
+    tokens = f"{s.tokens_per_s:.1f}" + ("*" if s.estimated_tokens else "")
+    return [s.target, str(s.concurrency), str(s.requests), str(s.errors), f"{s.requests_per_s:.2f}", tokens,
+            _spread(s.ttft_s, "ms"), _spread(s.itl_s, "ms"), _spread(s.e2e_s, "s")]  # fmt: skip
+
+
+def _ratio_row(concurrency: int, c: Comparison) -> list[str]:
+    return ["ratio", str(concurrency), "", "", "", _times(c.throughput_ratio), _times(c.ttft_ratio), "", _times(c.latency_ratio)]
+
+
+def _align(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(cell.rjust(w) if i in NUMERIC else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip()
+        for row in rows
+    ]
+
+
+def table(result: BenchResult) -> str:
+    """The results, one row per server and level, with a ratio row per level for two servers."""
+    rows = [HEADER]
+    for level in result.levels:
+        rows += [_row(s) for s in level.results]
+        if level.comparison is not None:
+            rows.append(_ratio_row(level.concurrency, level.comparison))
+    lines = _align(rows)
+    w = result.workload
+    lines.insert(0, f"{', '.join(f'{t.name} ({t.api}, {t.model})' for t in result.targets)}: "
+                    f"prompt {w.prompt if w.prompt in ('short', 'long') else 'custom'}, {w.num_predict} tokens, "
+                    f"{'streaming' if w.stream else 'not streaming'}, temperature {w.temperature:g}")  # fmt: skip
+    notes = []
+    if len(result.targets) == 2:
+        a, b = (t.name for t in result.targets)
+        notes.append(f"ratio: {a} vs {b} (tok/s {a}÷{b}; TTFT and E2E p50 {b}÷{a}): above 1, {a} is faster.")
+    if any(s.estimated_tokens for level in result.levels for s in level.results):
+        notes.append("*: the server reported no token usage; tokens are counted as streamed chunks.")
+    for level in result.levels:
+        notes += [f"{s.target} level {s.concurrency}: {s.errors} of {s.requests} failed; first: {s.first_error}" for s in level.results if s.errors]
+    return "\n".join([*lines, *([""] + notes if notes else [])])

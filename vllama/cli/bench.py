@@ -1,0 +1,71 @@
+"""``vllama bench``: measure a server that speaks Ollama's or OpenAI's API, or two side by side."""
+
+from __future__ import annotations
+
+import click
+
+from vllama.cli.main import cli
+
+APIS = click.Choice(["ollama", "openai"])
+
+
+def _levels(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        levels = tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter("use positive integers separated by commas, e.g. 1,8,32") from None
+    if not levels or min(levels) < 1:
+        raise click.BadParameter("use positive integers separated by commas, e.g. 1,8,32")
+    return levels
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--url", help="Server to measure (default VLLAMA_HOST or OLLAMA_HOST, else http://127.0.0.1:11434).")
+@click.option("--api", type=APIS, default="ollama", show_default=True, help="The API to drive: /api/chat or /v1/chat/completions.")
+@click.option("--name", help="The server's name in the results (default host:port).")
+@click.option("--against", "against_url", metavar="URL", help="A second server, run level by level beside the first.")
+@click.option("--against-api", type=APIS, help="The second server's API (default --api).")
+@click.option("--against-model", help="The second server's model name (default MODEL).")
+@click.option("--against-name", help="The second server's name in the results (default host:port).")
+@click.option("-c", "--concurrency", default="1,8,32", show_default=True, callback=_levels, help="Concurrency levels; 1 is sequential.")
+@click.option("-n", "--requests", type=click.IntRange(min=1), help="Requests per level (default twice the concurrency, at least 4).")
+@click.option("--stream/--no-stream", default=True, show_default=True, help="Stream responses (TTFT and ITL need it).")
+@click.option("--prompt", default="short", show_default=True, help="short, long (about 1,300 tokens) or the prompt's text.")
+@click.option("--num-predict", type=click.IntRange(min=1), default=128, show_default=True, help="Tokens to generate per request.")
+@click.option("--ignore-eos/--no-ignore-eos", default=True, show_default=True, help="Send ignore_eos on the OpenAI API, so every reply is --num-predict long.")
+@click.option("--temperature", type=float, default=0.0, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=0), default=1, show_default=True, help="Requests per server before measuring.")
+@click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds one request may take.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def bench(model: str, url: str | None, api: str, name: str | None, against_url: str | None, against_api: str | None,
+          against_model: str | None, against_name: str | None, concurrency: tuple[int, ...], requests: int | None,
+          stream: bool, prompt: str, num_predict: int, ignore_eos: bool, temperature: float, warmup: int,
+          timeout: float, as_json: bool) -> None:  # fmt: skip
+    """Measure MODEL's throughput and latency on a server, at each concurrency level.
+
+    Reports time to first token, inter-token latency and end-to-end latency (p50/p95/p99),
+    requests/s and generated tokens/s, counted from the server's own usage fields. With
+    --against, ratios above 1 mean the first server is faster.
+    """
+    import asyncio
+
+    from vllama.bench import report, runner
+    from vllama.bench.workload import Target, Workload, default_name
+    from vllama.config import Settings
+
+    url = url or Settings.from_env().url
+    targets = [Target(name=name or default_name(url), url=url, api=api, model=model)]  # type: ignore[arg-type]
+    if against_url:
+        targets.append(Target(name=against_name or default_name(against_url), url=against_url,
+                              api=against_api or api, model=against_model or model))  # type: ignore[arg-type]  # fmt: skip
+    if len({t.name for t in targets}) < len(targets):
+        raise click.UsageError("both servers have the same name; set --name or --against-name")
+    workload = Workload(prompt=prompt, concurrency=concurrency, requests=requests, stream=stream, num_predict=num_predict,
+                        temperature=temperature, ignore_eos=ignore_eos, warmup=warmup, timeout=timeout)  # fmt: skip
+    result = asyncio.run(runner.run(targets, workload, runner.tty_progress()))
+    click.echo(report.to_json(result) if as_json else report.table(result))
+    for target in targets:
+        stats = [s for level in result.levels for s in level.results if s.target == target.name]
+        if all(s.errors == s.requests for s in stats):
+            raise click.ClickException(f"every request to {target.name} failed; first: {stats[0].first_error}")
