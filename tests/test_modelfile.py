@@ -19,23 +19,19 @@ _FLOAT_OPTIONS = ["top_p", "min_p", "typical_p", "temperature", "repeat_penalty"
 ints = st.integers(min_value=-(2**31), max_value=2**31)
 floats = st.floats(allow_nan=False, allow_infinity=False, width=64)
 
-# One line of text: printable, no characters that splitlines() treats as a line break, no
-# leading/trailing whitespace and no quote at either end (see the xfail cases below).
-_LINE_CHARS = st.characters(
-    codec="utf-8",
-    exclude_categories=("Cc", "Cs", "Zl", "Zp"),
-    exclude_characters='\x1c\x1d\x1e\x85"',
-)
-_line = st.text(_LINE_CHARS, min_size=1, max_size=20).map(str.strip).filter(bool)
-# Quotes inside a line are fine; they only break the form at the very end of a value.
-_quoted_inside = st.builds(lambda a, b: f'{a} "{b}" {a}', _line, _line)
-lines = st.one_of(_line, _quoted_inside)
-texts = st.lists(lines, min_size=1, max_size=4).map("\n".join).filter(lambda t: '"""' not in t)
+# Any text: edge whitespace, quotes at either end, \r, triple quotes and the characters that
+# str.splitlines() also breaks on are all fair game.
+_SPLITLINES_ONLY = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+_CHARS = st.characters(codec="utf-8", exclude_categories=("Cs",))
+_TRICKY = st.sampled_from(['"', '"""', "\n", "\r\n", "\r", " ", "\t", "#", "\\", "'", "PARAMETER ", "\nFROM y\n",
+                           *_SPLITLINES_ONLY])
+texts = st.lists(st.one_of(st.text(_CHARS, max_size=10), _TRICKY), max_size=6).map("".join)
+_line = st.text(_CHARS, min_size=1, max_size=20).filter(lambda t: t.strip() != "")
 
 stop_words = st.one_of(
-    st.sampled_from(["<|im_end|>", "<|eot_id|>", "</s>", "User:", "###", "a b", '"quoted"', "\t", " lead", "trail "]),
-    _line,
-    _quoted_inside,
+    st.sampled_from(["<|im_end|>", "<|eot_id|>", "</s>", "User:", "###", "a b", '"quoted"', "\t", " lead", "trail ",
+                     "\n", "\n\n", "User:\n"]),
+    texts.filter(bool),
 )
 
 
@@ -249,26 +245,55 @@ def test_errors(text: str, message: str) -> None:
     assert info.value.status == 400
 
 
-# -- known round-trip bugs (see the report): the exact failing cases -----------------------
+# -- regressions: cases that did not round-trip before render() learnt when to use JSON strings --
 
-_BUGS = [
-    # render writes SYSTEM """say "hi"""" and the parser stops at the first """.
-    pytest.param(Modelfile(from_="x", system='say "hi"'), id="system-ends-with-quote"),
-    pytest.param(Modelfile(from_="x", template='{{ .Prompt }}"'), id="template-ends-with-quote"),
-    pytest.param(Modelfile(from_="x", system='a """ b'), id="system-contains-triple-quote"),
-    # render uses """...""" for a stop with a newline; the parser strips the value.
-    pytest.param(Modelfile(from_="x", parameters={"stop": ["\n"]}), id="stop-newline"),
-    pytest.param(Modelfile(from_="x", parameters={"stop": ["\n\n"]}), id="stop-double-newline"),
-    pytest.param(Modelfile(from_="x", parameters={"stop": ["User:\n"]}), id="stop-trailing-newline"),
-    pytest.param(Modelfile(from_="x", messages=[{"role": "user", "content": " a\nb "}]), id="message-edge-space"),
-    pytest.param(Modelfile(from_="x", messages=[{"role": "user", "content": 'a\nb"'}]), id="message-ends-quote"),
-    # the first line of a multi-line value is stripped; splitlines() breaks on \r, \x0c, \u2028...
-    pytest.param(Modelfile(from_="x", system="a  \nb"), id="system-trailing-space-first-line"),
-    pytest.param(Modelfile(from_="x", system="a\rb"), id="system-carriage-return"),
+
+@pytest.mark.parametrize(
+    "mf",
+    [
+        pytest.param(Modelfile(from_="x", system='say "hi"'), id="system-ends-with-quote"),
+        pytest.param(Modelfile(from_="x", template='{{ .Prompt }}"'), id="template-ends-with-quote"),
+        pytest.param(Modelfile(from_="x", system='a """ b'), id="system-contains-triple-quote"),
+        pytest.param(Modelfile(from_="x", parameters={"stop": ["\n"]}), id="stop-newline"),
+        pytest.param(Modelfile(from_="x", parameters={"stop": ["\n\n"]}), id="stop-double-newline"),
+        pytest.param(Modelfile(from_="x", parameters={"stop": ["User:\n"]}), id="stop-trailing-newline"),
+        pytest.param(Modelfile(from_="x", messages=[{"role": "user", "content": " a\nb "}]), id="message-edge-space"),
+        pytest.param(Modelfile(from_="x", messages=[{"role": "user", "content": 'a\nb"'}]), id="message-ends-quote"),
+        pytest.param(Modelfile(from_="x", system="a  \nb"), id="system-trailing-space-first-line"),
+        pytest.param(Modelfile(from_="x", system="a\rb"), id="system-carriage-return"),
+        pytest.param(Modelfile(from_="x", license=["\n  indented\n"]), id="license-edge-newlines"),
+    ],
+)
+def test_round_trip_regressions(mf: Modelfile) -> None:
+    assert parse(render(mf)) == mf
+
+
+def test_multiline_values_stay_readable() -> None:
+    text = render(Modelfile(from_="x", system="line one\nline two", template="{{ .System }}\n{{ .Prompt }}"))
+    assert 'SYSTEM """line one\nline two"""' in text
+    assert 'TEMPLATE """{{ .System }}\n{{ .Prompt }}"""' in text
+
+
+# -- regressions: parse() split lines with str.splitlines(), which also breaks on \x0b \x0c
+# \x1c-\x1e \x85 \u2028 \u2029; render() writes those raw, so they became "\n" or an error.
+
+_SPLITLINES_CASES = [
+    pytest.param(Modelfile(from_="x", license=["GPL text\x0cpage two"]), id="license-form-feed"),
+    pytest.param(Modelfile(from_="x", system="a\x0bb"), id="system-vertical-tab"),
+    pytest.param(Modelfile(from_="x", system="a\u2028b"), id="system-line-separator"),
+    pytest.param(Modelfile(from_="x", messages=[{"role": "user", "content": "a\u2028b"}]), id="message-line-separator"),
+    pytest.param(Modelfile(from_="x", parameters={"stop": ["a\x85b"]}), id="stop-next-line"),
+    pytest.param(Modelfile(from_="x", template="{{ .Prompt }}\u2029"), id="template-paragraph-separator"),
+    pytest.param(Modelfile(from_="x", system="windows\r\nline endings"), id="system-crlf"),
+    pytest.param(Modelfile(from_="x", messages=[{"role": "user", "content": "lone\rcr"}]), id="message-cr"),
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: modelfile.render output does not parse back to the same Modelfile")
-@pytest.mark.parametrize("mf", _BUGS)
-def test_known_round_trip_bugs(mf: Modelfile) -> None:
+def test_crlf_modelfile_parses_like_lf() -> None:
+    text = 'FROM x\nPARAMETER top_k 3\nSYSTEM """a\nb"""\nMESSAGE user hi\n'
+    assert parse(text.replace("\n", "\r\n")) == parse(text)
+
+
+@pytest.mark.parametrize("mf", _SPLITLINES_CASES)
+def test_splitlines_regressions(mf: Modelfile) -> None:
     assert parse(render(mf)) == mf

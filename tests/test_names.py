@@ -29,15 +29,12 @@ def names(draw: st.DrawFn) -> ModelName:
 
 
 @given(names())
-def test_display_round_trips(name: ModelName) -> None:
+def test_display_and_full_round_trip(name: ModelName) -> None:
     parsed = parse_name(name.display)
     assert parsed == name
     assert parsed.display == name.display
     assert parsed.parts == name.parts
-
-
-@given(names())
-def test_full_round_trips(name: ModelName) -> None:
+    assert all(p == p.lower() for p in name.parts)
     assert parse_name(name.full) == name
     assert parse_name(name.full).full == name.full
 
@@ -47,11 +44,6 @@ def test_case_insensitive_equality(name: ModelName) -> None:
     upper, lower, swapped = (parse_name(f(name.full)) for f in (str.upper, str.lower, str.swapcase))
     assert upper == lower == swapped == name
     assert len({hash(upper), hash(lower), hash(swapped), hash(name)}) == 1
-
-
-@given(names())
-def test_parts_are_lower_case(name: ModelName) -> None:
-    assert all(p == p.lower() for p in name.parts)
 
 
 def test_case_is_kept_for_display_but_not_for_comparison() -> None:

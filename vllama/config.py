@@ -28,10 +28,10 @@ OLLAMA_ALIASES = (
 def env(name: str, environ: Mapping[str, str] | None = None) -> str | None:
     """``VLLAMA_<name>``, else ``OLLAMA_<name>`` where Ollama has that setting, else None."""
     environ = os.environ if environ is None else environ
-    value = environ.get(f"VLLAMA_{name}")
+    value = environ.get(f"VLLAMA_{name}") or None
     if value is None and name in OLLAMA_ALIASES:
-        value = environ.get(f"OLLAMA_{name}")
-    return value if value not in (None, "") else None
+        value = environ.get(f"OLLAMA_{name}") or None
+    return value
 
 
 def parse_host(value: str | None) -> tuple[str, int]:
@@ -120,7 +120,7 @@ def _int(name: str, raw: str) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise ValueError(f"VLLAMA_{name} must be an integer, got {raw!r}") from None
+        raise ValueError(f"VLLAMA_{name} (or OLLAMA_{name}) must be an integer, got {raw!r}") from None
 
 
 def _csv(raw: str) -> tuple[str, ...]:

@@ -69,8 +69,6 @@ def validate(options: Mapping[str, Any], *, engine_settings: frozenset[str] = fr
     for key in ("num_ctx", "num_batch", "num_parallel"):
         if key in out and out[key] < 1:
             raise BadRequest(f'option "{key}" must be a positive integer')
-    if "top_logprobs" in out:
-        del out["top_logprobs"]
     return out
 
 

@@ -147,3 +147,14 @@ def test_pull_of_an_unknown_model_says_why(client: ollama.Client) -> None:
     with pytest.raises(ollama.ResponseError) as e:
         client.pull("library/unknown-model")
     assert "not supported" in e.value.error
+
+
+def test_large_blobs_upload(client: ollama.Client, tmp_path: Path) -> None:
+    """Model files are gigabytes: uploads are streamed to disk with no body size limit."""
+    import hashlib
+    import os
+
+    data = os.urandom(24 * 1024 * 1024)
+    path = tmp_path / "big.bin"
+    path.write_bytes(data)
+    assert client.create_blob(path) == "sha256:" + hashlib.sha256(data).hexdigest()

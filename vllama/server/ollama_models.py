@@ -178,7 +178,7 @@ async def blob_head(request: Request[Any, Any, Any], digest: str) -> None:
     vllama_of(request).store.blobs.require(digest)
 
 
-@post("/api/blobs/{digest:str}", tags=["models"], summary="Upload a blob")
+@post("/api/blobs/{digest:str}", tags=["models"], summary="Upload a blob", request_max_body_size=None)
 async def blob_upload(request: Request[Any, Any, Any], digest: str) -> Response[None]:
     blobs = vllama_of(request).store.blobs
     if blobs.has(digest):

@@ -62,7 +62,8 @@ async def collect(events: AsyncIterator[Event]) -> tuple[str, list[Delta], Done]
 
 
 def user(text: str) -> list[Message]:
-    return [Message(role="user", content=text)]
+    """One user turn, after a plain system prompt (some templates add a persona otherwise)."""
+    return [Message(role="system", content="You are a helpful assistant."), Message(role="user", content=text)]
 
 
 @pytest.mark.asyncio(loop_scope="class")

