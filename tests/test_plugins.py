@@ -116,12 +116,11 @@ def test_allowlist_excludes_entry_points() -> None:
 
 
 def test_allowlist_loads_named_entry_point() -> None:
-    pytest.importorskip("vllama_llamacpp")
     pm = make_plugin_manager(allow=["llamacpp"])
     assert "llamacpp" in plugin_names(pm)
     assert "llamacpp" in registered_backends(pm)
     info = {p.name: p for p in describe(pm)}["llamacpp"]
-    assert info.builtin is False and info.hooks == ["register_backends"]
+    assert info.builtin is False and info.hooks == ["register_backends", "resolve_model"]
     assert info.distribution and info.version
 
 

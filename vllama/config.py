@@ -133,5 +133,8 @@ def _pairs(name: str, raw: str) -> dict[str, int]:
         model, sep, number = item.rpartition("=")
         if not sep or not model:
             raise ValueError(f"VLLAMA_{name} entries look like name=N, got {item!r}")
-        out[model.strip().lower()] = _int(name, number)
+        count = _int(name, number)
+        if count < 1:
+            raise ValueError(f"VLLAMA_{name}: {model.strip()} needs at least 1 parallel request, got {count}")
+        out[model.strip().lower()] = count
     return out

@@ -3,6 +3,7 @@ scheduler, wired once. The server is a thin layer over it; apps may use it direc
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pluggy
@@ -53,6 +54,10 @@ class Vllama:
         if ref is None:
             raise ModelNotFound(text)
         return ref
+
+    async def find(self, text: str) -> ModelRef:
+        """:meth:`resolve` off the event loop: resolvers may read or install files."""
+        return await asyncio.to_thread(self.resolve, text)
 
     async def close(self) -> None:
         await self.scheduler.shutdown()

@@ -61,8 +61,8 @@ class Backend(abc.ABC):
     capabilities: ClassVar[frozenset[str]] = frozenset({"completion", "chat"})
     #: Run each engine in its own worker process, so a crash or an unload returns memory.
     isolated: ClassVar[bool] = True
-    #: Engine settings it accepts beyond Ollama's options (Modelfile PARAMETER lines,
-    #: ``vllama serve`` flags); they reach :meth:`load` in ``LoadSettings.engine``.
+    #: Engine settings it accepts beyond Ollama's options (Modelfile PARAMETER lines);
+    #: they reach :meth:`load` in ``LoadSettings.engine``.
     engine_settings: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod

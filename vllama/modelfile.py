@@ -26,8 +26,11 @@ class Modelfile:
     messages: list[dict[str, str]] = field(default_factory=list)
 
 
-def parse(text: str, *, engine_settings: frozenset[str] = frozenset()) -> Modelfile:
-    """Parse Modelfile text. Raise BadRequest naming the line for anything invalid."""
+def parse(text: str, *, engine_settings: frozenset[str] | None = frozenset()) -> Modelfile:
+    """Parse Modelfile text. Raise BadRequest naming the line for anything invalid.
+
+    ``engine_settings`` are the PARAMETER names backends accept beyond Ollama's options;
+    None accepts any name (a client that leaves the check to the server does so)."""
     mf = Modelfile()
     for lineno, command, args in _instructions(text):
         where = f"line {lineno}"
@@ -57,10 +60,10 @@ def parse(text: str, *, engine_settings: frozenset[str] = frozenset()) -> Modelf
     return mf
 
 
-def _add_parameter(params: dict[str, Any], key: str, raw: str, engine_settings: frozenset[str], where: str) -> None:
+def _add_parameter(params: dict[str, Any], key: str, raw: str, engine_settings: frozenset[str] | None, where: str) -> None:
     kind = options.value_type(key)
     if kind is None:
-        if not options.is_option(key) and key not in engine_settings:
+        if engine_settings is not None and not options.is_option(key) and key not in engine_settings:
             raise BadRequest(f'{where}: unknown parameter "{key}"')
         params[key] = _scalar(raw)
         return

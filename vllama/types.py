@@ -137,8 +137,8 @@ class LoadSettings(msgspec.Struct, kw_only=True):
     num_batch: int = 512
     num_thread: int = 0
     num_gpu: int = -1
-    #: Backend-specific settings (Modelfile PARAMETER lines and ``vllama serve`` flags
-    #: such as gpu_memory_utilization or tensor_parallel_size), passed through as given.
+    #: Backend-specific settings (Modelfile PARAMETER lines and request options the backend
+    #: declares in ``Backend.engine_settings``), passed through as given.
     engine: dict[str, Any] = {}
 
 

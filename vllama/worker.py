@@ -26,22 +26,23 @@ log = logging.getLogger("vllama.worker")
 _END = object()
 
 
-def _error(cls_name: str, message: str) -> errors.VllamaError:
+_BY_STATUS: dict[int, type[errors.VllamaError]] = {400: errors.BadRequest, 404: errors.NotFound, 503: errors.EngineError}
+
+
+def _error(cls_name: str, message: str, status: int) -> errors.VllamaError:
+    """Rebuild an engine's error in the parent: the same core class, else one of its status."""
     cls = getattr(errors, cls_name, None)
-    if isinstance(cls, type) and issubclass(cls, errors.VllamaError):
-        try:
-            err = cls.__new__(cls)
-            errors.VllamaError.__init__(err, message)
-            return err
-        except TypeError:
-            pass
-    return errors.EngineError(message)
+    if not (isinstance(cls, type) and issubclass(cls, errors.VllamaError)) or cls.status != status:
+        cls = _BY_STATUS.get(status, errors.EngineError)
+    err = cls.__new__(cls)
+    errors.VllamaError.__init__(err, message)
+    return err
 
 
-def _describe(exc: BaseException) -> tuple[str, str]:
+def _describe(exc: BaseException) -> tuple[str, str, int]:
     if isinstance(exc, errors.VllamaError):
-        return type(exc).__name__, exc.message
-    return "EngineError", f"{type(exc).__name__}: {exc}"
+        return type(exc).__name__, exc.message, exc.status
+    return "EngineError", f"{type(exc).__name__}: {exc}", 500
 
 
 class WorkerEngine(Engine):
@@ -78,7 +79,7 @@ class WorkerEngine(Engine):
             ) from None
         if first[0] == "load_error":
             await asyncio.to_thread(process.join, 5)
-            raise _error(first[1], first[2])
+            raise _error(first[1], first[2], first[3])
         self._info = first[1]
         threading.Thread(target=self._read_loop, name=f"vllama-reader {model.name}", daemon=True).start()
         return self
@@ -101,6 +102,9 @@ class WorkerEngine(Engine):
 
     def _dispatch(self, msg: tuple[Any, ...]) -> None:
         kind, rid = msg[0], msg[1]
+        if kind == "info":
+            self._info = msg[2]
+            return
         queue = self._pending.get(rid)
         if queue is None:
             return
@@ -112,7 +116,7 @@ class WorkerEngine(Engine):
         elif kind == "end":
             queue.put_nowait(_END)
         elif kind == "error":
-            queue.put_nowait(_error(msg[2], msg[3]))
+            queue.put_nowait(_error(msg[2], msg[3], msg[4]))
 
     def _died(self) -> None:
         if not self.alive:
@@ -226,6 +230,7 @@ async def _serve(conn: Connection, backend: type[Backend], model: ModelRef, hard
             conn.send(("error", rid, *_describe(exc)))
         finally:
             tasks.pop(rid, None)
+            conn.send(("info", 0, engine.info()))
 
     async def embed(rid: int, request: EmbedRequest) -> None:
         try:
@@ -234,6 +239,7 @@ async def _serve(conn: Connection, backend: type[Backend], model: ModelRef, hard
             conn.send(("error", rid, *_describe(exc)))
         finally:
             tasks.pop(rid, None)
+            conn.send(("info", 0, engine.info()))
 
     while True:
         msg = await inbox.get()

@@ -35,6 +35,7 @@ def connect() -> httpx.Client:
 
 def check(response: httpx.Response) -> httpx.Response:
     if response.status_code >= 400:
+        response.read()
         try:
             message = response.json()["error"]
         except (ValueError, KeyError, TypeError):
@@ -180,11 +181,13 @@ def create(model: str, modelfile_path: str) -> None:
 
     path = Path(modelfile_path)
     try:
-        mf = modelfile.parse(path.read_text())
+        mf = modelfile.parse(path.read_text(), engine_settings=None)
     except OSError as e:
         raise click.ClickException(f"cannot read {path}: {e.strerror}") from None
     except Exception as e:  # a BadRequest from the parser
         raise click.ClickException(str(e)) from None
+    if mf.adapters:
+        raise click.ClickException("ADAPTER is not supported yet")
     client = connect()
     body: dict[str, Any] = {"model": model}
     source = (path.parent / Path(mf.from_).expanduser()) if not Path(mf.from_).expanduser().is_absolute() else Path(mf.from_)

@@ -40,7 +40,7 @@ def validation_error(request: Request[Any, Any, Any], exc: ValidationException) 
 def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     detail = exc.detail or ""
     if exc.status_code == 400 and detail:  # the body did not decode
-        detail = f"invalid JSON: {detail[0].lower()}{detail[1:]}"
+        detail = f"invalid JSON: {detail}"
     return _answer(request, exc.status_code, detail.lower() if exc.status_code in (404, 405) else detail)
 
 

@@ -62,7 +62,7 @@ def metrics(done: Done, started: int, load_ns: int) -> dict[str, int]:
 async def generate(request: Request[Any, Any, Any], data: w.GenerateBody) -> Response[Any] | Stream:
     started = serving.now_ns()
     v = vllama_of(request)
-    model = v.resolve(data.model)
+    model = await v.find(data.model)
     if data.raw and (data.template or data.system or data.context):
         raise BadRequest("raw mode does not support template, system, or context")
     if data.template:
@@ -178,7 +178,7 @@ def to_messages(messages: list[w.WireMessage]) -> list[Message]:
 async def chat(request: Request[Any, Any, Any], data: w.ChatBody) -> Response[Any] | Stream:
     started = serving.now_ns()
     v = vllama_of(request)
-    model = v.resolve(data.model)
+    model = await v.find(data.model)
     serving.check_top_logprobs(data.top_logprobs)
     keep_alive = serving.parse_keep_alive(data.keep_alive)
     options, sampling = serving.merge_options(v, model, data.options)
@@ -248,7 +248,7 @@ async def _concat_chat(chunks: AsyncIterator[w.ChatChunk]) -> w.ChatChunk:
 async def embed(request: Request[Any, Any, Any], data: w.EmbedBody) -> w.EmbedResponse:
     started = serving.now_ns()
     v = vllama_of(request)
-    model = v.resolve(data.model)
+    model = await v.find(data.model)
     keep_alive = serving.parse_keep_alive(data.keep_alive)
     options, _ = serving.merge_options(v, model, data.options)
     inputs = [data.input] if isinstance(data.input, str) else list(data.input or [])
@@ -272,7 +272,7 @@ async def embed(request: Request[Any, Any, Any], data: w.EmbedBody) -> w.EmbedRe
 @post("/api/embeddings", status_code=200, tags=["embeddings"], summary="Embed one text (legacy, not normalised)")
 async def embeddings(request: Request[Any, Any, Any], data: w.EmbeddingsBody) -> w.EmbeddingsResponse:
     v = vllama_of(request)
-    model = v.resolve(data.model)
+    model = await v.find(data.model)
     keep_alive = serving.parse_keep_alive(data.keep_alive)
     options, _ = serving.merge_options(v, model, data.options)
     if not data.prompt:

@@ -95,7 +95,7 @@ def parameters_text(params: dict[str, Any]) -> str:
 @post("/api/show", status_code=200, tags=["models"], summary="Show a model's details")
 async def show(request: Request[Any, Any, Any], data: w.ShowBody) -> w.ShowResponse:
     v = vllama_of(request)
-    ref = v.resolve(data.model or data.name)
+    ref = await v.find(data.model or data.name)
     runner = v.scheduler.runners.get(ref.name)
     info = dict(ref.info)
     if runner is not None and runner.engine is not None:
@@ -208,7 +208,7 @@ async def create(request: Request[Any, Any, Any], data: w.CreateBody) -> Respons
             if not source.exists():
                 raise NotFound(f"no such file or directory: {data.from_}")
         else:
-            base = v.resolve(data.from_)
+            base = await v.find(data.from_)
     else:
         raise BadRequest("neither 'from' nor 'files' was specified")
 
@@ -256,7 +256,7 @@ async def pull(request: Request[Any, Any, Any], data: w.PullBody) -> Response[An
     v = vllama_of(request)
     text = data.model or data.name
     try:
-        await asyncio.to_thread(v.resolve, text)
+        await v.find(text)
     except NotFound:
         raise VllamaError(
             f"pull model manifest: pulling {text!r} from a registry is not supported by this server yet; "

@@ -129,7 +129,7 @@ async def chat_completions(request: Request[Any, Any, Any], data: o.ChatCompleti
     v = vllama_of(request)
     if not data.messages:
         raise BadRequest("[] is too short - 'messages'")
-    model = v.resolve(data.model)
+    model = await v.find(data.model)
     options, sampling = serving.merge_options(v, model, _options(data, data.max_completion_tokens or data.max_tokens))
     tools = serving.parse_tools(data.tools)
     think = _think(data)
@@ -194,7 +194,7 @@ async def completions(request: Request[Any, Any, Any], data: o.CompletionBody) -
         if len(prompt) != 1:
             raise BadRequest("prompt must be a string (one prompt per request)")
         prompt = prompt[0]
-    model = v.resolve(data.model)
+    model = await v.find(data.model)
     options, sampling = serving.merge_options(v, model, _options(data, data.max_tokens))
     serving.check_model(model, suffix=bool(data.suffix))
     req = GenerateRequest(prompt=prompt, system=model.system, suffix=data.suffix or "", options=sampling)
@@ -233,7 +233,7 @@ async def embeddings(request: Request[Any, Any, Any], data: o.EmbeddingsBody) ->
         raise BadRequest(f"invalid encoding_format {data.encoding_format!r}: use float or base64")
     if data.dimensions is not None and data.dimensions < 1:
         raise BadRequest("dimensions must be a positive integer")
-    model = v.resolve(data.model)
+    model = await v.find(data.model)
     vectors, tokens, _ = await serving.embed_vectors(v, model, inputs, truncate=True, keep_alive=None, options={})  # type: ignore[arg-type]
     out = []
     for i, vec in enumerate(vectors):
@@ -261,7 +261,7 @@ async def models(request: Request[Any, Any, Any]) -> o.ModelList:
 async def model(request: Request[Any, Any, Any], model: str) -> o.Model:
     name = model.lstrip("/")
     try:
-        ref = vllama_of(request).resolve(name)
+        ref = await vllama_of(request).find(name)
     except BadRequest:
         raise ModelNotFound(name) from None
     return _model(ref)

@@ -83,6 +83,8 @@ def check_model(model: ModelRef, *, chat: bool = False, tools: bool = False, thi
 def check_backend(backend: type[Backend], model: ModelRef, request: GenerateRequest | ChatRequest) -> None:
     """Refuse what the chosen engine cannot do, rather than ignore it silently."""
     needs = []
+    if request.think:
+        needs.append(("thinking", "thinking"))
     if request.format is not None:
         needs.append(("format", "structured output (format)"))
     if request.logprobs:
