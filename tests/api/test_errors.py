@@ -78,3 +78,11 @@ def test_cors_refuses_unknown_origins_with_an_empty_403(echo_server: ServerProce
 def test_openapi_schema_is_served(echo_server: ServerProcess) -> None:
     schema = httpx.get(echo_server.url + "/openapi/openapi.json").json()
     assert {"/api/generate", "/api/chat", "/v1/chat/completions", "/api/tags"} <= set(schema["paths"])
+
+
+def test_foreign_host_names_are_refused_on_a_loopback_server(echo_server: ServerProcess) -> None:
+    """Ollama's guard against DNS rebinding: a page on evil.example resolving to 127.0.0.1."""
+    r = httpx.get(echo_server.url + "/api/tags", headers={"Host": "evil.example:11434"})
+    assert r.status_code == 403 and r.content == b""
+    for host in ("localhost:11434", "127.0.0.1", "box.local", "[::1]:11434"):
+        assert httpx.get(echo_server.url + "/api/tags", headers={"Host": host}).status_code == 200

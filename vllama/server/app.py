@@ -36,7 +36,9 @@ class VllamaPlugin(InitPlugin):
         app_config.exception_handlers = {**HANDLERS, **app_config.exception_handlers}
         app_config.state["vllama"] = self.vllama
         app_config.lifespan.append(self._lifespan)
-        app_config.middleware.insert(0, DefineMiddleware(OriginGuard, origins=self.vllama.settings.origins))
+        settings = self.vllama.settings
+        loopback = settings.host in ("127.0.0.1", "localhost", "::1")
+        app_config.middleware.insert(0, DefineMiddleware(OriginGuard, origins=settings.origins, check_host=loopback))
         app_config.middleware.insert(0, DefineMiddleware(metrics.RequestMetrics, metrics=metrics.metrics_for(self.vllama)))
         return app_config
 

@@ -1,12 +1,17 @@
-"""Ollama's CORS rules: a request whose Origin is not allowed gets 403 with an empty body.
+"""Ollama's browser guards: a request whose Origin is not allowed, or (on a server bound to
+loopback) whose Host is not a local name, gets 403 with an empty body.
 
-Allowed: loopback origins, app/file/tauri/vscode schemes, and ``VLLAMA_ORIGINS``
-(``OLLAMA_ORIGINS``) patterns, where ``*`` is a wildcard.
+Allowed origins: loopback origins, app/file/tauri/vscode schemes, and ``VLLAMA_ORIGINS``
+(``OLLAMA_ORIGINS``) patterns, where ``*`` is a wildcard. Allowed hosts on a loopback
+server: localhost, ``*.localhost``, ``*.local``, ``*.internal``, this machine's name, and
+loopback, private or unspecified addresses. This stops DNS rebinding attacks.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
+import socket
 from collections.abc import Iterable
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,12 +27,34 @@ ALLOW_HEADERS = "Authorization, Content-Type, User-Agent, Accept, X-Requested-Wi
 ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"
 
 
-class OriginGuard:
-    """ASGI middleware: refuse disallowed origins, answer preflights, add CORS headers."""
+def is_local_host(host: str) -> bool:
+    """Is a Host header's name one a browser on this machine may legitimately use?"""
+    if host.startswith("["):
+        name = host[1 : host.find("]")]
+    else:
+        name = host.split(":")[0] if host.count(":") == 1 else host
+    name = name.rstrip(".").lower()
+    if name in ("localhost", socket.gethostname().lower()) or name.endswith((".localhost", ".local", ".internal")):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private or address.is_unspecified or address.is_link_local
 
-    def __init__(self, app: ASGIApp, origins: Iterable[str] = ()) -> None:
+
+async def _forbidden(send: Send) -> None:
+    await send({"type": "http.response.start", "status": 403, "headers": [(b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
+
+
+class OriginGuard:
+    """ASGI middleware: refuse disallowed origins and hosts, answer preflights, add CORS headers."""
+
+    def __init__(self, app: ASGIApp, origins: Iterable[str] = (), check_host: bool = False) -> None:
         self.app = app
         self.patterns = DEFAULT_ORIGINS + tuple(origins)
+        self.check_host = check_host
 
     def allowed(self, origin: str) -> bool:
         return any(fnmatch.fnmatchcase(origin, p) for p in self.patterns)
@@ -36,13 +63,16 @@ class OriginGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        origin = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"origin"), None)
+        headers = dict(scope["headers"])
+        if self.check_host and b"host" in headers and not is_local_host(headers[b"host"].decode("latin-1")):
+            await _forbidden(send)
+            return
+        origin = headers[b"origin"].decode("latin-1") if b"origin" in headers else None
         if origin is None:
             await self.app(scope, receive, send)
             return
         if not self.allowed(origin):
-            await send({"type": "http.response.start", "status": 403, "headers": [(b"content-length", b"0")]})
-            await send({"type": "http.response.body", "body": b""})
+            await _forbidden(send)
             return
         cors = [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin")]
         if scope["method"] == "OPTIONS":
