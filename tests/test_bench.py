@@ -36,12 +36,12 @@ def bench_json(*args: str, ok: bool = True) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    """Two echo servers with the model ``echo``: one fast, one ten times slower per token."""
+    """Two echo servers with the model ``echo``: one fast, one much slower per token."""
     root = tmp_path_factory.mktemp("bench")
     fast, slow = ServerProcess(root / "fast", ECHO_ENV), ServerProcess(root / "slow", ECHO_ENV)
     with fast, slow:
         create_model(fast.url, "echo", tiny_gguf, parameters={"echo_delay": 0.003})
-        create_model(slow.url, "echo", tiny_gguf, parameters={"echo_delay": 0.03})
+        create_model(slow.url, "echo", tiny_gguf, parameters={"echo_delay": 0.05})
         yield fast, slow
 
 

@@ -26,7 +26,7 @@ _NOTES = (
 
 @functools.cache
 def long_prompt() -> str:
-    """About 1,300 tokens of distinct notes and a request to summarize them."""
+    """About 1,500 tokens of distinct notes and a request to summarize them."""
     notes = "\n".join(f"Note {i + 1}: {_NOTES[i % len(_NOTES)]} (item {i * 7 % 61})." for i in range(48))
     return f"Here are the notes from this week's shop log.\n\n{notes}\n\nSummarize the notes above in a few sentences."
 

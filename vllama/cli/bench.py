@@ -31,7 +31,7 @@ def _levels(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int
 @click.option("-c", "--concurrency", default="1,8,32", show_default=True, callback=_levels, help="Concurrency levels; 1 is sequential.")
 @click.option("-n", "--requests", type=click.IntRange(min=1), help="Requests per level (default twice the concurrency, at least 4).")
 @click.option("--stream/--no-stream", default=True, show_default=True, help="Stream responses (TTFT and ITL need it).")
-@click.option("--prompt", default="short", show_default=True, help="short, long (about 1,300 tokens) or the prompt's text.")
+@click.option("--prompt", default="short", show_default=True, help="short, long (about 1,500 tokens) or the prompt's text.")
 @click.option("--num-predict", type=click.IntRange(min=1), default=128, show_default=True, help="Tokens to generate per request.")
 @click.option("--ignore-eos/--no-ignore-eos", default=True, show_default=True, help="Send ignore_eos on the OpenAI API, so every reply is --num-predict long.")
 @click.option("--temperature", type=float, default=0.0, show_default=True)
