@@ -126,6 +126,9 @@ class SamplingOptions(msgspec.Struct, kw_only=True):
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     num_keep: int = 4
+    #: Generate past end-of-sequence tokens, until num_predict or the context ends: for
+    #: benchmarks on equal work (OpenAI routes accept vLLM's ``ignore_eos`` for it).
+    ignore_eos: bool = False
 
 
 class LoadSettings(msgspec.Struct, kw_only=True):

@@ -131,6 +131,7 @@ async def chat_completions(request: Request[Any, Any, Any], data: o.ChatCompleti
         raise BadRequest("[] is too short - 'messages'")
     model = await v.find(data.model)
     options, sampling = serving.merge_options(v, model, _options(data, data.max_completion_tokens or data.max_tokens))
+    sampling.ignore_eos = data.ignore_eos
     tools = serving.parse_tools(data.tools)
     think = _think(data)
     serving.check_model(model, chat=True, tools=bool(tools), think=think)
@@ -196,6 +197,7 @@ async def completions(request: Request[Any, Any, Any], data: o.CompletionBody) -
         prompt = prompt[0]
     model = await v.find(data.model)
     options, sampling = serving.merge_options(v, model, _options(data, data.max_tokens))
+    sampling.ignore_eos = data.ignore_eos
     serving.check_model(model, suffix=bool(data.suffix))
     req = GenerateRequest(prompt=prompt, system=model.system, suffix=data.suffix or "", options=sampling)
     run = await serving.start(v, model, req, keep_alive=None, options=options)

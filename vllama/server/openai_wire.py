@@ -41,6 +41,7 @@ class ChatCompletionBody(msgspec.Struct, kw_only=True):
     reasoning: dict[str, Any] | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
+    ignore_eos: bool = False
 
 
 class CompletionBody(msgspec.Struct, kw_only=True):
@@ -58,6 +59,7 @@ class CompletionBody(msgspec.Struct, kw_only=True):
     presence_penalty: float | None = None
     logprobs: int | None = None
     echo: bool = False
+    ignore_eos: bool = False
 
 
 class EmbeddingsBody(msgspec.Struct, kw_only=True):

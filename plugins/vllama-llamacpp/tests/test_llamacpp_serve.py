@@ -118,3 +118,15 @@ def test_bad_gguf_input_is_a_clear_error(server: ServerProcess, client: ollama.C
         client.generate(model=MODEL, prompt=long_prompt)
     assert e.value.status_code == 400 and "exceeds the context length" in e.value.error
     assert client.chat(model=MODEL, messages=[{"role": "user", "content": "Hi"}], options={"num_predict": 4}).done
+
+
+def test_ignore_eos_generates_exactly_max_tokens(server: ServerProcess) -> None:
+    """vLLM's ignore_eos on the OpenAI routes: benchmarks compare servers on equal work."""
+    import openai
+
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
+    short = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Say hi."}], max_tokens=48, temperature=0)
+    assert short.usage.completion_tokens < 48 and short.choices[0].finish_reason == "stop"
+    full = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Say hi."}], max_tokens=48,
+                                          temperature=0, extra_body={"ignore_eos": True})  # fmt: skip
+    assert full.usage.completion_tokens == 48 and full.choices[0].finish_reason == "length"

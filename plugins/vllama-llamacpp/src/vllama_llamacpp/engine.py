@@ -153,6 +153,7 @@ class LlamaCppEngine(Engine):
             chain,
             channel,
             num_predict=options.num_predict,
+            ignore_eos=options.ignore_eos,
             stop=options.stop,
             n_ctx=self._n_ctx,
             top_logprobs=max(0, request.top_logprobs) if request.logprobs or request.top_logprobs else None,

@@ -54,6 +54,7 @@ class Sequence:
         channel: Channel,
         *,
         num_predict: int,
+        ignore_eos: bool = False,
         stop: list[str],
         n_ctx: int,
         top_logprobs: int | None,
@@ -63,6 +64,7 @@ class Sequence:
         self.chain = chain
         self.channel = channel
         self.num_predict = num_predict
+        self.ignore_eos = ignore_eos
         self.n_ctx = n_ctx
         #: None: no logprobs; else how many alternatives per token.
         self.top_logprobs = top_logprobs
@@ -104,7 +106,7 @@ class Sequence:
             if self.num_predict == 0:
                 self.finish("length")
                 return
-        if self.model.is_eog(token):
+        if self.model.is_eog(token) and not self.ignore_eos:
             self.finish("stop")
             return
         self.generated.append(token)
