@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,7 +20,7 @@ from vllama.engine import Engine
 from vllama.scheduler import Runner
 from vllama.server.metrics import SchedulerCollector, metrics_for
 from vllama.testing.echo import EchoBackend
-from vllama.testing.server import ServerProcess, create_model
+from vllama.testing.server import ServerProcess, create_model, wait_for
 from vllama.types import EngineInfo, LoadSettings, ModelRef
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -49,15 +48,6 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
     return value(after, name, **labels) - value(before, name, **labels)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_generation_counters(echo_server: ServerProcess) -> None:

@@ -12,22 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from vllama.testing.server import ServerProcess, create_model
+from vllama.testing.server import ServerProcess, create_model, wait_for
 
 WORDS = " ".join(f"w{i}" for i in range(30))
 
 
 def ps(url: str) -> dict[str, dict]:
     return {m["name"]: m for m in httpx.get(url + "/api/ps").json()["models"]}
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def generate(url: str, model: str, prompt: str = "hi", **body: object) -> httpx.Response:

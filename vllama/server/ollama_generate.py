@@ -142,7 +142,10 @@ async def _load_or_unload(v: Vllama, model: Any, keep_alive: float | None, optio
     else:
         load_ns = await v.scheduler.load(model, keep_alive=keep_alive, options=options)
         reason = "load"
-    common = {"model": model.name, "created_at": rfc3339(), "done": True, "done_reason": reason}
+    common = {
+        "model": model.name, "created_at": rfc3339(), "done": True, "done_reason": reason,
+        "load_duration": load_ns, "total_duration": serving.now_ns() - started,
+    }  # fmt: skip
     if chat:
         return Response(w.ChatChunk(message=w.ChatChunkMessage(role="assistant", content=""), **common))
     return Response(w.GenerateChunk(response="", **common))
