@@ -16,8 +16,9 @@ from litestar.response import Response, Stream
 from vllama import __version__
 from vllama import modelfile as mf
 from vllama import options as opts
-from vllama.errors import BadRequest, NotFound, VllamaError
+from vllama.errors import BadRequest, NotFound
 from vllama.names import parse_name
+from vllama.pull import Progress, prepare
 from vllama.server import ollama_wire as w
 from vllama.server.ndjson import ndjson
 from vllama.server.ollama_generate import to_messages, vllama_of
@@ -251,26 +252,19 @@ def _looks_like_path(text: str) -> bool:
 
 @post("/api/pull", status_code=200, tags=["models"], summary="Pull a model")
 async def pull(request: Request[Any, Any, Any], data: w.PullBody) -> Response[Any] | Stream:
-    """Models a resolver provides locally (the starter model) install at once; pulling
-    from a registry or the hub is not available in this version."""
-    v = vllama_of(request)
-    text = data.model or data.name
-    try:
-        await v.find(text)
-    except NotFound:
-        raise VllamaError(
-            f"pull model manifest: pulling {text!r} from a registry is not supported by this server yet; "
-            "create it from a local GGUF file or model directory with /api/create (vllama create)"
-        ) from None
-    statuses = [w.ProgressResponse(status="pulling manifest"), w.ProgressResponse(status="success")]
+    """Download a model from the Hugging Face Hub (or install one a plugin provides), with
+    Ollama's progress stream. Errors found before the download starts get their real status."""
+    job = await prepare(vllama_of(request), data.model or data.name)
     if data.stream is False:
-        return Response(statuses[-1])
+        async for _ in job.progress():
+            pass
+        return Response(w.ProgressResponse(status="success"))
+    return ndjson(_pull_progress(job.progress()))
 
-    async def items() -> AsyncIterator[Any]:
-        for s in statuses:
-            yield s
 
-    return ndjson(items())
+async def _pull_progress(items: AsyncIterator[Progress]) -> AsyncIterator[w.ProgressResponse]:
+    async for p in items:
+        yield w.ProgressResponse(status=p.status, digest=p.digest, total=p.total, completed=p.completed)
 
 
 ROUTES = [root, root_head, version, version_head, tags, tags_head, show, ps, copy, delete_model, blob_head, blob_upload, create, pull]

@@ -1,0 +1,118 @@
+"""What a pull downloads: the name's hub source (named directly or through the library), the
+repo's listing, and the files chosen from it: one GGUF by quant, or a snapshot's engine files."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+
+import msgspec
+
+from vllama.errors import BadRequest, NotFound
+from vllama.names import DEFAULT_HOST, ModelName, parse_name
+from vllama.pull import hub, library
+from vllama.pull.sources import HF_HOST, GgufSource, Source, hub_source
+from vllama.types import Hardware
+
+#: The quant an ``hf.co/ORG/REPO`` name (tag ``latest``) pulls, and the ones tried after it, in
+#: order, when the repo does not have it: 4-bit first, then larger, then smaller.
+DEFAULT_QUANTS = ("Q4_K_M", "Q4_K_S", "Q4_0", "Q4_1", "IQ4_XS", "IQ4_NL", "Q5_K_M", "Q5_K_S", "Q5_0",
+                  "Q6_K", "Q8_0", "BF16", "F16", "Q3_K_M", "Q3_K_L", "Q3_K_S", "Q2_K", "F32")  # fmt: skip
+
+#: What engines read from a model directory besides ``*.safetensors``: config, tokenizer, chat
+#: template, processor and sentence-transformers (pooling) files.
+SNAPSHOT_FILES = frozenset({
+    "config.json", "generation_config.json", "model.safetensors.index.json",
+    "tokenizer.json", "tokenizer_config.json", "tokenizer.model", "tekken.json", "special_tokens_map.json",
+    "added_tokens.json", "vocab.json", "vocab.txt", "merges.txt", "chat_template.jinja", "chat_template.json",
+    "preprocessor_config.json", "processor_config.json",
+    "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
+})  # fmt: skip
+_POOLING = re.compile(r"\d+_Pooling/config\.json")
+_SPLIT = re.compile(r"-\d{5}-of-\d{5}\.gguf$", re.IGNORECASE)
+_ASK = "name a Hugging Face repository instead: hf.co/ORG/REPO:QUANT for a GGUF file, ORG/REPO for safetensors weights"
+
+
+class Plan(msgspec.Struct, frozen=True):
+    """The repo at one commit, and the files to download from it."""
+
+    listing: hub.Listing
+    files: tuple[hub.RemoteFile, ...]
+
+
+def source_of(name: ModelName, hardware: Hardware) -> Source | None:
+    """The hub source of a name: spelled out (``hf.co/...``, ``ORG/REPO``), or the library's for this hardware."""
+    source = hub_source(name)
+    if source is None and (entry := library.lookup(name)) is not None:
+        source = hub_source(parse_name(library.choose(entry, hardware)))
+    return source
+
+
+def make_plan(name: ModelName, text: str, hardware: Hardware) -> Plan:
+    """List the source repo and choose its files; raises NotFound or BadRequest before anything is downloaded."""
+    source = source_of(name, hardware)
+    if source is None:
+        if name.host.lower() not in (DEFAULT_HOST, HF_HOST):
+            raise BadRequest(f"pull model manifest: pulling from '{name.host}' is not supported; {_ASK}")
+        raise NotFound(
+            f"pull model manifest: '{text}' is not in vllama's model library, and pulling from Ollama's registry "
+            f"is not supported; {_ASK}"
+        )
+    if isinstance(source, GgufSource):
+        listing = hub.list_files(source.repo, None)
+        return Plan(listing, (pick_gguf(listing, source.tag),))
+    listing = hub.list_files(source.repo, source.revision)
+    return Plan(listing, pick_snapshot(listing))
+
+
+def pick_gguf(listing: hub.Listing, tag: str) -> hub.RemoteFile:
+    """The GGUF file a tag names: a quant (case-insensitive, as a whole word of the file name), an
+    exact file name, or for ``latest`` the first of DEFAULT_QUANTS the repo has."""
+    ggufs = [f for f in listing.files if f.path.lower().endswith(".gguf") and not _base(f).startswith("mmproj")]
+    if not ggufs:
+        raise BadRequest(
+            f"'{listing.repo}' has no GGUF files; to pull its safetensors weights, name it without hf.co/: "
+            + listing.repo
+        )
+    single = [f for f in ggufs if not _SPLIT.search(f.path)]
+    if tag.lower() == "latest":
+        found = next((m for q in DEFAULT_QUANTS if (m := _with_quant(single, q))), single or ggufs)
+    elif tag.lower().endswith(".gguf"):
+        found = [f for f in ggufs if _base(f) == tag.lower()]
+    else:
+        found = _with_quant(ggufs, tag)
+    chosen = [f for f in found if not _SPLIT.search(f.path)]
+    if not chosen:
+        if found:
+            raise BadRequest(
+                f"the {tag} GGUF of '{listing.repo}' is split into several files, which vllama cannot pull; "
+                "choose another quant"
+            )
+        names = ", ".join(sorted(posixpath.basename(f.path) for f in ggufs)[:12])
+        raise NotFound(f"pull model manifest: '{listing.repo}' has no GGUF file for the tag '{tag}'; it has: {names}")
+    return min(chosen, key=lambda f: (f.path.count("/"), len(f.path), f.path))
+
+
+def pick_snapshot(listing: hub.Listing) -> tuple[hub.RemoteFile, ...]:
+    """The files an engine loads: SNAPSHOT_FILES and the top-level ``*.safetensors`` (Mistral's
+    ``consolidated*.safetensors`` duplicate is left out when the usual shards are there)."""
+    weights = [f for f in listing.files if "/" not in f.path and f.path.endswith(".safetensors")]
+    if any(not f.path.startswith("consolidated") for f in weights):
+        weights = [f for f in weights if not f.path.startswith("consolidated")]
+    if not weights or not any(f.path == "config.json" for f in listing.files):
+        has_gguf = any(f.path.lower().endswith(".gguf") for f in listing.files)
+        raise BadRequest(
+            f"'{listing.repo}' is not a safetensors model (it needs config.json and *.safetensors weights)"
+            + (f"; to pull one of its GGUF files, name it hf.co/{listing.repo}:QUANT" if has_gguf else "")
+        )
+    others = [f for f in listing.files if f.path in SNAPSHOT_FILES or _POOLING.fullmatch(f.path)]
+    return tuple(sorted(others + weights, key=lambda f: f.path))
+
+
+def _base(f: hub.RemoteFile) -> str:
+    return posixpath.basename(f.path).lower()
+
+
+def _with_quant(files: list[hub.RemoteFile], quant: str) -> list[hub.RemoteFile]:
+    word = re.compile(rf"(?<![a-z0-9]){re.escape(quant.lower())}(?![a-z0-9_])")
+    return [f for f in files if word.search(_base(f))]
