@@ -6,6 +6,7 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from vllama.durations import env_keep_alive
@@ -73,6 +74,11 @@ class Settings:
     plugin_modules: tuple[str, ...] = ()
     #: Run each loaded model's engine in its own worker process.
     isolate_engines: bool = True
+    #: Models loaded at start and kept loaded (``VLLAMA_PRELOAD``, ``vllama serve --model``).
+    preload: tuple[str, ...] = ()
+    #: Engine settings for every model, under its own PARAMETER values; a backend gets only
+    #: those it declares (``vllama serve --gpu-memory-utilization`` and the like).
+    engine_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -107,6 +113,8 @@ class Settings:
             values["plugin_modules"] = _csv(raw)
         if (raw := env("ISOLATE_ENGINES", e)) is not None:
             values["isolate_engines"] = raw.lower() not in ("0", "false", "no", "off")
+        if (raw := env("PRELOAD", e)) is not None:
+            values["preload"] = _csv(raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 
 import pluggy
 
@@ -58,6 +59,19 @@ class Vllama:
     async def find(self, text: str) -> ModelRef:
         """:meth:`resolve` off the event loop: resolvers may read or install files."""
         return await asyncio.to_thread(self.resolve, text)
+
+    async def preload(self) -> None:
+        """Load the ``preload`` models one by one and keep them loaded; a model that fails
+        is logged with its error and skipped."""
+        for text in self.settings.preload:
+            try:
+                ref = await self.find(text)
+                async with self.scheduler.acquire(ref, keep_alive=math.inf) as lease:
+                    backend, load_ns = lease.runner.backend.name, lease.load_duration_ns
+            except Exception as e:
+                log.error("could not preload %s: %s", text, e)
+                continue
+            log.info("preloaded %s on %s in %.2fs; it stays loaded", ref.name, backend, load_ns / 1e9)
 
     async def close(self) -> None:
         await self.scheduler.shutdown()

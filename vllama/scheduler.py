@@ -153,7 +153,8 @@ class Scheduler:
 
     def _load_settings(self, model: ModelRef, options: dict[str, Any], backend: type[Backend], parallel: int) -> LoadSettings:
         trained = model.info.get(f"{model.info.get('general.architecture', '')}.context_length")
-        settings = opts.load_settings(model.parameters, options, num_ctx=self.settings.context_length, parallel=parallel)
+        layers = (self.settings.engine_defaults, model.parameters, options)
+        settings = opts.load_settings(*layers, num_ctx=self.settings.context_length, parallel=parallel)
         if isinstance(trained, int) and trained > 0 and settings.num_ctx > trained:
             settings.num_ctx = trained
         settings.engine = {k: v for k, v in settings.engine.items() if k in backend.engine_settings}

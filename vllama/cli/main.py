@@ -18,12 +18,12 @@ def cli() -> None:
     Environment: VLLAMA_HOST (or OLLAMA_HOST), VLLAMA_MODELS, VLLAMA_KEEP_ALIVE,
     VLLAMA_NUM_PARALLEL, VLLAMA_NUM_PARALLEL_MODELS, VLLAMA_MAX_LOADED_MODELS,
     VLLAMA_MAX_QUEUE, VLLAMA_ORIGINS, VLLAMA_CONTEXT_LENGTH, VLLAMA_BACKEND, VLLAMA_PLUGINS,
-    VLLAMA_PLUGIN_MODULES, VLLAMA_ISOLATE_ENGINES.
+    VLLAMA_PLUGIN_MODULES, VLLAMA_ISOLATE_ENGINES, VLLAMA_PRELOAD.
     """
 
 
 def main() -> None:
-    from vllama.cli import bench, client, inspect, serve  # noqa: F401 - they register commands
+    from vllama.cli import bench, client, inspect, run, serve  # noqa: F401 - they register commands
 
     _register_plugin_commands()
     cli(prog_name="vllama")

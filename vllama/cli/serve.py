@@ -3,19 +3,39 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import click
 
 from vllama.cli.main import cli
 
+#: Engine-specific flags: (option name, engine setting, type, metavar, help).
+ENGINE_FLAGS: tuple[tuple[str, str, click.ParamType, str, str], ...] = (
+    ("--gpu-memory-utilization", "gpu_memory_utilization", click.FloatRange(0, 1, min_open=True), "FRACTION",
+     "Share of GPU memory an engine may use, above 0 and at most 1."),
+    ("--max-num-seqs", "max_num_seqs", click.IntRange(min=1), "N", "Sequences an engine batches at once."),
+    ("--max-num-batched-tokens", "max_num_batched_tokens", click.IntRange(min=1), "N", "Tokens an engine processes per step."),
+    ("--tensor-parallel-size", "tensor_parallel_size", click.IntRange(min=1), "N", "GPUs each model is split across."),
+)  # fmt: skip
+
+
+def _engine_options(f: Any) -> Any:
+    for flag, setting, kind, metavar, text in reversed(ENGINE_FLAGS):
+        f = click.option(flag, setting, type=kind, metavar=metavar, help=f"{text} Engine setting {setting}, for the backends that take it.")(f)
+    return f
+
 
 @cli.command()
-@click.option("--host", help="Bind address, host[:port] (default VLLAMA_HOST or 127.0.0.1:11434).")
-@click.option("--engine", "backend", help="Force one backend for every model (VLLAMA_BACKEND).")
-@click.option("--parallel", type=int, help="Parallel requests per model (VLLAMA_NUM_PARALLEL).")
-@click.option("--ctx-size", "context_length", type=int, help="Default context length (VLLAMA_CONTEXT_LENGTH).")
+@click.option("--host", metavar="HOST[:PORT]", help="Bind address, host[:port] (default VLLAMA_HOST or 127.0.0.1:11434).")
+@click.option("--model", "models", multiple=True, metavar="NAME",
+              help="Load this model at start and keep it loaded; repeat for more (VLLAMA_PRELOAD).")  # fmt: skip
+@click.option("--engine", "backend", metavar="NAME", help="Force one backend for every model (VLLAMA_BACKEND).")
+@click.option("--parallel", type=click.IntRange(min=1), metavar="N", help="Parallel requests per model (VLLAMA_NUM_PARALLEL).")
+@click.option("--ctx-size", "context_length", type=click.IntRange(min=1), metavar="N", help="Default context length (VLLAMA_CONTEXT_LENGTH).")
+@_engine_options
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
-def serve(host: str | None, backend: str | None, parallel: int | None, context_length: int | None, log_level: str) -> None:
+def serve(host: str | None, models: tuple[str, ...], backend: str | None, parallel: int | None,
+          context_length: int | None, log_level: str, **engine: Any) -> None:  # fmt: skip
     """Start the vllama server (Ollama's API on /api, OpenAI's on /v1)."""
     import uvicorn
 
@@ -27,11 +47,22 @@ def serve(host: str | None, backend: str | None, parallel: int | None, context_l
     overrides: dict[str, object] = {"backend": backend, "num_parallel": parallel, "context_length": context_length}
     if host:
         overrides["host"], overrides["port"] = parse_host(host)
+    if models:
+        overrides["preload"] = models
+    overrides["engine_defaults"] = {k: v for k, v in engine.items() if v is not None}
     settings = Settings.from_env(**overrides)
     vllama = Vllama(settings)
     log = logging.getLogger("vllama")
     for device in vllama.hardware.devices:
         log.info("found %s: %s (%d MiB)", device.kind, device.name, device.memory_bytes >> 20)
     log.info("backends: %s", ", ".join(sorted(vllama.backends)) or "none installed")
+    for setting, value in settings.engine_defaults.items():
+        takers = sorted(name for name, b in vllama.backends.items() if setting in b.engine_settings)
+        if takers:
+            log.info("engine setting %s=%s for %s", setting, value, ", ".join(takers))
+        else:
+            log.warning("no installed backend takes the engine setting %s; it is ignored", setting)
+    if settings.preload:
+        log.info("preloading %s (in the background; each stays loaded)", ", ".join(settings.preload))
     log.info("models in %s; listening on %s", settings.models_dir, settings.url)
     uvicorn.run(create_app(vllama), host=settings.host, port=settings.port, log_level=log_level, lifespan="on")

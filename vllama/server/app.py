@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -44,9 +45,13 @@ class VllamaPlugin(InitPlugin):
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Litestar) -> AsyncIterator[None]:
+        preload = asyncio.create_task(self.vllama.preload())
         try:
             yield
         finally:
+            preload.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await preload
             await self.vllama.close()
 
 
