@@ -130,3 +130,15 @@ def test_ignore_eos_generates_exactly_max_tokens(server: ServerProcess) -> None:
     full = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Say hi."}], max_tokens=48,
                                           temperature=0, extra_body={"ignore_eos": True})  # fmt: skip
     assert full.usage.completion_tokens == 48 and full.choices[0].finish_reason == "length"
+
+
+def test_serve_model_preloads_the_starter(tmp_path: Path) -> None:
+    """``vllama serve --model smollm2:135m``: loaded before the first request, which then has no load delay."""
+    from vllama.testing.server import wait_for
+
+    with ServerProcess(tmp_path / "models", args=("--model", MODEL)) as server:
+        assert wait_for(lambda: any(m["name"] == MODEL and m["status"] == "loaded"
+                                    for m in httpx.get(server.url + "/api/ps").json()["models"]), 60)  # fmt: skip
+        reply = ollama.Client(host=server.url).chat(model=MODEL, messages=[{"role": "user", "content": "Hi"}], options={"num_predict": 4})
+        assert not reply.load_duration
+        assert {m.model: m for m in ollama.Client(host=server.url).ps().models}[MODEL].expires_at.year > 2200
