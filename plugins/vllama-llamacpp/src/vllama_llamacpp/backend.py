@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import ClassVar
 
 from vllama.engine import Backend, Engine, Support
@@ -33,6 +34,10 @@ class LlamaCppBackend(Backend):
 
     @classmethod
     async def load(cls, model: ModelRef, hardware: Hardware, settings: LoadSettings) -> Engine:
+        # Idle OpenMP threads sleep instead of spinning: a spinning pool that shares its cores
+        # with the server (or anything else) slows decoding a hundredfold. Set before llama.cpp
+        # loads; a value the user set wins.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         from vllama_llamacpp.engine import LlamaCppEngine
 
         return await asyncio.to_thread(
