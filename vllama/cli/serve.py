@@ -41,7 +41,7 @@ def serve(host: str | None, models: tuple[str, ...], backend: str | None, parall
 
     from vllama.config import Settings, parse_host
     from vllama.core import Vllama
-    from vllama.server.app import create_app
+    from vllama.server.deferred import DeferredApp
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides: dict[str, object] = {"backend": backend, "num_parallel": parallel, "context_length": context_length}
@@ -65,4 +65,10 @@ def serve(host: str | None, models: tuple[str, ...], backend: str | None, parall
     if settings.preload:
         log.info("preloading %s (in the background; each stays loaded)", ", ".join(settings.preload))
     log.info("models in %s; listening on %s", settings.models_dir, settings.url)
-    uvicorn.run(create_app(vllama), host=settings.host, port=settings.port, log_level=log_level, lifespan="on")
+
+    def build() -> object:
+        from vllama.server.app import create_app
+
+        return create_app(vllama)
+
+    uvicorn.run(DeferredApp(build), host=settings.host, port=settings.port, log_level=log_level, lifespan="on")
