@@ -405,6 +405,8 @@ def create(model: str, modelfile_path: str, quantize: str | None) -> None:
             raise click.ClickException(f"no such file or directory: {mf.from_}")
     else:
         body["from"] = mf.from_
+        if client.post("/api/show", json={"model": mf.from_}).status_code == 404:
+            pull_model(client, mf.from_)  # FROM a library name or hub repo not installed yet
     for key, value in (("parameters", mf.parameters), ("template", mf.template), ("system", mf.system),
                        ("license", mf.license or None), ("messages", mf.messages or None), ("quantize", quantize)):  # fmt: skip
         if value:

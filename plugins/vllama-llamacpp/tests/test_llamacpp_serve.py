@@ -142,3 +142,21 @@ def test_serve_model_preloads_the_starter(tmp_path: Path) -> None:
         reply = ollama.Client(host=server.url).chat(model=MODEL, messages=[{"role": "user", "content": "Hi"}], options={"num_predict": 4})
         assert not reply.load_duration
         assert {m.model: m for m in ollama.Client(host=server.url).ps().models}[MODEL].expires_at.year > 2200
+
+
+def test_create_from_a_library_name_pulls_it_first(tmp_path: Path) -> None:
+    """``vllama create -f Modelfile`` with ``FROM smollm2:135m`` on a store that lacks it."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "Modelfile").write_text(f"FROM {MODEL}\nPARAMETER temperature 0.1\nSYSTEM Answer briefly.\n")
+    with ServerProcess(tmp_path / "models") as server:
+        env = {**os.environ, "VLLAMA_HOST": server.url}
+        done = subprocess.run([sys.executable, "-m", "vllama", "create", "brief", "-f", str(tmp_path / "Modelfile")],
+                              env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        names = [m["name"] for m in httpx.get(server.url + "/api/tags").json()["models"]]
+        assert {MODEL, "brief:latest"} <= set(names)
+        show = httpx.post(server.url + "/api/show", json={"model": "brief"}).json()
+        assert show["system"] == "Answer briefly." and "temperature" in show["parameters"]
