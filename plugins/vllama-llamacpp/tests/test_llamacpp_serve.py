@@ -160,3 +160,18 @@ def test_create_from_a_library_name_pulls_it_first(tmp_path: Path) -> None:
         assert {MODEL, "brief:latest"} <= set(names)
         show = httpx.post(server.url + "/api/show", json={"model": "brief"}).json()
         assert show["system"] == "Answer briefly." and "temperature" in show["parameters"]
+
+
+def test_vllama_run_answers_with_the_starter_on_a_fresh_store(tmp_path: Path) -> None:
+    """``vllama run smollm2:135m "Why is the sky blue?"`` with no hub and an empty store."""
+    import os
+    import subprocess
+    import sys
+
+    with ServerProcess(tmp_path / "models") as server:
+        env = {**os.environ, "VLLAMA_HOST": server.url, "HF_HUB_OFFLINE": "1"}
+        done = subprocess.run([sys.executable, "-m", "vllama", "run", MODEL, "Why is the sky blue?"],
+                              env=env, capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    answer = done.stdout.lower()
+    assert "blue" in answer and ("scatter" in answer or "light" in answer)
