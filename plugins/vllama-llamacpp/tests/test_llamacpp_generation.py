@@ -170,6 +170,45 @@ async def test_concurrent_streams_interleave_and_match(engine: LlamaCppEngine) -
     assert together == alone
 
 
+async def test_the_greedy_fast_path_picks_what_llama_cpps_greedy_sampler_picks(
+    engine: LlamaCppEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import llama_cpp as lc
+
+    import vllama_llamacpp.engine as engine_module
+    from vllama_llamacpp.sampling import build_chain
+
+    assert build_chain(engine._model, GREEDY, None) is None, "plain greedy takes the argmax path"
+    requests = [GenerateRequest(prompt=p, raw=True, options=GREEDY) for p in PROMPTS[:2]]
+    fast = [(await collect(engine.generate(r)))[0] for r in requests]
+
+    def greedy_chain(*_: object) -> object:
+        chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_greedy())
+        return chain
+
+    monkeypatch.setattr(engine_module, "build_chain", greedy_chain)
+    sampled = [(await collect(engine.generate(r)))[0] for r in requests]
+    assert fast == sampled and all(fast)
+
+
+async def test_new_sequences_take_the_lowest_free_slot_and_run_in_slot_order(engine: LlamaCppEngine) -> None:
+    options = SamplingOptions(temperature=0, num_predict=64)
+    # first words no other test uses, so that no cached prefix draws a sequence to another slot
+    prompts = ["Zanzibar is", "Quokkas are", "Xylophones sound", "Marzipan tastes"]
+    streams = [engine.generate(GenerateRequest(prompt=p, raw=True, options=options)) for p in prompts[:3]]
+    for s in streams:
+        await anext(s)
+    await streams[1].aclose()
+    late = engine.generate(GenerateRequest(prompt=prompts[3], raw=True, options=options))
+    await anext(late)
+    slots = [seq.seq_id for seq in engine._loop._running]
+    assert slots == [0, 1, 2], "the freed slot 1 is reused and the batch stays in slot order"
+    for s in (streams[0], streams[2], late):
+        await s.aclose()
+    assert engine.active_sequences == 0
+
+
 async def test_cancelling_a_stream_frees_its_sequence(engine: LlamaCppEngine) -> None:
     options = SamplingOptions(temperature=0, num_predict=48)
     streams = [engine.generate(GenerateRequest(prompt=p, raw=True, options=options)) for p in PROMPTS[:3]]

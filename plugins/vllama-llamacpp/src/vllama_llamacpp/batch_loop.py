@@ -3,10 +3,15 @@
 Each step decodes one token for every generating sequence plus as much of the waiting prompts
 as fits in ``n_batch``, then samples each sequence's next token. Sequences join and leave
 between steps; a cancelled one is dropped and its KV cells freed at the next step.
+
+Batch order matters for speed: with one KV stream per sequence, llama.cpp keeps a batch in one
+micro-batch only when its seq_ids increase in batch order. So running sequences are kept sorted
+by slot and a new sequence takes the lowest free slot, and each step reads the weights once.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 import time
@@ -16,6 +21,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 import llama_cpp as lc
+import numpy as np
 
 from vllama.errors import EngineError
 from vllama_llamacpp.logprobs import token_logprob
@@ -155,10 +161,11 @@ class BatchLoop:
             self._cached[slot] = []
             seq.seq_id = slot
             seq.n_past = common
-            self._running.append(seq)
+            bisect.insort(self._running, seq, key=_slot)
 
     def _pick_slot(self, prompt: list[int]) -> tuple[int, int]:
-        """The free slot whose cached tokens share the longest prefix with ``prompt``."""
+        """The free slot whose cached tokens share the longest prefix with ``prompt``; among
+        equals the lowest, which keeps the running slots packed."""
         best, best_common = self._free_slots[0], 0
         if self._reuse_prefix:
             for slot in self._free_slots:
@@ -185,7 +192,7 @@ class BatchLoop:
         else:
             lc.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
             self._cached[seq.seq_id] = []
-        self._free_slots.append(seq.seq_id)
+        bisect.insort(self._free_slots, seq.seq_id)
         seq.free()
 
     def _step(self) -> None:
@@ -234,7 +241,11 @@ class BatchLoop:
         for seq in outputs:
             if seq.cancelled:
                 continue
-            token = lc.llama_sampler_sample(seq.chain, self._ctx, seq.batch_index)
+            if seq.chain is None:  # plain greedy: the argmax, without a sampler's copy of the vocab
+                row = lc.llama_get_logits_ith(self._ctx, seq.batch_index)
+                token = int(np.ctypeslib.as_array(row, shape=(self._model.n_vocab,)).argmax())
+            else:
+                token = lc.llama_sampler_sample(seq.chain, self._ctx, seq.batch_index)
             logprob = None
             if seq.top_logprobs is not None:
                 row = lc.llama_get_logits_ith(self._ctx, seq.batch_index)
@@ -243,6 +254,10 @@ class BatchLoop:
             seq.accept(token, logprob)
         for seq in [s for s in self._running if s.finished]:
             self._release(seq, keep_cache=True)
+
+
+def _slot(seq: Sequence) -> int:
+    return seq.seq_id
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

@@ -28,9 +28,18 @@ def grammar_for(fmt: Format) -> str | None:
     raise BadRequest(f"invalid format: {fmt!r}")
 
 
-def build_chain(model: Model, options: SamplingOptions, fmt: Format) -> Any:
-    """A new sampler chain for one sequence; the caller frees it with :func:`free_chain`."""
+def build_chain(model: Model, options: SamplingOptions, fmt: Format) -> Any | None:
+    """A new sampler chain for one sequence; the caller frees it with :func:`free_chain`.
+
+    None for plain greedy decoding (no grammar, no penalties): the batch loop takes the argmax
+    of the logits itself, which costs a fraction of a sampler call.
+    """
     grammar = grammar_for(fmt)
+    penalties = options.repeat_last_n != 0 and (
+        options.repeat_penalty != 1.0 or options.frequency_penalty or options.presence_penalty
+    )
+    if options.temperature <= 0 and grammar is None and not penalties:
+        return None
     chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
     add = lc.llama_sampler_chain_add
     try:
@@ -40,9 +49,7 @@ def build_chain(model: Model, options: SamplingOptions, fmt: Format) -> Any:
             if not g:
                 raise BadRequest(f"invalid format grammar: {''.join(errors).strip() or 'parse error'}")
             add(chain, g)
-        if options.repeat_last_n != 0 and (
-            options.repeat_penalty != 1.0 or options.frequency_penalty or options.presence_penalty
-        ):
+        if penalties:
             last_n = options.repeat_last_n if options.repeat_last_n > 0 else -1
             add(
                 chain,
@@ -74,6 +81,7 @@ def build_chain(model: Model, options: SamplingOptions, fmt: Format) -> Any:
     return chain
 
 
-def free_chain(chain: Any) -> None:
+def free_chain(chain: Any | None) -> None:
     """Free a chain and the samplers it owns."""
-    lc.llama_sampler_free(chain)
+    if chain is not None:
+        lc.llama_sampler_free(chain)
