@@ -1,0 +1,67 @@
+"""The vLLM backend: Hugging Face safetensors models, the engine of choice on NVIDIA GPUs."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+from typing import TYPE_CHECKING, ClassVar
+
+from vllama.engine import Backend, Engine, Support
+from vllama.types import Hardware, LoadSettings, ModelRef
+from vllama_vllm.settings import NAMES
+
+if TYPE_CHECKING:
+    from vllama_vllm.engine import VllmEngine
+
+log = logging.getLogger("vllama.vllm")
+
+#: Sequences an engine batches by default: vLLM's own default on a GPU; fewer on a CPU,
+#: where each sequence costs real compute.
+GPU_PARALLEL = 256
+CPU_PARALLEL = 8
+
+
+class VllmBackend(Backend):
+    """Runs safetensors models in vLLM's async engine with continuous batching.
+
+    The engine core (weights, KV cache, the GPU workers) runs in processes vLLM starts and
+    stops itself, so this backend is not isolated in a vllama worker: an engine core that
+    dies marks the engine dead, and the next request reloads it.
+    """
+
+    name: ClassVar[str] = "vllm"
+    formats: ClassVar[frozenset[str]] = frozenset({"safetensors"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"completion", "chat", "embedding", "format", "logprobs"})
+    isolated: ClassVar[bool] = False
+    engine_settings: ClassVar[frozenset[str]] = NAMES
+
+    @classmethod
+    def supports(cls, model: ModelRef, hardware: Hardware) -> Support | None:
+        if model.format != "safetensors" or importlib.util.find_spec("vllm") is None:
+            return None
+        if hardware.has_nvidia:
+            return Support(score=100, reason="vLLM on NVIDIA", parallel=GPU_PARALLEL)
+        return Support(score=20, reason="vLLM's CPU build, as a fallback", parallel=CPU_PARALLEL)
+
+    @classmethod
+    async def load(cls, model: ModelRef, hardware: Hardware, settings: LoadSettings) -> Engine:
+        # Importing vLLM and starting its engine take seconds to minutes: off the event loop,
+        # so the server answers (and lists the model as loading) meanwhile.
+        engine = await asyncio.to_thread(_start, model, hardware, settings)
+        try:
+            await engine.warm_up()
+        except BaseException:
+            await engine.close()
+            raise
+        return engine
+
+
+def _start(model: ModelRef, hardware: Hardware, settings: LoadSettings) -> VllmEngine:
+    from vllama_vllm.plan import plan
+
+    layout = plan(model, hardware, settings)
+    log.info("starting vLLM for %s: %s", model.name, layout.kwargs)
+    from vllama_vllm.engine import start
+
+    return start(model, layout)

@@ -1,0 +1,256 @@
+"""The vLLM engine: one model in vLLM's async engine (AsyncLLM). Its engine core, which
+holds the weights and the KV cache, runs in its own process; closing shuts it down, so the
+memory returns."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+from vllm import AsyncEngineArgs
+from vllm.inputs import tokens_input
+from vllm.pooling_params import PoolingParams
+from vllm.v1.engine.async_llm import AsyncLLM
+from vllm.v1.engine.exceptions import EngineDeadError
+
+from vllama.engine import Engine
+from vllama.errors import ContextOverflow, EngineError, Unsupported
+from vllama.types import (
+    ChatRequest,
+    Delta,
+    Done,
+    Embeddings,
+    EmbedRequest,
+    EngineInfo,
+    Event,
+    GenerateRequest,
+    ModelRef,
+    SamplingOptions,
+    TokenLogprob,
+    TopLogprob,
+)
+from vllama_vllm.plan import Plan
+from vllama_vllm.prompts import PromptBuilder
+from vllama_vllm.sampling import sampling_kwargs, sampling_params
+from vllama_vllm.stats import LiveStats, logger_factory
+
+#: The warm-up request: one greedy token.
+_ONE_TOKEN = SamplingOptions(temperature=0.0, num_predict=1)
+#: Engine processes inherit the environment at start: starts that set it take turns.
+_ENV_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def engine_args(plan: Plan) -> AsyncEngineArgs:
+    """vLLM's engine arguments for a plan (starts nothing)."""
+    return AsyncEngineArgs(**plan.kwargs)
+
+
+def start(ref: ModelRef, plan: Plan) -> VllmEngine:
+    """Start the engine and wait until vLLM is ready. Blocks: run it in a thread."""
+    stats = LiveStats()
+    # Engine processes are spawned: forking a threaded server is unsafe.
+    env = {"VLLM_WORKER_MULTIPROC_METHOD": "spawn", **plan.env}
+    with _ENV_LOCK, _environment(env):
+        try:
+            llm = AsyncLLM.from_engine_args(engine_args(plan), stat_loggers=[logger_factory(stats)])
+        except Exception as e:  # noqa: BLE001  # vLLM raises many kinds; the user gets one clear error
+            raise EngineError(f"failed to load model {ref.name}: {type(e).__name__}: {e}") from None
+    return VllmEngine(llm, ref, plan, stats)
+
+
+class VllmEngine(Engine):
+    """A running vLLM engine serving one model."""
+
+    def __init__(self, llm: AsyncLLM, ref: ModelRef, plan: Plan, stats: LiveStats) -> None:
+        self.name = ref.name
+        self._llm: AsyncLLM | None = llm
+        self._plan = plan
+        self._stats = stats
+        config = llm.vllm_config
+        self._dtype = str(config.model_config.dtype).removeprefix("torch.")
+        self._max_len = config.model_config.max_model_len
+        self._pooling = config.model_config.runner_type == "pooling"
+        self._tokenizer = llm.get_tokenizer()
+        self._prompts = PromptBuilder(self._tokenizer, ref)
+        cache = config.cache_config
+        self._kv_tokens = (cache.num_gpu_blocks or 0) * cache.block_size
+
+    async def warm_up(self) -> None:
+        """Run one tiny request, so that the first forward pass (slow on some platforms) is part
+        of loading rather than of the first user's wait."""
+        if self._pooling:
+            await self._embed_one(self._prompts.tokenize("warm up", special=True))
+            return
+        hello = self._prompts.tokenize("Hello", special=True)
+        async for _ in self._stream(lambda: hello, GenerateRequest(prompt="", options=_ONE_TOKEN)):
+            pass
+
+    @property
+    def alive(self) -> bool:
+        """False once the engine core has died; the scheduler then reloads the model."""
+        return self._llm is not None and not self._llm.errored
+
+    # -- generation ------------------------------------------------------------------------
+
+    def generate(self, request: GenerateRequest) -> AsyncIterator[Event]:
+        return self._stream(lambda: self._prompts.generate(request), request)
+
+    def chat(self, request: ChatRequest) -> AsyncIterator[Event]:
+        return self._stream(lambda: self._prompts.chat(request), request)
+
+    async def _stream(self, prepare: Callable[[], list[int]], request: GenerateRequest | ChatRequest) -> AsyncIterator[Event]:
+        if self._pooling:
+            raise Unsupported(f'"{self.name}" does not support generate')
+        prompt = prepare()
+        if not prompt:
+            yield Done(reason="stop")
+            return
+        if len(prompt) >= self._max_len:
+            raise ContextOverflow("the input length exceeds the context length")
+        top = max(0, request.top_logprobs) if request.logprobs or request.top_logprobs else None
+        params = sampling_params(**sampling_kwargs(request.options, prompt_tokens=len(prompt), max_model_len=self._max_len,
+                                                   format=request.format, top_logprobs=top))  # fmt: skip
+        started = time.perf_counter_ns()
+        first = 0
+        generated: list[int] = []
+        reason: str | None = None
+        outputs = self._running.generate(tokens_input(prompt), params, uuid.uuid4().hex)
+        guarded = self._guard(outputs)
+        try:
+            async for out in guarded:
+                piece = out.outputs[0]
+                if piece.token_ids and not first:
+                    first = time.perf_counter_ns()
+                generated.extend(piece.token_ids)
+                logprobs = _logprobs(piece.token_ids, piece.logprobs, top) if top is not None else []
+                if piece.text or logprobs:
+                    yield Delta(text=piece.text, logprobs=logprobs)
+                if out.finished:
+                    reason = piece.finish_reason
+        finally:
+            if reason is None:  # the consumer went away: closing vLLM's stream aborts the request
+                await guarded.aclose()
+                await outputs.aclose()
+        end = time.perf_counter_ns()
+        first = first or end
+        yield Done(
+            reason="length" if reason == "length" else "stop",
+            prompt_tokens=len(prompt),
+            completion_tokens=len(generated),
+            prompt_eval_ns=max(1, first - started),
+            eval_ns=max(1, end - first),
+            context=prompt + generated,
+        )
+
+    async def _guard(self, outputs: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """vLLM's stream, with an engine that died turned into an EngineError."""
+        try:
+            async for out in outputs:
+                yield out
+        except EngineDeadError:
+            raise EngineError(f"the engine for {self.name} stopped unexpectedly; it will reload on the next request") from None
+
+    # -- embeddings ------------------------------------------------------------------------
+
+    async def embed(self, request: EmbedRequest) -> Embeddings:
+        if not self._pooling:
+            raise Unsupported(f'"{self.name}" does not support embeddings')
+        prompts = [self._embedding_tokens(text, request.truncate) for text in request.inputs]
+        vectors = await asyncio.gather(*(self._embed_one(p) for p in prompts))
+        return Embeddings(vectors=list(vectors), prompt_tokens=sum(len(p) for p in prompts))
+
+    def _embedding_tokens(self, text: str, truncate: bool) -> list[int]:
+        ids = self._prompts.tokenize(text, special=True)
+        if len(ids) <= self._max_len:
+            return ids
+        if not truncate:
+            raise ContextOverflow("the input length exceeds the context length")
+        return list(self._tokenizer(text, truncation=True, max_length=self._max_len)["input_ids"])
+
+    async def _embed_one(self, prompt: list[int]) -> list[float]:
+        result = None
+        async for out in self._guard(self._running.encode(tokens_input(prompt), PoolingParams(task="embed"), uuid.uuid4().hex)):
+            result = out
+        if result is None:
+            raise EngineError(f"the engine for {self.name} returned no embedding")
+        return [float(x) for x in result.outputs.data.tolist()]
+
+    # -- info, close -----------------------------------------------------------------------
+
+    def info(self) -> EngineInfo:
+        kv_bytes = self._kv_tokens * self._plan.kv_bytes_per_token
+        kwargs = self._plan.kwargs
+        size = self._plan.gpu_claim_bytes if self._plan.on_gpu else self._plan.weights_bytes + kv_bytes
+        return EngineInfo(
+            size=size,
+            size_vram=size if self._plan.on_gpu else 0,
+            context_length=self._max_len,
+            parallel=int(kwargs.get("max_num_seqs", 1)),
+            info={
+                "vllm.max_model_len": self._max_len,
+                "vllm.max_num_seqs": int(kwargs.get("max_num_seqs", 1)),
+                "vllm.kv_cache_bytes": kv_bytes,
+                "vllm.kv_cache_tokens": self._kv_tokens,
+                "vllm.weights_bytes": self._plan.weights_bytes,
+                "vllm.dtype": self._dtype,
+                "vllm.tensor_parallel_size": int(kwargs.get("tensor_parallel_size", 1)),
+                "vllm.pipeline_parallel_size": int(kwargs.get("pipeline_parallel_size", 1)),
+                "vllm.data_parallel_size": int(kwargs.get("data_parallel_size", 1)),
+                **({"vllm.gpu_memory_utilization": kwargs["gpu_memory_utilization"]} if self._plan.on_gpu else {}),
+                **self._stats.as_info(),
+            },
+        )
+
+    @property
+    def _running(self) -> AsyncLLM:
+        if self._llm is None:
+            raise EngineError(f"the engine for {self.name} is not running")
+        return self._llm
+
+    async def close(self) -> None:
+        llm, self._llm = self._llm, None  # dropped once shut down: vLLM's finalizer has nothing left to do
+        if llm is not None:
+            await asyncio.to_thread(llm.shutdown)
+
+
+def _logprobs(token_ids: Any, entries: Any, top: int) -> list[TokenLogprob]:
+    """vLLM's per-token logprob dicts (sampled token plus the ``top`` best) as Ollama's."""
+    out = []
+    for token_id, entry in zip(token_ids, entries or (), strict=False):
+        chosen = entry[token_id]
+        best = sorted((lp for lp in entry.values() if lp.rank is not None and lp.rank <= top), key=lambda lp: lp.rank)
+        text = chosen.decoded_token or ""
+        out.append(
+            TokenLogprob(
+                token=text,
+                logprob=chosen.logprob,
+                bytes=list(text.encode()),
+                top_logprobs=[_top(lp) for lp in best],
+            )
+        )
+    return out
+
+
+def _top(lp: Any) -> TopLogprob:
+    text = lp.decoded_token or ""
+    return TopLogprob(token=text, logprob=lp.logprob, bytes=list(text.encode()))

@@ -1,0 +1,79 @@
+"""Prompts as token ids: chat turns through the model's own chat template (or the
+Modelfile's Jinja template), completions as Ollama builds them."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from vllama.errors import Unsupported
+from vllama.types import ChatRequest, GenerateRequest, Message, ModelRef, Tool
+
+
+_GO_TEMPLATE = re.compile(r"\{\{-?\s*(\.|if\s|range\s|end\b|else\b|with\s|template\s)")
+
+
+def is_jinja(template: str) -> bool:
+    """Whether ``template`` is a Jinja chat template rather than an Ollama Go template."""
+    return bool(template.strip()) and not _GO_TEMPLATE.search(template)
+
+
+class PromptBuilder:
+    """Turns requests into token ids with the engine's tokenizer."""
+
+    def __init__(self, tokenizer: Any, ref: ModelRef) -> None:
+        self._tokenizer = tokenizer
+        self._ref = ref
+        self._template = ref.template if is_jinja(ref.template) else None
+        self.has_template = bool(self._template or getattr(tokenizer, "chat_template", None))
+
+    def chat(self, request: ChatRequest) -> list[int]:
+        if not self.has_template:
+            raise Unsupported(f'"{self._ref.name}" does not support chat')
+        if any(m.images for m in request.messages):
+            raise Unsupported(f'"{self._ref.name}" does not support images')
+        messages = list(request.messages)
+        if self._ref.system and not any(m.role == "system" for m in messages):
+            messages.insert(0, Message(role="system", content=self._ref.system))
+        return self._render(messages, request.tools)
+
+    def generate(self, request: GenerateRequest) -> list[int]:
+        if request.images:
+            raise Unsupported(f'"{self._ref.name}" does not support images')
+        if request.suffix:
+            raise Unsupported(f'"{self._ref.name}" does not support insert')
+        if request.raw or not self.has_template:
+            if not request.prompt:
+                return list(request.context)
+            return list(request.context) + self.tokenize(request.prompt, special=not request.context)
+        messages = []
+        if system := request.system or self._ref.system:
+            messages.append(Message(role="system", content=system))
+        messages.append(Message(role="user", content=request.prompt))
+        return list(request.context) + self._render(messages, [])
+
+    def tokenize(self, text: str, *, special: bool) -> list[int]:
+        return list(self._tokenizer.encode(text, add_special_tokens=special))
+
+    def _render(self, messages: list[Message], tools: list[Tool]) -> list[int]:
+        text = self._tokenizer.apply_chat_template(
+            [_message(m) for m in messages],
+            tools=[{"type": t.type, "function": {"name": t.function.name, "description": t.function.description,
+                                                  "parameters": t.function.parameters}} for t in tools] or None,
+            chat_template=self._template,
+            add_generation_prompt=True,
+            tokenize=False,
+        )  # fmt: skip
+        return self.tokenize(text, special=False)
+
+
+def _message(m: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.tool_calls:
+        out["tool_calls"] = [{"type": "function", "function": {"name": c.function.name, "arguments": c.function.arguments}}
+                             for c in m.tool_calls]  # fmt: skip
+    if m.tool_name:
+        out["name"] = m.tool_name
+    if m.tool_call_id:
+        out["tool_call_id"] = m.tool_call_id
+    return out

@@ -1,0 +1,61 @@
+"""Ollama's options, ``format`` and ``logprobs`` as vLLM SamplingParams."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vllama.errors import BadRequest, Unsupported
+from vllama.types import Format, SamplingOptions
+
+
+def sampling_kwargs(
+    options: SamplingOptions, *, prompt_tokens: int, max_model_len: int, format: Format = None, top_logprobs: int | None = None
+) -> dict[str, Any]:
+    """SamplingParams fields for one request (``output_kind`` and ``structured_outputs`` are
+    filled in by :func:`sampling_params`).
+
+    ``num_predict`` -1 and -2 both run to the end of the context; Ollama's ``repeat_penalty``
+    is vLLM's ``repetition_penalty``, which covers the whole context (``repeat_last_n`` has
+    no vLLM equivalent). ``typical_p`` has none either: asking for it is a 400.
+    """
+    if options.typical_p != 1.0:
+        raise Unsupported("typical_p is not supported by the vLLM engine")
+    room = max_model_len - prompt_tokens
+    max_tokens = room if options.num_predict < 0 else min(options.num_predict, room)
+    kwargs: dict[str, Any] = {
+        "temperature": max(0.0, options.temperature),
+        "top_k": max(0, options.top_k),
+        "top_p": options.top_p if 0 < options.top_p <= 1 else 1.0,
+        "min_p": max(0.0, options.min_p),
+        "seed": options.seed,
+        "max_tokens": max_tokens,
+        "stop": list(options.stop) or None,
+        "repetition_penalty": options.repeat_penalty if options.repeat_penalty > 0 else 1.0,
+        "presence_penalty": options.presence_penalty,
+        "frequency_penalty": options.frequency_penalty,
+        "ignore_eos": options.ignore_eos,
+    }
+    if top_logprobs is not None:
+        kwargs["logprobs"] = top_logprobs
+    if format is not None:
+        kwargs["structured_outputs"] = {"json_object": True} if format == "json" else {"json": format}
+    return kwargs
+
+
+def sampling_params(**kwargs: Any) -> Any:
+    """A streaming (delta) vllm.SamplingParams; BadRequest when vLLM rejects a value."""
+    from vllm.sampling_params import RequestOutputKind, SamplingParams, StructuredOutputsParams
+
+    try:
+        from vllm.exceptions import VLLMClientError as Rejected
+    except ImportError:  # vLLM releases before it raised ValueError
+        Rejected = ValueError
+    structured = kwargs.pop("structured_outputs", None)
+    try:
+        return SamplingParams(
+            **kwargs,
+            structured_outputs=StructuredOutputsParams(**structured) if structured else None,
+            output_kind=RequestOutputKind.DELTA,
+        )
+    except (ValueError, Rejected) as e:
+        raise BadRequest(str(e)) from None

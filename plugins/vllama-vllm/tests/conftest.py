@@ -1,0 +1,28 @@
+"""Real models for the vLLM backend, made from PyPI packages and described as the store describes them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vllama.store.describe import describe_directory
+from vllama.testing.hf_models import minilm_dir, smollm2_safetensors
+from vllama.types import ModelRef
+
+def ref_for(name: str, path: Path) -> ModelRef:
+    desc = describe_directory(path)
+    return ModelRef(name=name, format=desc.format, path=str(path), details=desc.details, info=desc.info,
+                    capabilities=desc.capabilities, template=desc.template)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> ModelRef:
+    """SmolLM2-135M-Instruct as safetensors, converted once from the PyPI GGUF and cached."""
+    return ref_for("smollm2-hf", smollm2_safetensors())
+
+
+@pytest.fixture(scope="session")
+def minilm() -> ModelRef:
+    """all-MiniLM-L6-v2 from its PyPI package (384-d sentence embeddings)."""
+    return ref_for("all-minilm", minilm_dir())

