@@ -1,0 +1,46 @@
+"""The MLX backend: safetensors and MLX-format models, first choice on Apple silicon."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from typing import ClassVar
+
+from vllama.engine import Backend, Engine, Support
+from vllama.types import Hardware, LoadSettings, ModelRef
+
+#: Sequences an engine runs at once by default.
+DEFAULT_PARALLEL = 4
+#: On Apple silicon MLX is the engine the hardware is for.
+METAL_SCORE = 90
+#: Elsewhere (Linux CPUs with ``mlx[cpu]``) it works, slowly: any other engine should win.
+FALLBACK_SCORE = 5
+
+
+def mlx_installed() -> bool:
+    """Whether mlx and mlx-lm can be imported, found without importing them."""
+    return all(importlib.util.find_spec(name) is not None for name in ("mlx", "mlx_lm"))
+
+
+class MlxBackend(Backend):
+    """Runs Hugging Face safetensors and MLX models with mlx-lm, batching concurrent requests."""
+
+    name: ClassVar[str] = "mlx"
+    formats: ClassVar[frozenset[str]] = frozenset({"safetensors", "mlx"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"completion", "chat", "logprobs"})
+    #: ``dtype``: compute in float32, float16 or bfloat16 instead of the weights' own type ("auto").
+    engine_settings: ClassVar[frozenset[str]] = frozenset({"dtype"})
+
+    @classmethod
+    def supports(cls, model: ModelRef, hardware: Hardware) -> Support | None:
+        if model.format not in cls.formats or not mlx_installed():
+            return None
+        if hardware.has_metal:
+            return Support(score=METAL_SCORE, reason="MLX on Apple silicon", parallel=DEFAULT_PARALLEL)
+        return Support(score=FALLBACK_SCORE, reason="MLX on the CPU (slow; a fallback)", parallel=DEFAULT_PARALLEL)
+
+    @classmethod
+    async def load(cls, model: ModelRef, hardware: Hardware, settings: LoadSettings) -> Engine:
+        from vllama_mlx.engine import MlxEngine
+
+        return await asyncio.to_thread(MlxEngine, model, settings, unified_memory=hardware.has_metal)

@@ -1,0 +1,44 @@
+"""The real SmolLM2-135M-Instruct in safetensors (made from the PyPI GGUF), loaded as few times as possible."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vllama.store.describe import describe_directory
+from vllama.testing.hf_models import smollm2_safetensors
+from vllama.types import ModelRef
+
+MODEL = "smollm2:135m"
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    return smollm2_safetensors()
+
+
+def model_ref(path: Path, name: str = MODEL) -> ModelRef:
+    desc = describe_directory(path)
+    return ModelRef(name=name, format=desc.format, path=str(path), details=desc.details, info=desc.info,
+                    capabilities=desc.capabilities, template=desc.template)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def smollm2(smollm2_dir: Path) -> ModelRef:
+    return model_ref(smollm2_dir)
+
+
+@pytest.fixture(scope="session")
+def transformers5_dir(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same weights with the config transformers 5 writes: rope_theta only in rope_parameters."""
+    target = tmp_path_factory.mktemp("transformers5")
+    for f in smollm2_dir.iterdir():
+        if f.name != "config.json":
+            (target / f.name).symlink_to(f)
+    config = json.loads((smollm2_dir / "config.json").read_text())
+    config.pop("rope_theta")
+    assert config["rope_parameters"]["rope_theta"] == 100000.0
+    (target / "config.json").write_text(json.dumps(config))
+    return target
