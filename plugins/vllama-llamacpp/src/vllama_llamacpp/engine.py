@@ -12,6 +12,7 @@ import llama_cpp as lc
 from vllama import gguf
 from vllama.engine import Engine
 from vllama.errors import ContextOverflow, EngineError, Unsupported
+from vllama.streams import Channel
 from vllama.types import (
     ChatRequest,
     Done,
@@ -29,7 +30,7 @@ from vllama_llamacpp.chat_template import ChatTemplate, is_jinja
 from vllama_llamacpp.embedding import Embedder
 from vllama_llamacpp.native import Model, new_context
 from vllama_llamacpp.sampling import build_chain, free_chain
-from vllama_llamacpp.sequence import Channel, Sequence
+from vllama_llamacpp.sequence import Sequence
 
 #: Bytes per KV cache element (llama.cpp's default f16 cache).
 _KV_ELEMENT_BYTES = 2

@@ -2,45 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable
-from typing import Any, TypeAlias
+from typing import Any
 
+from vllama.streams import Channel
 from vllama.types import Delta, Done, FinishReason, TokenLogprob
 from vllama_llamacpp.native import Model
 from vllama_llamacpp.sampling import free_chain
 from vllama_llamacpp.text import TextStream
-
-Item: TypeAlias = Delta | Done | BaseException
-
-
-class Channel:
-    """Carries a sequence's events from the loop thread to the asyncio task that consumes them."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.queue: asyncio.Queue[Item] = asyncio.Queue()
-        #: Resolved once the loop thread has dropped the sequence and freed its KV cells.
-        self.released: asyncio.Future[None] = loop.create_future()
-
-    def send(self, item: Item) -> None:
-        self._call(self.queue.put_nowait, item)
-
-    def release(self) -> None:
-        self._call(_resolve, self.released)
-
-    def _call(self, fn: Callable[[Any], None], arg: Any) -> None:
-        try:
-            self.loop.call_soon_threadsafe(fn, arg)
-        except RuntimeError:  # the consumer's event loop is closed: nobody is listening
-            pass
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
 
 class Sequence:
     """A generation in progress. Owned by the loop thread once submitted, except for

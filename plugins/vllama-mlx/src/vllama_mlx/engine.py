@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 
 from vllama.engine import Engine
 from vllama.errors import ContextOverflow, Unsupported
+from vllama.streams import Channel
 from vllama.types import (
     ChatRequest,
     Done,
@@ -22,7 +23,7 @@ from vllama_mlx import sampling
 from vllama_mlx.batch_loop import BatchLoop
 from vllama_mlx.loading import load_model
 from vllama_mlx.prompts import Prompts
-from vllama_mlx.sequence import Channel, Sequence
+from vllama_mlx.sequence import Sequence
 
 #: Finished sequences whose caches are kept for prefix reuse, and the bytes they may hold.
 PROMPT_CACHE_ENTRIES = 16

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vllama_mlx.stops import StopText
+from vllama.streams import StopText
 
 
 def stream(chunks: list[str], stops: list[str]) -> tuple[str, bool]:
