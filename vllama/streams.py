@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeAlias
 
 from vllama.types import Delta, Done
@@ -33,6 +33,29 @@ class Channel:
     def release(self) -> None:
         """Tell the consumer the sequence is gone (engine thread, last call)."""
         self._call(_resolve, self.released)
+
+    async def events(self, cancel: Callable[[], None]) -> AsyncIterator[Delta | Done]:
+        """Yield the sequence's events up to its Done, or raise the error it ends with.
+
+        If the consumer stops early (its client went away), call ``cancel`` and wait until the
+        engine thread has released the sequence. Iterate it under ``contextlib.aclosing`` from
+        another async generator, so that closing that one closes this one at once.
+        """
+        done = False
+        try:
+            while True:
+                item = await self.queue.get()
+                if isinstance(item, BaseException):
+                    done = True
+                    raise item
+                done = isinstance(item, Done)
+                yield item
+                if done:
+                    return
+        finally:
+            if not done:
+                cancel()
+                await asyncio.shield(self.released)
 
     def _call(self, fn: Callable[[Any], None], arg: Any) -> None:
         try:

@@ -4,6 +4,7 @@ batch loop that serves them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -164,21 +165,9 @@ class LlamaCppEngine(Engine):
         except BaseException:
             free_chain(chain)
             raise
-        done = False
-        try:
-            while True:
-                item = await channel.queue.get()
-                if isinstance(item, BaseException):
-                    done = True
-                    raise item
-                done = isinstance(item, Done)
-                yield item
-                if done:
-                    return
-        finally:
-            if not done:
-                self._loop.cancel(seq)
-                await asyncio.shield(channel.released)
+        async with contextlib.aclosing(channel.events(lambda: self._loop.cancel(seq))) as events:
+            async for event in events:
+                yield event
 
     # -- embeddings, info, close -----------------------------------------------------------
 

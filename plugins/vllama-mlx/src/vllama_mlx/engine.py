@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 
 from vllama.engine import Engine
@@ -95,21 +96,9 @@ class MlxEngine(Engine):
             top_logprobs=max(0, request.top_logprobs) if request.logprobs or request.top_logprobs else None,
         )
         self._loop.submit(seq)
-        done = False
-        try:
-            while True:
-                item = await channel.queue.get()
-                if isinstance(item, BaseException):
-                    done = True
-                    raise item
-                done = isinstance(item, Done)
-                yield item
-                if done:
-                    return
-        finally:
-            if not done:
-                self._loop.cancel(seq)
-                await asyncio.shield(channel.released)
+        async with contextlib.aclosing(channel.events(lambda: self._loop.cancel(seq))) as events:
+            async for event in events:
+                yield event
 
     # -- embeddings, info, close -----------------------------------------------------------
 
