@@ -15,7 +15,8 @@ def stream(chunks: list[str], stops: list[str]) -> tuple[str, bool]:
         out.append(s.feed(chunk))
         if s.stopped:
             return "".join(out), True
-    return "".join(out) + s.flush(), False
+    rest = s.flush()
+    return "".join(out) + rest, s.stopped
 
 
 def test_stop_split_across_chunks_is_not_emitted() -> None:

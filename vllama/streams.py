@@ -87,8 +87,14 @@ class StopText:
         self._held = ""
         if not self._stops:
             return text
-        cut = min((i for i in (text.find(s) for s in self._stops) if i >= 0), default=-1)
+        cut = self._first_stop(text)
         if cut >= 0:
+            # a longer stop string that begins earlier may still complete
+            held = self._partial_suffix(text)
+            start = len(text) - held
+            if held and start < cut:
+                self._held = text[start:]
+                return text[:start]
             self.stopped = True
             return text[:cut]
         keep = self._partial_suffix(text)
@@ -100,7 +106,15 @@ class StopText:
     def flush(self) -> str:
         """What is still held back, at the end of the stream."""
         text, self._held = self._held, ""
+        cut = self._first_stop(text)
+        if cut >= 0:
+            self.stopped = True
+            return text[:cut]
         return text
+
+    def _first_stop(self, text: str) -> int:
+        """Where the earliest stop string in ``text`` begins; -1 if none is there."""
+        return min((i for i in (text.find(s) for s in self._stops) if i >= 0), default=-1)
 
     def _partial_suffix(self, text: str) -> int:
         """Length of the longest suffix of ``text`` that begins some stop string."""
