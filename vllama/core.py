@@ -16,7 +16,7 @@ from vllama.errors import InvalidName, ModelNotFound
 from vllama.names import ModelName, parse_name
 from vllama.plugins import make_plugin_manager
 from vllama.scheduler import Scheduler
-from vllama.selection import registered_backends
+from vllama.selection import choose, registered_backends
 from vllama.store import ModelStore
 from vllama.types import ModelRef
 
@@ -39,6 +39,22 @@ class Vllama:
     def engine_settings(self) -> frozenset[str]:
         """Engine setting names any installed backend accepts (valid Modelfile PARAMETERs)."""
         return frozenset().union(*(b.engine_settings for b in self.backends.values()))
+
+    def backend_for(self, model: ModelRef) -> type[Backend]:
+        """The backend that would serve ``model`` here (cheap: nothing loads);
+        :class:`~vllama.errors.NoBackend` if none can."""
+        return choose(self.pm, self.backends, model, self.hardware, self.settings.backend).backend
+
+    def capabilities(self, model: ModelRef) -> list[str]:
+        """What ``model`` can do on the backend that would serve it, for /api/show and /api/tags."""
+        from vllama import admission
+        from vllama.errors import NoBackend
+
+        try:
+            backend: type[Backend] | None = self.backend_for(model)
+        except NoBackend:
+            backend = None
+        return admission.capabilities(model, backend)
 
     def parse(self, text: str) -> ModelName:
         return parse_name(text)

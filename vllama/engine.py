@@ -29,7 +29,7 @@ from vllama.types import (
 #: Capabilities a backend may declare. The server answers 400 for a request that needs one
 #: the backend lacks (e.g. ``format`` without "format").
 CAPABILITIES = frozenset(
-    {"completion", "chat", "embedding", "tools", "thinking", "vision", "format", "logprobs"}
+    {"completion", "chat", "embedding", "tools", "thinking", "vision", "insert", "format", "logprobs"}
 )
 
 
@@ -59,6 +59,9 @@ class Backend(abc.ABC):
     formats: ClassVar[frozenset[str]]
     #: What its engines can do; a subset of :data:`CAPABILITIES`.
     capabilities: ClassVar[frozenset[str]] = frozenset({"completion", "chat"})
+    #: Its engines emit ``Delta.tool_calls`` themselves. Otherwise, when it declares "tools",
+    #: the core parses calls out of the text it streams (:mod:`vllama.tool_calls`).
+    parses_tool_calls: ClassVar[bool] = False
     #: Run each engine in its own worker process, so a crash or an unload returns memory.
     isolated: ClassVar[bool] = True
     #: Engine settings it accepts beyond Ollama's options (Modelfile PARAMETER lines);

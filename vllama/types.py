@@ -201,6 +201,14 @@ class ChatRequest(_Generation, kw_only=True):
 
     messages: list[Message]
     tools: list[Tool] = []
+    #: "required": the reply must be a call of one of ``tools`` (a named function is asked
+    #: for by offering only that one); "auto": the model decides.
+    tool_choice: Literal["auto", "required"] = "auto"
+    #: Whether a reply may hold more than one call.
+    parallel_tool_calls: bool = True
+    #: How the model writes calls (:data:`vllama.tool_calls.FORMATS`), decided by the core
+    #: from the Modelfile or the chat template; "" when no tools are offered.
+    tool_format: str = ""
 
 
 class EmbedRequest(msgspec.Struct, kw_only=True):

@@ -73,7 +73,6 @@ async def generate(request: Request[Any, Any, Any], data: w.GenerateBody) -> Res
     images = serving.decode_images(data.images)
     if not data.prompt and not images:
         return await _load_or_unload(v, model, keep_alive, options, started, chat=False)
-    serving.check_model(model, think=data.think, suffix=bool(data.suffix))
     req = GenerateRequest(
         prompt=data.prompt,
         system=data.system if data.system is not None else ("" if data.raw else model.system),
@@ -189,7 +188,6 @@ async def chat(request: Request[Any, Any, Any], data: w.ChatBody) -> Response[An
     tools = serving.parse_tools(data.tools)
     if not messages:
         return await _load_or_unload(v, model, keep_alive, options, started, chat=True)
-    serving.check_model(model, chat=True, tools=bool(tools), think=data.think)
     req = ChatRequest(
         messages=serving.with_model_prompt(model, messages),
         tools=tools,

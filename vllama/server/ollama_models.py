@@ -59,11 +59,12 @@ def details(ref: ModelRef) -> w.Details:
 
 @get("/api/tags", tags=["models"], summary="List installed models")
 async def tags(request: Request[Any, Any, Any]) -> w.ListResponse:
-    refs = await asyncio.to_thread(vllama_of(request).store.list)
+    v = vllama_of(request)
+    refs = await asyncio.to_thread(v.store.list)
     return w.ListResponse(
         models=[
             w.ListModel(name=r.name, model=r.name, modified_at=r.modified_at, size=r.size, digest=r.digest,
-                        details=details(r), capabilities=r.capabilities)  # fmt: skip
+                        details=details(r), capabilities=v.capabilities(r))  # fmt: skip
             for r in refs
         ]
     )
@@ -112,7 +113,7 @@ async def show(request: Request[Any, Any, Any], data: w.ShowBody) -> w.ShowRespo
         details=details(ref),
         messages=[w.WireMessage(role=m.role, content=m.content) for m in ref.messages] or None,
         model_info=info,
-        capabilities=ref.capabilities,
+        capabilities=v.capabilities(ref),
         modified_at=ref.modified_at,
     )
 

@@ -134,7 +134,6 @@ async def chat_completions(request: Request[Any, Any, Any], data: o.ChatCompleti
     sampling.ignore_eos = data.ignore_eos
     tools = serving.parse_tools(data.tools)
     think = _think(data)
-    serving.check_model(model, chat=True, tools=bool(tools), think=think)
     top = data.top_logprobs or 0
     serving.check_top_logprobs(top)
     req = ChatRequest(
@@ -198,7 +197,6 @@ async def completions(request: Request[Any, Any, Any], data: o.CompletionBody) -
     model = await v.find(data.model)
     options, sampling = serving.merge_options(v, model, _options(data, data.max_tokens))
     sampling.ignore_eos = data.ignore_eos
-    serving.check_model(model, suffix=bool(data.suffix))
     req = GenerateRequest(prompt=prompt, system=model.system, suffix=data.suffix or "", options=sampling)
     run = await serving.start(v, model, req, keep_alive=None, options=options)
     rid, created = f"cmpl-{secrets.token_hex(6)}", int(time.time())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import math
 import time
 from collections.abc import AsyncIterator, Callable
@@ -18,12 +19,14 @@ from typing import Any
 
 import msgspec
 
+from vllama import admission
 from vllama import options as opts
 from vllama.core import Vllama
 from vllama.durations import keep_alive_seconds
 from vllama.engine import Backend, Engine
 from vllama.errors import BadRequest, EngineError, Unsupported
 from vllama.server import metrics
+from vllama.tool_calls import FORMATS, ToolCallParser, ToolFormat, detect_format, parse_tool_calls
 from vllama.types import ChatRequest, Event, GenerateRequest, Message, ModelRef, Tool
 
 
@@ -67,38 +70,15 @@ def parse_tools(tools: list[dict[str, Any]] | None) -> list[Tool]:
         raise BadRequest(f"invalid tools: {e}") from None
 
 
-def check_model(model: ModelRef, *, chat: bool = False, tools: bool = False, think: Any = None, suffix: bool = False) -> None:
-    """Refuse what the model itself cannot do (Ollama's capability errors)."""
-    caps = model.capabilities
-    if "completion" not in caps:
-        raise Unsupported(f'"{model.name}" does not support {"chat" if chat else "generate"}')
-    if tools and "tools" not in caps:
-        raise Unsupported(f'"{model.name}" does not support tools')
-    if think and "thinking" not in caps:
-        raise Unsupported(f'"{model.name}" does not support thinking')
-    if suffix and "insert" not in caps:
-        raise Unsupported(f'"{model.name}" does not support insert')
-
-
-def check_backend(backend: type[Backend], model: ModelRef, request: GenerateRequest | ChatRequest) -> None:
-    """Refuse what the chosen engine cannot do, rather than ignore it silently."""
-    needs = []
-    if request.think:
-        needs.append(("thinking", "thinking"))
-    if request.format is not None:
-        needs.append(("format", "structured output (format)"))
-    if request.logprobs:
-        needs.append(("logprobs", "logprobs"))
-    if isinstance(request, ChatRequest):
-        if request.tools:
-            needs.append(("tools", "tools"))
-        if any(m.images for m in request.messages):
-            needs.append(("vision", "images"))
-    elif request.images:
-        needs.append(("vision", "images"))
-    for cap, what in needs:
-        if cap not in backend.capabilities:
-            raise Unsupported(f'"{model.name}" does not support {what} with the {backend.name} backend')
+def tool_format(model: ModelRef) -> ToolFormat | None:
+    """How the model writes tool calls: the Modelfile's ``tool_parser``, else what its chat
+    template teaches."""
+    named = model.parameters.get("tool_parser")
+    if named is None:
+        return detect_format(model.template)
+    if named not in FORMATS:
+        raise BadRequest(f"invalid tool_parser {named!r}: use one of {', '.join(FORMATS)}")
+    return named  # type: ignore[no-any-return]
 
 
 def with_model_prompt(model: ModelRef, messages: list[Message]) -> list[Message]:
@@ -138,16 +118,20 @@ async def start(
 ) -> Run:
     """Schedule the request and fetch its first event, so that errors come before headers."""
     started = now_ns()
+    backend = v.backend_for(model)
+    if isinstance(request, ChatRequest) and request.tools:
+        request.tool_format = tool_format(model) or "json"
+    admission.check(model, backend, request)
     call: Callable[[Engine], AsyncIterator[Event]] = (
         (lambda e: e.chat(request)) if isinstance(request, ChatRequest) else (lambda e: e.generate(request))  # type: ignore[arg-type]
     )
 
     async def events() -> AsyncIterator[Any]:
         async with v.scheduler.acquire(model, keep_alive=keep_alive, options=options) as lease:
-            check_backend(lease.runner.backend, model, request)
             yield lease.load_duration_ns
-            async for event in call(lease.engine):
-                yield event
+            async with contextlib.aclosing(_transformed(lease.runner.backend, request, call(lease.engine))) as stream:
+                async for event in stream:
+                    yield event
 
     stream = events()
     try:
@@ -159,6 +143,15 @@ async def start(
         await stream.aclose()
         raise
     return Run(load_ns, metrics.observe(v, model.name, started, now_ns(), _chain(first, stream)))
+
+
+def _transformed(backend: type[Backend], request: GenerateRequest | ChatRequest, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    """The engine's events through the core's stream transforms it needs."""
+    if isinstance(request, ChatRequest) and request.tools and not backend.parses_tool_calls:
+        names = [t.function.name for t in request.tools]
+        parser = ToolCallParser(request.tool_format or "json", names, parallel=request.parallel_tool_calls)  # type: ignore[arg-type]
+        return parse_tool_calls(events, parser)
+    return events
 
 
 async def _chain(first: Event, rest: AsyncIterator[Event]) -> AsyncIterator[Event]:

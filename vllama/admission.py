@@ -1,0 +1,49 @@
+"""The one place that decides whether a request can run, before anything loads.
+
+A request is checked against the model (what its weights and template can do: Ollama's
+capability errors) and against the backend that would serve it (what its engine can do),
+so that a request the engine would refuse costs no load, no eviction and no queue slot.
+The same rule gives the capabilities that /api/show and /api/tags list.
+"""
+
+from __future__ import annotations
+
+from vllama.engine import Backend
+from vllama.errors import Unsupported
+from vllama.types import ChatRequest, GenerateRequest, ModelRef
+
+#: Model capabilities and the backend capability each needs ("completion": either).
+_NEEDS = {"completion": ("completion", "chat"), "embedding": ("embedding",), "tools": ("tools",),
+          "thinking": ("thinking",), "insert": ("insert",), "vision": ("vision",)}  # fmt: skip
+
+
+def capabilities(model: ModelRef, backend: type[Backend] | None) -> list[str]:
+    """What ``model`` can do when ``backend`` serves it (all the model's own without one)."""
+    if backend is None:
+        return list(model.capabilities)
+    return [c for c in model.capabilities if any(b in backend.capabilities for b in _NEEDS.get(c, (c,)))]
+
+
+def check(model: ModelRef, backend: type[Backend], request: GenerateRequest | ChatRequest) -> None:
+    """Raise :class:`~vllama.errors.Unsupported` (a 400) for what the model or the engine
+    cannot do, rather than ignore it silently."""
+    chat = isinstance(request, ChatRequest)
+    if "completion" not in model.capabilities:
+        raise Unsupported(f'"{model.name}" does not support {"chat" if chat else "generate"}')
+    images = any(m.images for m in request.messages) if chat else bool(request.images)
+    needs = [
+        # (model capability or None, backend capability, what it is called in the error)
+        ("tools", "tools", "tools", chat and bool(request.tools)),
+        ("thinking", "thinking", "thinking", bool(request.think)),
+        ("insert", "insert", "insert", not chat and bool(request.suffix)),
+        (None, "format", "structured output (format)", request.format is not None),
+        (None, "logprobs", "logprobs", request.logprobs),
+        (None, "vision", "images", images),
+    ]
+    for model_cap, backend_cap, what, needed in needs:
+        if not needed:
+            continue
+        if model_cap is not None and model_cap not in model.capabilities:
+            raise Unsupported(f'"{model.name}" does not support {what}')
+        if backend_cap not in backend.capabilities:
+            raise Unsupported(f'"{model.name}" does not support {what} with the {backend.name} backend')
