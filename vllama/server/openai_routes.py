@@ -10,7 +10,7 @@ import secrets
 import struct
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 from litestar import Request, get, post
 from litestar.response import Response, Stream
@@ -21,7 +21,7 @@ from vllama.server import openai_wire as o
 from vllama.server import serving
 from vllama.server.ndjson import sse
 from vllama.server.ollama_generate import vllama_of
-from vllama.types import ChatRequest, Delta, Done, Event, GenerateRequest, Message, ToolCall, ToolCallFunction
+from vllama.types import ChatRequest, Delta, Done, Event, GenerateRequest, Message, Tool, ToolCall, ToolCallFunction
 
 _EFFORT = {"none": False, "minimal": "low", "low": "low", "medium": "medium", "high": "high", "max": "max", "xhigh": "max", "ultra": "max"}
 
@@ -44,6 +44,7 @@ def _options(body: o.ChatCompletionBody | o.CompletionBody, max_tokens: int | No
 
 def _messages(messages: list[o.ChatMessage]) -> list[Message]:
     out = []
+    call_names: dict[str, str] = {}  # tool_call_id -> function name, for tool results
     for m in messages:
         text, images = [], []
         if isinstance(m.content, str):
@@ -66,13 +67,37 @@ def _messages(messages: list[o.ChatMessage]) -> list[Message]:
                 args = json.loads(fn.get("arguments") or "{}")
             except ValueError:
                 raise BadRequest("tool call arguments must be a JSON object string") from None
+            if not isinstance(args, dict):
+                raise BadRequest("tool call arguments must be a JSON object string")
             calls.append(ToolCall(id=call.get("id", ""), function=ToolCallFunction(name=fn.get("name", ""), arguments=args, index=i)))
+            call_names[call.get("id", "")] = fn.get("name", "")
         role = "system" if m.role == "developer" else m.role
         if role not in ("system", "user", "assistant", "tool"):
             raise BadRequest(f"invalid role {m.role!r}")
         out.append(Message(role=role, content="".join(text), images=images, tool_calls=calls,
-                           thinking=m.reasoning or m.reasoning_content or "", tool_call_id=m.tool_call_id or ""))  # fmt: skip
+                           thinking=m.reasoning or m.reasoning_content or "", tool_call_id=m.tool_call_id or "",
+                           tool_name=m.name or call_names.get(m.tool_call_id or "", "") if role == "tool" else ""))  # fmt: skip
     return out
+
+
+def _tool_choice(choice: str | dict[str, Any] | None, tools: list[Tool]) -> tuple[list[Tool], Literal["auto", "required"]]:
+    """OpenAI's ``tool_choice``: "none" offers no tools, "required" or a named function makes
+    the reply a call (of that function only)."""
+    if choice is None or choice == "auto":
+        return tools, "auto"
+    if choice == "none":
+        return [], "auto"
+    if choice == "required":
+        if not tools:
+            raise BadRequest('tool_choice "required" needs tools')
+        return tools, "required"
+    name = ((choice.get("function") or {}).get("name") if isinstance(choice, dict) else None) or ""
+    if not isinstance(name, str) or not name:
+        raise BadRequest('invalid tool_choice: use "none", "auto", "required" or {"type": "function", "function": {"name": ...}}')
+    named = [t for t in tools if t.function.name == name]
+    if not named:
+        raise BadRequest(f"tool_choice names {name!r}, which is not in tools")
+    return named, "required"
 
 
 def _format(response_format: dict[str, Any] | None) -> Any:
@@ -132,13 +157,14 @@ async def chat_completions(request: Request[Any, Any, Any], data: o.ChatCompleti
     model = await v.find(data.model)
     options, sampling = serving.merge_options(v, model, _options(data, data.max_completion_tokens or data.max_tokens))
     sampling.ignore_eos = data.ignore_eos
-    tools = serving.parse_tools(data.tools)
+    tools, tool_choice = _tool_choice(data.tool_choice, serving.parse_tools(data.tools))
     think = _think(data)
     top = data.top_logprobs or 0
     serving.check_top_logprobs(top)
     req = ChatRequest(
         messages=serving.with_model_prompt(model, _messages(data.messages)),
-        tools=tools, options=sampling, format=_format(data.response_format), think=think,
+        tools=tools, tool_choice=tool_choice, parallel_tool_calls=data.parallel_tool_calls is not False,
+        options=sampling, format=_format(data.response_format), think=think,
         logprobs=bool(data.logprobs), top_logprobs=top,
     )  # fmt: skip
     run = await serving.start(v, model, req, keep_alive=None, options=options)

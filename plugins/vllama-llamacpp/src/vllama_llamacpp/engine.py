@@ -14,6 +14,7 @@ from vllama import gguf
 from vllama.engine import Engine
 from vllama.errors import ContextOverflow, EngineError, Unsupported
 from vllama.streams import Channel
+from vllama.tool_calls import FORMATS
 from vllama.types import (
     ChatRequest,
     Done,
@@ -32,6 +33,7 @@ from vllama_llamacpp.embedding import Embedder
 from vllama_llamacpp.native import Model, new_context
 from vllama_llamacpp.sampling import build_chain, free_chain
 from vllama_llamacpp.sequence import Sequence
+from vllama_llamacpp.tool_grammar import ToolGrammar, tool_grammar
 
 #: Bytes per KV cache element (llama.cpp's default f16 cache).
 _KV_ELEMENT_BYTES = 2
@@ -147,7 +149,7 @@ class LlamaCppEngine(Engine):
         if len(prompt) > self._n_ctx:
             raise ContextOverflow("the input length exceeds the context length")
         options = request.options
-        chain = build_chain(self._model, options, request.format)
+        chain = build_chain(self._model, options, request.format, _tool_grammar(request))
         channel = Channel(asyncio.get_running_loop())
         seq = Sequence(
             self._model,
@@ -214,6 +216,18 @@ class LlamaCppEngine(Engine):
             bos_token=self._model.special_text(self._model.bos),
             eos_token=self._model.special_text(self._model.eos),
         )
+
+
+def _tool_grammar(request: GenerateRequest | ChatRequest) -> ToolGrammar | None:
+    """The grammar for the request's tool calls: from the first token when a call is
+    required, else switched on when the model opens one."""
+    if not isinstance(request, ChatRequest) or not request.tools:
+        return None
+    fmt = request.tool_format if request.tool_format in FORMATS else "json"
+    required = request.tool_choice == "required"
+    if not required and request.format is not None:
+        return None  # the reply's format wins over lazily constrained calls
+    return tool_grammar(request.tools, fmt, parallel=request.parallel_tool_calls, lazy=not required)  # type: ignore[arg-type]
 
 
 def _read_header(ref: ModelRef) -> gguf.GGUFFile:

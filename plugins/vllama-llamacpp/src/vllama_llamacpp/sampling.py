@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import random
 from typing import Any
@@ -12,6 +13,7 @@ from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 from vllama.errors import BadRequest
 from vllama.types import Format, SamplingOptions
 from vllama_llamacpp.native import Model, captured_errors
+from vllama_llamacpp.tool_grammar import ToolGrammar
 
 
 def grammar_for(fmt: Format) -> str | None:
@@ -28,13 +30,14 @@ def grammar_for(fmt: Format) -> str | None:
     raise BadRequest(f"invalid format: {fmt!r}")
 
 
-def build_chain(model: Model, options: SamplingOptions, fmt: Format) -> Any | None:
+def build_chain(model: Model, options: SamplingOptions, fmt: Format, tools: ToolGrammar | None = None) -> Any | None:
     """A new sampler chain for one sequence; the caller frees it with :func:`free_chain`.
 
-    None for plain greedy decoding (no grammar, no penalties): the batch loop takes the argmax
-    of the logits itself, which costs a fraction of a sampler call.
+    ``tools`` constrains tool calls (from the first token, or lazily from its triggers); it
+    takes the place of ``format``. None for plain greedy decoding (no grammar, no penalties):
+    the batch loop takes the argmax of the logits itself, which costs a fraction of a sampler call.
     """
-    grammar = grammar_for(fmt)
+    grammar = tools.gbnf if tools is not None else grammar_for(fmt)
     penalties = options.repeat_last_n != 0 and (
         options.repeat_penalty != 1.0 or options.frequency_penalty or options.presence_penalty
     )
@@ -45,7 +48,7 @@ def build_chain(model: Model, options: SamplingOptions, fmt: Format) -> Any | No
     try:
         if grammar is not None:
             with captured_errors() as errors:
-                g = lc.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
+                g = _grammar_sampler(model, grammar, tools.triggers if tools is not None else ())
             if not g:
                 raise BadRequest(f"invalid format grammar: {''.join(errors).strip() or 'parse error'}")
             add(chain, g)
@@ -79,6 +82,17 @@ def build_chain(model: Model, options: SamplingOptions, fmt: Format) -> Any | No
         free_chain(chain)
         raise
     return chain
+
+
+def _grammar_sampler(model: Model, grammar: str, triggers: tuple[str, ...]) -> Any:
+    """A grammar sampler; lazy (free until a trigger pattern matches) when there are triggers."""
+    if not triggers:
+        return lc.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
+    patterns = (ctypes.c_char_p * len(triggers))(*(t.encode() for t in triggers))
+    no_tokens = (lc.llama_token * 1)()
+    return lc.llama_sampler_init_grammar_lazy_patterns(
+        model.vocab, grammar.encode(), b"root", patterns, len(triggers), no_tokens, 0
+    )
 
 
 def free_chain(chain: Any | None) -> None:
