@@ -44,13 +44,13 @@ def test_modules_register_echo_backends() -> None:
     pm = make_plugin_manager(load_entrypoints=False, modules=[ECHO])
     assert plugin_names(pm) == set(BUILTIN_PLUGINS) | {ECHO}
     backends = registered_backends(pm)
-    assert set(backends) == {"echo", "echo-isolated"}
+    assert set(backends) == {"echo", "echo-isolated", "echo-text", "echo-plain"}
     assert backends["echo"].isolated is False and backends["echo-isolated"].isolated is True
 
 
 def test_module_listed_twice_is_registered_once() -> None:
     pm = make_plugin_manager(load_entrypoints=False, modules=[ECHO, ECHO])
-    assert set(registered_backends(pm)) == {"echo", "echo-isolated"}
+    assert set(registered_backends(pm)) == {"echo", "echo-isolated", "echo-text", "echo-plain"}
 
 
 def test_unknown_module_fails_loudly() -> None:
@@ -304,7 +304,7 @@ def test_select_backend_hook_can_override(pm, backends) -> None:  # type: ignore
 def test_choose_with_echo(pm) -> None:  # type: ignore[no-untyped-def]
     pm = make_plugin_manager(load_entrypoints=False, modules=[ECHO])
     chosen = choose(pm, registered_backends(pm), _model("mlx"), Hardware())
-    assert chosen.backend.name in {"echo", "echo-isolated"}
+    assert chosen.backend.name in {"echo", "echo-isolated", "echo-text", "echo-plain"}
     assert chosen.support.parallel == 4
 
 

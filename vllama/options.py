@@ -28,8 +28,9 @@ REMOVED = frozenset({
     "low_vram", "f16_kv", "logits_all", "vocab_only", "use_mlock", "mirostat", "mirostat_tau",
     "mirostat_eta", "draft_num_predict",
 })  # fmt: skip
-#: Model-level settings that are not Ollama options: the backend to use and its engine settings.
-MODEL_SETTINGS = frozenset({"backend"})
+#: Model-level settings that are not Ollama options: the backend to use and how the model writes
+#: tool calls (:data:`vllama.tool_calls.FORMATS`).
+MODEL_SETTINGS = frozenset({"backend", "tool_parser"})
 
 _TYPE_NAMES = {int: "integer", float: "float", bool: "boolean", list: "array", str: "string"}
 

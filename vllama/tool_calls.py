@@ -161,7 +161,7 @@ class ToolCallParser:
         """At the end of the stream: parse or release whatever is held."""
         held, self._held = self._held, ""
         if self._state == "text" or not held:
-            return held, []
+            return self._between_calls(held), []
         if self._state == "call":
             assert self._markers is not None
             found = calls_from_json(held, self._names)
@@ -178,14 +178,20 @@ class ToolCallParser:
             return False
         at = self._held.find(markers.start)
         if at >= 0:
-            out.append(self._held[:at])
+            out.append(self._between_calls(self._held[:at]))
             self._held = self._held[at + len(markers.start) :]
             self._state = "call"
             return True
         keep = _partial_suffix(self._held, markers.start)
+        if self._index and not self._held[: len(self._held) - keep].strip():
+            return False  # whitespace after a call: held until it proves to be text
         out.append(self._held[: len(self._held) - keep])
         self._held = self._held[len(self._held) - keep :]
         return False
+
+    def _between_calls(self, text: str) -> str:
+        """Text before a call, less the whitespace that only separates two calls."""
+        return "" if self._index and not text.strip() else text
 
     def _close_call(self, out: list[str], calls: list[ToolCall]) -> bool:
         """Finish a marked call when its end marker arrives; False when waiting."""

@@ -51,6 +51,8 @@ class EchoBackend(Backend):
         {"completion", "chat", "embedding", "tools", "thinking", "format", "logprobs"}
     )
     isolated: ClassVar[bool] = False
+    #: It emits one structured call of the first tool offered.
+    parses_tool_calls: ClassVar[bool] = True
     engine_settings: ClassVar[frozenset[str]] = frozenset({"echo_delay", "echo_allow_crash"})
 
     @classmethod
@@ -69,9 +71,28 @@ class IsolatedEchoBackend(EchoBackend):
     isolated: ClassVar[bool] = True
 
 
+class TextEchoBackend(EchoBackend):
+    """Echoes text only, so that the core parses tool calls out of what it streams."""
+
+    name: ClassVar[str] = "echo-text"
+    parses_tool_calls: ClassVar[bool] = False
+
+    @classmethod
+    async def load(cls, model: ModelRef, hardware: Hardware, settings: LoadSettings) -> Engine:
+        return EchoEngine(model, settings, emit_calls=False)
+
+
+class PlainEchoBackend(EchoBackend):
+    """An echo without tools, thinking, format or logprobs: for capability checks."""
+
+    name: ClassVar[str] = "echo-plain"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"completion", "chat", "embedding"})
+
+
 class EchoEngine(Engine):
-    def __init__(self, model: ModelRef, settings: LoadSettings) -> None:
+    def __init__(self, model: ModelRef, settings: LoadSettings, *, emit_calls: bool = True) -> None:
         self.model = model
+        self.emit_calls = emit_calls
         self.settings = settings
         self.delay = float(settings.engine.get("echo_delay", 0.0))
         self.allow_crash = bool(settings.engine.get("echo_allow_crash", False))
@@ -83,7 +104,7 @@ class EchoEngine(Engine):
 
     def chat(self, request: ChatRequest) -> AsyncIterator[Event]:
         last = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
-        return self._stream(last, request, tools=request.tools)
+        return self._stream(last, request, tools=request.tools if self.emit_calls else None)
 
     async def _stream(self, text: str, request: GenerateRequest | ChatRequest, tools: list | None) -> AsyncIterator[Event]:
         tokens = tokenize(text)
@@ -163,3 +184,5 @@ def _limit(tokens: list[str], options: SamplingOptions) -> tuple[list[str], str]
 def register_backends(register) -> None:  # type: ignore[no-untyped-def]
     register(EchoBackend)
     register(IsolatedEchoBackend)
+    register(TextEchoBackend)
+    register(PlainEchoBackend)
