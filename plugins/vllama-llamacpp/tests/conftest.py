@@ -69,3 +69,14 @@ def tiny_engine(smollm2: ModelRef, hardware: Hardware) -> Iterator[LlamaCppEngin
     eng = load(smollm2, hardware, LoadSettings(num_ctx=64, parallel=1, num_thread=1))
     yield eng
     asyncio.run(eng.close())
+
+
+@pytest.fixture(scope="module")
+def qwen_engine(hardware: Hardware) -> Iterator[LlamaCppEngine]:
+    """Qwen2.5-Coder-0.5B-Instruct: a tools-aware template, one thread, one sequence."""
+    from vllama.testing.hf_models import qwen_coder_gguf
+
+    ref = ModelRef(name="qwen", format="gguf", path=str(qwen_coder_gguf()))
+    eng = load(ref, hardware, LoadSettings(num_ctx=1024, parallel=1, num_thread=1))
+    yield eng
+    asyncio.run(eng.close())
