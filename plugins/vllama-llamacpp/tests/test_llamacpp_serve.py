@@ -163,15 +163,24 @@ def test_create_from_a_library_name_pulls_it_first(tmp_path: Path) -> None:
 
 
 def test_vllama_run_answers_with_the_starter_on_a_fresh_store(tmp_path: Path) -> None:
-    """``vllama run smollm2:135m "Why is the sky blue?"`` with no hub and an empty store."""
+    """``vllama run smollm2:135m`` with no hub and an empty store pulls the starter; a greedy
+    copy of it (temperature 0, a fixed seed) answers the same words every time."""
     import os
     import subprocess
     import sys
 
+    (tmp_path / "Modelfile").write_text(f"FROM {MODEL}\nPARAMETER temperature 0\nPARAMETER seed 42\nPARAMETER num_predict 64\n")
     with ServerProcess(tmp_path / "models") as server:
         env = {**os.environ, "VLLAMA_HOST": server.url, "HF_HUB_OFFLINE": "1"}
-        done = subprocess.run([sys.executable, "-m", "vllama", "run", MODEL, "Why is the sky blue?"],
-                              env=env, capture_output=True, text=True, timeout=180)  # fmt: skip
+
+        def vllama(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "vllama", *args], env=env, input="", capture_output=True, text=True, timeout=180)
+
+        loaded = vllama("run", MODEL)  # no prompt and empty stdin: pull, then load
+        assert loaded.returncode == 0 and loaded.stdout == "", loaded.stderr
+        assert MODEL in [m["name"] for m in httpx.get(server.url + "/api/tags").json()["models"]]
+        created = vllama("create", "greedy", "-f", str(tmp_path / "Modelfile"))
+        assert created.returncode == 0, created.stderr
+        done = vllama("run", "greedy", "Why is the sky blue?")
     assert done.returncode == 0, done.stderr
-    answer = done.stdout.lower()
-    assert "blue" in answer and ("scatter" in answer or "light" in answer)
+    assert done.stdout.startswith("The sky appears blue because of a process called Rayleigh scattering.")
