@@ -100,3 +100,13 @@ def create_model(url: str, name: str, weights: Path, **fields: object) -> None:
     response = httpx.post(f"{url}/api/create", json=body, timeout=60)
     if response.status_code != 200:
         raise RuntimeError(f"creating {name} failed: {response.text}")
+
+
+def refused_before_load(url: str, model: str, route: str, body: dict[str, object]) -> str:
+    """POST ``body`` for ``model``; assert a 400 that left the model unloaded, and return its error."""
+    response = httpx.post(url + route, json={"model": model, **body}, timeout=60)
+    assert response.status_code == 400, response.text
+    loaded = [m["name"] for m in httpx.get(url + "/api/ps", timeout=10).json()["models"]]
+    assert model not in loaded and f"{model}:latest" not in loaded, loaded
+    error = response.json()["error"]
+    return error if isinstance(error, str) else str(error.get("message", error))

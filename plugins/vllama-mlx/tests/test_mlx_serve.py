@@ -12,7 +12,7 @@ import ollama
 import openai
 import pytest
 
-from vllama.testing.server import ServerProcess
+from vllama.testing.server import ServerProcess, refused_before_load
 
 MODEL = "smollm2-st:latest"
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
@@ -89,3 +89,13 @@ def test_a_config_mlx_lm_cannot_read_is_refused_clearly(client: ollama.Client, s
     with pytest.raises(ollama.ResponseError) as e:
         client.generate(model="odd-rope", prompt="hi", options={"num_predict": 2})
     assert e.value.status_code == 500 and 'add a top-level "rope_theta"' in e.value.error
+
+
+def test_tools_are_not_listed_and_are_refused_before_any_load(server: ServerProcess, smollm2_dir: Path) -> None:
+    client = ollama.Client(host=server.url, timeout=300)
+    files = {f.name: client.create_blob(f) for f in sorted(smollm2_dir.iterdir()) if f.is_file()}
+    template = "{% for m in messages %}{{ m.content }}{% endfor %}{% if tools %}{{ tools }}{% endif %}"
+    client.create(model="smol-tools", files=files, template=template)
+    assert "tools" not in (client.show("smol-tools").capabilities or [])
+    body = {"messages": QUESTION, "tools": [{"type": "function", "function": {"name": "f"}}]}
+    assert "does not support tools with the mlx backend" in refused_before_load(server.url, "smol-tools", "/api/chat", body)

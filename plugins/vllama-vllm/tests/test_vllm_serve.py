@@ -16,7 +16,7 @@ import openai
 import pytest
 
 from vllama.testing.hf_models import minilm_dir, smollm2_safetensors
-from vllama.testing.server import ServerProcess, wait_for
+from vllama.testing.server import ServerProcess, refused_before_load, wait_for
 
 pytestmark = pytest.mark.engine
 
@@ -147,3 +147,11 @@ def test_bad_input_is_a_clear_ollama_error(client: ollama.Client) -> None:
     with pytest.raises(ollama.ResponseError) as e:
         client.generate(model=MODEL, prompt="hello", options={"typical_p": 0.5})
     assert e.value.status_code == 400 and "typical_p" in e.value.error
+
+
+def test_tools_are_not_listed_and_are_refused_before_any_load(server: ServerProcess, client: ollama.Client) -> None:
+    template = "{% for m in messages %}{{ m.content }}{% endfor %}{% if tools %}{{ tools }}{% endif %}"
+    client.create(model="smol-tools", from_=str(smollm2_safetensors()), template=template, parameters=ONE_THREAD)
+    assert "tools" not in (client.show("smol-tools").capabilities or [])
+    body = {"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "f"}}]}
+    assert "does not support tools with the vllm backend" in refused_before_load(server.url, "smol-tools", "/v1/chat/completions", body)
