@@ -27,7 +27,7 @@ def test_defaults() -> None:
 
 def test_aliases_are_ollamas_settings() -> None:
     assert set(OLLAMA_ALIASES) == {
-        "HOST", "MODELS", "KEEP_ALIVE", "NUM_PARALLEL", "MAX_LOADED_MODELS", "MAX_QUEUE", "ORIGINS", "CONTEXT_LENGTH",
+        "HOST", "MODELS", "KEEP_ALIVE", "NUM_PARALLEL", "MAX_LOADED_MODELS", "MAX_QUEUE", "ORIGINS", "CONTEXT_LENGTH", "DEBUG",
     }  # fmt: skip
 
 
@@ -41,6 +41,7 @@ CASES = {
     "MAX_QUEUE": (("10", 10), ("20", 20), lambda s: s.max_queue),
     "ORIGINS": (("http://a", ("http://a",)), ("http://b,http://c", ("http://b", "http://c")), lambda s: s.origins),
     "CONTEXT_LENGTH": (("8192", 8192), ("2048", 2048), lambda s: s.context_length),
+    "DEBUG": (("0", False), ("true", True), lambda s: s.debug),
 }
 
 
@@ -62,7 +63,7 @@ def test_empty_values_mean_unset(name: str) -> None:
     assert Settings.from_env({f"OLLAMA_{name}": ""}) == Settings.from_env({})
 
 
-@pytest.mark.parametrize("name", ["BACKEND", "PLUGINS", "PLUGIN_MODULES", "ISOLATE_ENGINES", "NUM_PARALLEL_MODELS"])
+@pytest.mark.parametrize("name", ["BACKEND", "PLUGINS", "PLUGIN_MODULES", "ISOLATE_ENGINES", "NUM_PARALLEL_MODELS", "LOG_FORMAT", "ACCESS_LOG"])
 def test_vllama_only_settings_have_no_ollama_alias(name: str) -> None:
     assert env(name, {f"OLLAMA_{name}": "x"}) is None
     assert env(name, {f"VLLAMA_{name}": "x"}) == "x"

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from vllama.durations import env_keep_alive
 
 DEFAULT_PORT = 11434
+LOG_FORMATS = ("text", "json")
 
 #: Settings that Ollama also has: their ``OLLAMA_*`` name is read when the ``VLLAMA_*`` one is unset.
 OLLAMA_ALIASES = (
@@ -23,6 +24,7 @@ OLLAMA_ALIASES = (
     "MAX_QUEUE",
     "ORIGINS",
     "CONTEXT_LENGTH",
+    "DEBUG",
 )
 
 
@@ -79,6 +81,12 @@ class Settings:
     #: Engine settings for every model, under its own PARAMETER values; a backend gets only
     #: those it declares (``vllama serve --gpu-memory-utilization`` and the like).
     engine_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: Log at DEBUG level (``VLLAMA_DEBUG``).
+    debug: bool = False
+    #: ``text`` or ``json`` (one object per line) (``VLLAMA_LOG_FORMAT``, ``vllama serve --log-format``).
+    log_format: str = "text"
+    #: Log one line per HTTP request (``VLLAMA_ACCESS_LOG``, ``vllama serve --no-access-log``).
+    access_log: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -112,9 +120,17 @@ class Settings:
         if (raw := env("PLUGIN_MODULES", e)) is not None:
             values["plugin_modules"] = _csv(raw)
         if (raw := env("ISOLATE_ENGINES", e)) is not None:
-            values["isolate_engines"] = raw.lower() not in ("0", "false", "no", "off")
+            values["isolate_engines"] = _bool(raw)
         if (raw := env("PRELOAD", e)) is not None:
             values["preload"] = _csv(raw)
+        if (raw := env("DEBUG", e)) is not None:
+            values["debug"] = _bool(raw)
+        if (raw := env("LOG_FORMAT", e)) is not None:
+            if raw.lower() not in LOG_FORMATS:
+                raise ValueError(f"VLLAMA_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {raw!r}")
+            values["log_format"] = raw.lower()
+        if (raw := env("ACCESS_LOG", e)) is not None:
+            values["access_log"] = _bool(raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
@@ -129,6 +145,10 @@ def _int(name: str, raw: str) -> int:
         return int(raw)
     except ValueError:
         raise ValueError(f"VLLAMA_{name} (or OLLAMA_{name}) must be an integer, got {raw!r}") from None
+
+
+def _bool(raw: str) -> bool:
+    return raw.lower() not in ("0", "false", "no", "off")
 
 
 def _csv(raw: str) -> tuple[str, ...]:

@@ -20,6 +20,7 @@ from typing import Any
 
 import pluggy
 
+from vllama import logs
 from vllama import options as opts
 from vllama.config import Settings
 from vllama.engine import Backend, Engine
@@ -91,6 +92,7 @@ class Scheduler:
     @contextlib.asynccontextmanager
     async def acquire(self, model: ModelRef, *, keep_alive: float | None = None, options: dict[str, Any] | None = None) -> AsyncIterator[Lease]:
         """Hold a slot on the model's engine for one request, loading it if needed."""
+        logs.note_model(model.name)
         if self.pending >= self.settings.max_queue:
             raise ServerBusy()
         self.pending += 1

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from multiprocessing.connection import Connection
 from typing import Any
 
-from vllama import errors
+from vllama import errors, logs
 from vllama.engine import Backend, Engine
 from vllama.types import ChatRequest, EmbedRequest, Embeddings, EngineInfo, Event, GenerateRequest, Hardware, LoadSettings, ModelRef
 
@@ -65,7 +65,7 @@ class WorkerEngine(Engine):
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
         process = ctx.Process(
-            target=_worker_main, args=(child, backend, model, hardware, settings), name=f"vllama-engine {model.name}", daemon=True
+            target=_worker_main, args=(child, backend, model, hardware, settings, logs.setup()), name=f"vllama-engine {model.name}", daemon=True
         )
         process.start()
         child.close()
@@ -191,8 +191,9 @@ class WorkerEngine(Engine):
 # -- the worker process ------------------------------------------------------------------
 
 
-def _worker_main(conn: Connection, backend: type[Backend], model: ModelRef, hardware: Hardware, settings: LoadSettings) -> None:
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s [{model.name}] %(name)s: %(message)s")
+def _worker_main(conn: Connection, backend: type[Backend], model: ModelRef, hardware: Hardware, settings: LoadSettings,
+                 log_setup: dict[str, Any]) -> None:  # fmt: skip
+    logs.configure(**log_setup, model=model.name)
     asyncio.run(_serve(conn, backend, model, hardware, settings))
 
 

@@ -33,24 +33,29 @@ def _engine_options(f: Any) -> Any:
 @click.option("--parallel", type=click.IntRange(min=1), metavar="N", help="Parallel requests per model (VLLAMA_NUM_PARALLEL).")
 @click.option("--ctx-size", "context_length", type=click.IntRange(min=1), metavar="N", help="Default context length (VLLAMA_CONTEXT_LENGTH).")
 @_engine_options
-@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
-def serve(host: str | None, models: tuple[str, ...], backend: str | None, parallel: int | None,
-          context_length: int | None, log_level: str, **engine: Any) -> None:  # fmt: skip
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              help="Log level (default info, or debug with VLLAMA_DEBUG).")  # fmt: skip
+@click.option("--log-format", type=click.Choice(["text", "json"]), help="text (default) or json: one object per line (VLLAMA_LOG_FORMAT).")
+@click.option("--no-access-log", is_flag=True, help="Do not log a line per request (VLLAMA_ACCESS_LOG=0).")
+def serve(host: str | None, models: tuple[str, ...], backend: str | None, parallel: int | None, context_length: int | None,
+          log_level: str | None, log_format: str | None, no_access_log: bool, **engine: Any) -> None:  # fmt: skip
     """Start the vllama server (Ollama's API on /api, OpenAI's on /v1)."""
     import uvicorn
 
+    from vllama import logs
     from vllama.config import Settings, parse_host
     from vllama.core import Vllama
     from vllama.server.deferred import DeferredApp
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    overrides: dict[str, object] = {"backend": backend, "num_parallel": parallel, "context_length": context_length}
+    overrides: dict[str, object] = {"backend": backend, "num_parallel": parallel, "context_length": context_length,
+                                    "log_format": log_format, "access_log": False if no_access_log else None}  # fmt: skip
     if host:
         overrides["host"], overrides["port"] = parse_host(host)
     if models:
         overrides["preload"] = models
     overrides["engine_defaults"] = {k: v for k, v in engine.items() if v is not None}
     settings = Settings.from_env(**overrides)
+    logs.configure(level=log_level or ("debug" if settings.debug else "info"), json_lines=settings.log_format == "json")
     vllama = Vllama(settings)
     log = logging.getLogger("vllama")
     for device in vllama.hardware.devices:
@@ -71,4 +76,5 @@ def serve(host: str | None, models: tuple[str, ...], backend: str | None, parall
 
         return create_app(vllama)
 
-    uvicorn.run(DeferredApp(build), host=settings.host, port=settings.port, log_level=log_level, lifespan="on")
+    app = logs.RequestLog(DeferredApp(build), access_log=settings.access_log)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False, lifespan="on")

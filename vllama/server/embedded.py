@@ -13,6 +13,7 @@ from types import TracebackType
 import uvicorn
 
 from vllama.core import Vllama
+from vllama.logs import RequestLog
 from vllama.server.app import create_app
 
 
@@ -21,7 +22,8 @@ class EmbeddedServer:
 
     def __init__(self, vllama: Vllama | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.vllama = vllama or Vllama()
-        config = uvicorn.Config(create_app(self.vllama), host=host, port=port, log_level="warning", lifespan="on")
+        app = RequestLog(create_app(self.vllama), access_log=self.vllama.settings.access_log)
+        config = uvicorn.Config(app, host=host, port=port, log_config=None, log_level="warning", lifespan="on")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, name="vllama-server", daemon=True)
         self.url = ""
