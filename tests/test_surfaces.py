@@ -98,5 +98,5 @@ def test_plugin_module_setting_registers_modules(tmp_path: Path, monkeypatch) ->
     monkeypatch.setenv("VLLAMA_PLUGINS", "none")
     monkeypatch.setenv("VLLAMA_MODELS", str(tmp_path))
     v = Vllama()
-    assert set(v.backends) == {"echo", "echo-isolated"}
+    assert set(v.backends) == {"echo", "echo-isolated", "echo-text", "echo-plain"}
     assert v.pm.get_plugin("vllama.testing.echo") is sys.modules["vllama.testing.echo"]
