@@ -104,11 +104,21 @@ def test_top_k_message_exactly() -> None:
 
 
 @pytest.mark.parametrize("key", ["foo", "Temperature", "max_tokens", "top_logprobs", ""])
-def test_unknown_options_are_rejected(key: str) -> None:
-    with pytest.raises(BadRequest) as info:
-        validate({key: 1})
-    assert info.value.status == 400
-    assert info.value.message == f'unknown option "{key}"'
+def test_unknown_options_are_ignored_with_a_warning(key: str, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="vllama.options"):
+        assert validate({key: 1, "temperature": 0.5}) == {"temperature": 0.5}
+    assert [r.getMessage() for r in caplog.records] == [f'ignoring unknown option "{key}"']
+
+
+def test_unknown_options_make_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="vllama.options"):
+        assert validate({"foo": 1, "bar": "x", "top_k": 3}) == {"top_k": 3}
+    assert [r.getMessage() for r in caplog.records] == ['ignoring unknown options "foo", "bar"']
+
+
+@given(st.dictionaries(st.text().filter(lambda k: not is_option(k)), st.none() | st.integers() | st.text() | finite))
+def test_unknown_options_never_raise(extra: dict[str, Any]) -> None:
+    assert validate({**extra, "temperature": 0.5}) == {"temperature": 0.5}
 
 
 @pytest.mark.parametrize("key", sorted(REMOVED))
@@ -149,8 +159,7 @@ def test_sizes_must_be_positive(key: str, n: int) -> None:
 
 def test_model_settings_and_engine_settings_pass_through() -> None:
     assert validate({"backend": "llamacpp"}) == {"backend": "llamacpp"}
-    with pytest.raises(BadRequest, match='unknown option "gpu_memory_utilization"'):
-        validate({"gpu_memory_utilization": 0.9})
+    assert validate({"gpu_memory_utilization": 0.9}) == {}
     engine = frozenset({"gpu_memory_utilization", "quantization"})
     assert validate({"gpu_memory_utilization": 0.9, "quantization": "fp8"}, engine_settings=engine) == {
         "gpu_memory_utilization": 0.9,

@@ -1,4 +1,4 @@
-"""Ollama's wire structs: strict request decoding, response encoding, round trips."""
+"""Ollama's wire structs: lenient request decoding, response encoding, round trips."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from vllama.server.ollama_wire import (
     WireToolCall,
     WireToolCallFunction,
 )
+from vllama.server.lenient import unknown_fields
 
 decode = msgspec.json.decode
 encode = msgspec.json.encode
@@ -34,9 +35,9 @@ REQUESTS = [GenerateBody, ChatBody, EmbedBody, EmbeddingsBody, ShowBody, CopyBod
 
 
 @pytest.mark.parametrize("body", REQUESTS, ids=lambda t: t.__name__)
-def test_unknown_fields_are_rejected(body: type) -> None:
-    with pytest.raises(msgspec.ValidationError, match="unknown field `bogus`"):
-        decode(b'{"bogus": 1}', type=body)
+def test_unknown_fields_are_ignored_and_found(body: type) -> None:
+    assert decode(b'{"bogus": 1}', type=body) == body()
+    assert unknown_fields({"bogus": 1}, body) == ["bogus"]
 
 
 @pytest.mark.parametrize("body", REQUESTS, ids=lambda t: t.__name__)
@@ -44,9 +45,20 @@ def test_empty_object_decodes(body: type) -> None:
     assert decode(b"{}", type=body) == body()
 
 
-def test_unknown_field_in_a_message_is_rejected() -> None:
-    with pytest.raises(msgspec.ValidationError, match=r"unknown field `colour` - at `\$.messages\[0\]`"):
-        decode(b'{"model":"m","messages":[{"role":"user","content":"hi","colour":"red"}]}', type=ChatBody)
+def test_unknown_fields_in_messages_are_ignored_and_found_once() -> None:
+    raw = b'{"model":"m","messages":[{"role":"user","content":"hi","colour":"red"},{"role":"user","colour":1}]}'
+    assert decode(raw, type=ChatBody).messages == [WireMessage(role="user", content="hi"), WireMessage(role="user")]
+    assert unknown_fields(decode(raw), ChatBody) == ["messages[].colour"]
+    call = {"function": {"name": "f", "extra": 1}, "type": "function"}
+    found = unknown_fields({"messages": [{"role": "assistant", "tool_calls": [call]}]}, CreateBody)
+    assert found == ["messages[].tool_calls[].function.extra", "messages[].tool_calls[].type"]
+
+
+def test_known_fields_and_wrong_shapes_are_not_unknown() -> None:
+    body = {"from": "x", "_debug_render_only": True, "messages": "hi", "parameters": {"foo": 1}}
+    assert unknown_fields(body, CreateBody) == ["_debug_render_only"]
+    assert unknown_fields({"from": "x", "messages": [5, None]}, CreateBody) == []
+    assert unknown_fields([1, 2], ChatBody) == [] and unknown_fields(None, ChatBody) == []
 
 
 def test_wrong_types_are_rejected() -> None:
@@ -87,8 +99,8 @@ def test_create_body_from_alias() -> None:
     assert body.from_ == "llama3.2"
     assert body.system == "You are Mario."
     assert b'"from":"llama3.2"' in encode(body)
-    with pytest.raises(msgspec.ValidationError, match="unknown field `from_`"):
-        decode(b'{"from_":"llama3.2"}', type=CreateBody)
+    assert decode(b'{"from_":"llama3.2"}', type=CreateBody).from_ == ""
+    assert unknown_fields({"from_": "llama3.2"}, CreateBody) == ["from_"]
 
 
 def test_create_body_files_license_and_parameters() -> None:
@@ -130,11 +142,11 @@ def test_final_generate_chunk_always_has_response_and_done() -> None:
 
 def test_done_generate_chunk() -> None:
     chunk = GenerateChunk(model="m", created_at="t", response="", done=True, done_reason="stop", context=[1, 2],
-                          total_duration=5, eval_count=3)  # fmt: skip
+                          total_duration=5, load_duration=0, eval_count=3)  # fmt: skip
     out = decode(encode(chunk))
     assert out == {"model": "m", "created_at": "t", "response": "", "done": True, "done_reason": "stop",
-                   "context": [1, 2], "total_duration": 5, "eval_count": 3}  # fmt: skip
-    for omitted in ("thinking", "tool_calls", "logprobs", "load_duration", "prompt_eval_count", "eval_duration"):
+                   "context": [1, 2], "total_duration": 5, "load_duration": 0, "eval_count": 3}  # fmt: skip
+    for omitted in ("thinking", "tool_calls", "logprobs", "prompt_eval_count", "eval_duration"):
         assert omitted not in out
 
 
@@ -254,3 +266,18 @@ def test_generate_chunk_always_carries_required_fields(chunk: GenerateChunk) -> 
     assert ("context" in out) == (chunk.context is not None)
     assert ("eval_count" in out) == bool(chunk.eval_count)
     assert decode(encode(chunk), type=GenerateChunk) == chunk
+
+
+def unknown_keys(body: type) -> st.SearchStrategy[str]:
+    return st.text(max_size=12).filter(lambda k: k not in body.__struct_encode_fields__)
+
+
+@given(
+    st.dictionaries(unknown_keys(ChatBody), json_values, max_size=4),
+    st.dictionaries(unknown_keys(WireMessage), json_values, max_size=3),
+)
+def test_unknown_fields_never_change_a_body(extra: dict[str, object], in_message: dict[str, object]) -> None:
+    known = {"model": "m", "stream": False, "messages": [{"role": "user", "content": "hi"}]}
+    raw = {**known, **extra, "messages": [{**known["messages"][0], **in_message}]}  # type: ignore[index]
+    assert decode(encode(raw), type=ChatBody) == decode(encode(known), type=ChatBody)
+    assert unknown_fields(raw, ChatBody) == [*(f"messages[].{k}" for k in in_message), *extra]

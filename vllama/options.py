@@ -1,10 +1,12 @@
 """Ollama's ``options``: names, types, and how they merge into sampling and load settings.
 
 Precedence is Ollama's: defaults, then the model's PARAMETER values, then the request.
+Unknown keys are ignored with a warning, as Ollama does; known ones of the wrong type are a 400.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +14,8 @@ import msgspec
 
 from vllama.errors import BadRequest
 from vllama.types import LoadSettings, SamplingOptions
+
+log = logging.getLogger(__name__)
 
 _SAMPLING: dict[str, type] = {
     "num_keep": int, "seed": int, "num_predict": int, "top_k": int, "top_p": float,
@@ -52,9 +56,10 @@ def check_value(key: str, value: Any, kind: type) -> Any:
 
 
 def validate(options: Mapping[str, Any], *, engine_settings: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """Check names and types; drop removed options. ``engine_settings`` are extra names
-    (backend engine settings) accepted as they are."""
+    """Check names and types; drop removed options, and unknown ones with one warning.
+    ``engine_settings`` are extra names (backend engine settings) accepted as they are."""
     out: dict[str, Any] = {}
+    unknown: list[str] = []
     for key, value in options.items():
         if value is None or key in REMOVED:
             continue
@@ -64,7 +69,9 @@ def validate(options: Mapping[str, Any], *, engine_settings: frozenset[str] = fr
         elif key in MODEL_SETTINGS or key in engine_settings:
             out[key] = value
         else:
-            raise BadRequest(f'unknown option "{key}"')
+            unknown.append(key)
+    if unknown:
+        log.warning("ignoring unknown option%s %s", "s" if len(unknown) > 1 else "", ", ".join(f'"{k}"' for k in unknown))
     if (n := out.get("num_predict")) is not None and n < -2:
         raise BadRequest("num_predict must be -1 (no limit), -2 (fill the context) or a positive number")
     for key in ("num_ctx", "num_batch", "num_parallel"):

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.config.app import AppConfig
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
@@ -15,7 +15,7 @@ from litestar.plugins import InitPlugin
 
 from vllama import __version__
 from vllama.core import Vllama
-from vllama.server import metrics, ollama_generate, ollama_models, openai_routes
+from vllama.server import lenient, metrics, ollama_generate, ollama_models, openai_routes
 from vllama.server.cors import OriginGuard
 from vllama.server.errors import HANDLERS
 
@@ -33,7 +33,7 @@ class VllamaPlugin(InitPlugin):
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         routes: list[Any] = [*ollama_models.ROUTES, *ollama_generate.ROUTES, *openai_routes.ROUTES, *metrics.ROUTES]
         self.vllama.pm.hook.register_routes(register=routes.append)
-        app_config.route_handlers.extend(routes)
+        app_config.route_handlers.append(Router("/", route_handlers=routes, before_request=lenient.warn_unknown_fields))
         app_config.exception_handlers = {**HANDLERS, **app_config.exception_handlers}
         app_config.state["vllama"] = self.vllama
         app_config.lifespan.append(self._lifespan)

@@ -72,7 +72,7 @@ async def generate(request: Request[Any, Any, Any], data: w.GenerateBody) -> Res
     options, sampling = serving.merge_options(v, model, data.options)
     images = serving.decode_images(data.images)
     if not data.prompt and not images:
-        return await _load_or_unload(v, model, keep_alive, options, started, chat=False)
+        return await _load_or_unload(v, model, data.model, keep_alive, options, started, chat=False)
     req = GenerateRequest(
         prompt=data.prompt,
         system=data.system if data.system is not None else ("" if data.raw else model.system),
@@ -87,7 +87,7 @@ async def generate(request: Request[Any, Any, Any], data: w.GenerateBody) -> Res
         top_logprobs=data.top_logprobs,
     )
     run = await serving.start(v, model, req, keep_alive=keep_alive, options=options)
-    chunks = _generate_chunks(model.name, run, started, with_context=not data.raw)
+    chunks = _generate_chunks(data.model, run, started, with_context=not data.raw)
     if data.stream is False:
         return Response(await _concat_generate(chunks))
     return ndjson(chunks)
@@ -134,7 +134,10 @@ async def _concat_generate(chunks: AsyncIterator[w.GenerateChunk]) -> w.Generate
     raise AssertionError("stream ended without a final chunk")
 
 
-async def _load_or_unload(v: Vllama, model: Any, keep_alive: float | None, options: dict[str, Any], started: int, *, chat: bool) -> Response[Any]:
+async def _load_or_unload(
+    v: Vllama, model: Any, name: str, keep_alive: float | None, options: dict[str, Any], started: int, *, chat: bool
+) -> Response[Any]:
+    """Answer a request with nothing to run; ``name`` is the model as the request named it."""
     if keep_alive == 0:
         await v.scheduler.stop(model.name)
         reason, load_ns = "unload", 0
@@ -142,7 +145,7 @@ async def _load_or_unload(v: Vllama, model: Any, keep_alive: float | None, optio
         load_ns = await v.scheduler.load(model, keep_alive=keep_alive, options=options)
         reason = "load"
     common = {
-        "model": model.name, "created_at": rfc3339(), "done": True, "done_reason": reason,
+        "model": name, "created_at": rfc3339(), "done": True, "done_reason": reason,
         "load_duration": load_ns, "total_duration": serving.now_ns() - started,
     }  # fmt: skip
     if chat:
@@ -187,7 +190,7 @@ async def chat(request: Request[Any, Any, Any], data: w.ChatBody) -> Response[An
     messages = to_messages(data.messages or [])
     tools = serving.parse_tools(data.tools)
     if not messages:
-        return await _load_or_unload(v, model, keep_alive, options, started, chat=True)
+        return await _load_or_unload(v, model, data.model, keep_alive, options, started, chat=True)
     req = ChatRequest(
         messages=serving.with_model_prompt(model, messages),
         tools=tools,
@@ -198,7 +201,7 @@ async def chat(request: Request[Any, Any, Any], data: w.ChatBody) -> Response[An
         top_logprobs=data.top_logprobs,
     )
     run = await serving.start(v, model, req, keep_alive=keep_alive, options=options)
-    chunks = chat_chunks(model.name, run.events, started, run.load_ns)
+    chunks = chat_chunks(data.model, run.events, started, run.load_ns)
     if data.stream is False:
         return Response(await _concat_chat(chunks))
     return ndjson(chunks)
@@ -257,12 +260,12 @@ async def embed(request: Request[Any, Any, Any], data: w.EmbedBody) -> w.EmbedRe
         raise BadRequest("dimensions must be a positive integer")
     if not inputs or inputs == [""]:
         load_ns = await v.scheduler.load(model, keep_alive=keep_alive, options=options)
-        return w.EmbedResponse(model=model.name, embeddings=[], load_duration=load_ns)
+        return w.EmbedResponse(model=data.model, embeddings=[], load_duration=load_ns)
     vectors, tokens, load_ns = await serving.embed_vectors(
         v, model, inputs, truncate=data.truncate is not False, keep_alive=keep_alive, options=options
     )
     return w.EmbedResponse(
-        model=model.name,
+        model=data.model,
         embeddings=[serving.normalize(vec, data.dimensions) for vec in vectors],
         total_duration=serving.now_ns() - started,
         load_duration=load_ns,

@@ -148,7 +148,8 @@ def _now() -> float:
 
 
 @post("/api/copy", status_code=200, tags=["models"], summary="Copy a model to a new name")
-async def copy(request: Request[Any, Any, Any], data: w.CopyBody) -> None:
+async def copy(request: Request[Any, Any, Any], data: w.CopyBody) -> Response[bytes]:
+    """Answer 200 with an empty body, as Ollama does."""
     store = vllama_of(request).store
     try:
         source = parse_name(data.source)
@@ -158,10 +159,12 @@ async def copy(request: Request[Any, Any, Any], data: w.CopyBody) -> None:
     if store.get(source) is None:
         raise NotFound(f'model "{data.source}" not found')
     await asyncio.to_thread(store.copy, source, destination)
+    return Response(b"")
 
 
 @delete("/api/delete", status_code=200, tags=["models"], summary="Delete a model")
-async def delete_model(request: Request[Any, Any, Any], data: w.DeleteBody) -> None:
+async def delete_model(request: Request[Any, Any, Any], data: w.DeleteBody) -> Response[bytes]:
+    """Answer 200 with an empty body, as Ollama does."""
     v = vllama_of(request)
     text = data.model or data.name
     try:
@@ -173,6 +176,7 @@ async def delete_model(request: Request[Any, Any, Any], data: w.DeleteBody) -> N
         raise NotFound(f"model '{text}' not found")
     await v.scheduler.stop(ref.name)
     await asyncio.to_thread(v.store.delete, name)
+    return Response(b"")
 
 
 @head("/api/blobs/{digest:str}", tags=["models"], summary="Does a blob exist?")

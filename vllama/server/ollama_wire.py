@@ -1,8 +1,9 @@
 """Ollama's wire format (api/types.go): request and response bodies.
 
-Requests forbid unknown fields, so a misspelt field is a 400 rather than silently ignored;
-every field Ollama defines is accepted, deprecated ones included. Responses omit what Ollama
-omits (``omit_defaults``) and always carry what Ollama always sends (required fields).
+Requests accept every field Ollama defines, deprecated ones included, and ignore the others as
+Ollama does (:mod:`vllama.server.lenient` logs them). Responses omit what Ollama omits
+(``omit_defaults``) and always carry what Ollama always sends (required fields, and the
+durations of a final chunk).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ Format = str | dict[str, Any] | None
 Think = bool | str | None
 
 
-class Request(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class Request(msgspec.Struct, kw_only=True):
     """Base policy for request bodies."""
 
 
@@ -59,7 +60,7 @@ class WireToolCall(msgspec.Struct, omit_defaults=True, kw_only=True):
     id: str = ""
 
 
-class WireMessage(msgspec.Struct, omit_defaults=True, kw_only=True, forbid_unknown_fields=True):
+class WireMessage(msgspec.Struct, omit_defaults=True, kw_only=True):
     role: str
     content: str = ""
     thinking: str = ""
@@ -99,8 +100,10 @@ class WireLogprob(msgspec.Struct, kw_only=True):
 
 
 class Metrics(Response, kw_only=True):
-    total_duration: int = 0
-    load_duration: int = 0
+    """A final chunk's counts. The durations are set (0 included) on final chunks only."""
+
+    total_duration: int | None = None
+    load_duration: int | None = None
     prompt_eval_count: int = 0
     prompt_eval_duration: int = 0
     eval_count: int = 0

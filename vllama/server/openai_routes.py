@@ -171,7 +171,7 @@ async def chat_completions(request: Request[Any, Any, Any], data: o.ChatCompleti
     rid, created = f"chatcmpl-{secrets.token_hex(6)}", int(time.time())
     if data.stream:
         usage = bool(data.stream_options and data.stream_options.include_usage)
-        return sse(_chat_chunks(run.events, rid, created, model.name, usage), _error)
+        return sse(_chat_chunks(run.events, rid, created, data.model, usage), _error)
     text, thinking, calls, logprobs = [], [], [], []
     done = Done()
     async for event in run.events:
@@ -185,7 +185,7 @@ async def chat_completions(request: Request[Any, Any, Any], data: o.ChatCompleti
     message = o.ResponseMessage(role="assistant", content="".join(text), reasoning="".join(thinking) or None, tool_calls=_tool_calls(calls))
     finish = "tool_calls" if calls else done.reason
     return Response(o.ChatCompletion(
-        id=rid, created=created, model=model.name, usage=_usage(done),
+        id=rid, created=created, model=data.model, usage=_usage(done),
         choices=[o.ChatChoice(message=message, finish_reason=finish, logprobs=_logprobs(Delta(logprobs=logprobs)))],
     ))  # fmt: skip
 
@@ -228,14 +228,14 @@ async def completions(request: Request[Any, Any, Any], data: o.CompletionBody) -
     rid, created = f"cmpl-{secrets.token_hex(6)}", int(time.time())
     if data.stream:
         usage = bool(data.stream_options and data.stream_options.include_usage)
-        return sse(_completion_chunks(run.events, rid, created, model.name, usage), _error)
+        return sse(_completion_chunks(run.events, rid, created, data.model, usage), _error)
     text, done = [], Done()
     async for event in run.events:
         if isinstance(event, Delta):
             text.append(event.text)
         else:
             done = event
-    return Response(o.Completion(id=rid, created=created, model=model.name, usage=_usage(done),
+    return Response(o.Completion(id=rid, created=created, model=data.model, usage=_usage(done),
                                  choices=[o.CompletionChoice(text="".join(text), finish_reason=done.reason)]))  # fmt: skip
 
 
@@ -268,7 +268,7 @@ async def embeddings(request: Request[Any, Any, Any], data: o.EmbeddingsBody) ->
         if data.encoding_format == "base64":
             value = base64.b64encode(struct.pack(f"<{len(unit)}f", *unit)).decode()
         out.append(o.Embedding(embedding=value, index=i))
-    return o.EmbeddingList(data=out, model=model.name, usage=o.EmbeddingUsage(tokens, tokens))
+    return o.EmbeddingList(data=out, model=data.model, usage=o.EmbeddingUsage(tokens, tokens))
 
 
 def _model(ref: Any) -> o.Model:
