@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from vllama.errors import BadRequest
 from vllama.modelfile import Modelfile, parse, render
+from vllama.options import RANGES
 
 # -- strategies ------------------------------------------------------------------------------
 
@@ -16,8 +17,6 @@ _INT_OPTIONS = ["num_keep", "seed", "num_predict", "top_k", "repeat_last_n", "nu
 _FLOAT_OPTIONS = ["top_p", "min_p", "typical_p", "temperature", "repeat_penalty", "presence_penalty",
                   "frequency_penalty"]  # fmt: skip
 
-ints = st.integers(min_value=-(2**31), max_value=2**31)
-floats = st.floats(allow_nan=False, allow_infinity=False, width=64)
 
 # Any text: edge whitespace, quotes at either end, \r, triple quotes and the characters that
 # str.splitlines() also breaks on are all fair game.
@@ -39,9 +38,11 @@ stop_words = st.one_of(
 def parameters(draw: st.DrawFn) -> dict:
     out: dict = {}
     for key in draw(st.lists(st.sampled_from(_INT_OPTIONS), unique=True, max_size=4)):
-        out[key] = draw(ints)
+        r = RANGES[key]
+        out[key] = draw(st.integers(max(int(r.low), -(2**31)) if r.low is not None else -(2**31), min(int(r.high), 2**31) if r.high is not None else 2**31))
     for key in draw(st.lists(st.sampled_from(_FLOAT_OPTIONS), unique=True, max_size=4)):
-        out[key] = draw(floats)
+        r = RANGES[key]
+        out[key] = draw(st.floats(r.low, r.high, exclude_min=r.open_low, allow_nan=False, allow_infinity=False, width=64))
     if draw(st.booleans()):
         out["use_mmap"] = draw(st.booleans())
     if draw(st.booleans()):
@@ -297,3 +298,14 @@ def test_crlf_modelfile_parses_like_lf() -> None:
 @pytest.mark.parametrize("mf", _SPLITLINES_CASES)
 def test_splitlines_regressions(mf: Modelfile) -> None:
     assert parse(render(mf)) == mf
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("PARAMETER top_p 7", 'line 2: option "top_p" must be between 0 and 1, got 7.0'),
+    ("PARAMETER num_batch 1000000000", 'line 2: option "num_batch" must be between 1 and 16384, got 1000000000'),
+    ("PARAMETER temperature -5", 'line 2: option "temperature" must be >= 0, got -5.0'),
+])  # fmt: skip
+def test_parameters_out_of_range_are_refused_at_create(line: str, message: str) -> None:
+    with pytest.raises(BadRequest) as info:
+        parse(f"FROM x\n{line}")
+    assert info.value.message == message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 
 from vllama import options
 from vllama.errors import BadRequest
-from vllama.options import REMOVED, is_option, load_settings, sampling, validate, value_type
+from vllama.options import RANGES, REMOVED, check_for_model, is_option, load_settings, sampling, validate, value_type
 from vllama.types import LoadSettings, SamplingOptions
 
 INT_OPTIONS = ["num_keep", "seed", "top_k", "repeat_last_n", "num_gpu", "main_gpu", "num_thread"]
@@ -22,17 +23,41 @@ TYPE_NAMES = {int: "integer", float: "float", bool: "boolean", list: "array"}
 finite = st.floats(allow_nan=False, allow_infinity=False)
 
 
+def in_range(key: str) -> st.SearchStrategy[Any]:
+    """Values of ``key``'s type inside its range (ints too where floats are expected)."""
+    r, kind = RANGES[key], value_type(key)
+    low = None if r.low is None else int(r.low) + (1 if r.open_low and kind is int else 0)
+    high = None if r.high is None else int(r.high)
+    ints = st.integers(low if low is not None else -(2**70), high if high is not None else 2**70)
+    if kind is int:
+        return ints | st.sampled_from(r.also) if r.also else ints
+    floats = st.floats(r.low, r.high, exclude_min=r.open_low, allow_nan=False, allow_infinity=False)
+    return floats | ints.filter(lambda n: n in r)
+
+
+def out_of_range(key: str) -> st.SearchStrategy[Any]:
+    """Values of ``key``'s type outside its range."""
+    r, kind = RANGES[key], value_type(key)
+    sides = []
+    if r.low is not None:
+        below = st.integers(max_value=int(r.low) - (0 if r.open_low and kind is int else 1)).filter(lambda n: n not in r.also)
+        sides.append(below if kind is int else below | st.floats(max_value=r.low, exclude_max=not r.open_low, allow_nan=False))
+    if r.high is not None:
+        above = st.integers(min_value=int(r.high) + 1)
+        sides.append(above if kind is int else above | st.floats(min_value=r.high, exclude_min=True, allow_nan=False))
+    if kind is float:
+        sides.append(st.sampled_from([math.nan, math.inf, -math.inf]))
+    return st.one_of(sides)
+
+
+BOUNDED = [k for k, r in RANGES.items() if r.low is not None or r.high is not None]
+
+
 @st.composite
 def valid_options(draw: st.DrawFn) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for key in draw(st.lists(st.sampled_from(INT_OPTIONS), unique=True)):
-        out[key] = draw(st.integers(-(2**40), 2**40))
-    for key in draw(st.lists(st.sampled_from(POSITIVE_INT_OPTIONS), unique=True)):
-        out[key] = draw(st.integers(1, 2**20))
-    for key in draw(st.lists(st.sampled_from(FLOAT_OPTIONS), unique=True)):
-        out[key] = draw(st.one_of(finite, st.integers(-1000, 1000)))
-    if draw(st.booleans()):
-        out["num_predict"] = draw(st.integers(-2, 2**20))
+    for key in draw(st.lists(st.sampled_from(sorted(RANGES)), unique=True)):
+        out[key] = draw(in_range(key))
     if draw(st.booleans()):
         out["use_mmap"] = draw(st.booleans())
     if draw(st.booleans()):
@@ -41,7 +66,7 @@ def valid_options(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @given(valid_options())
-def test_valid_options_are_accepted_with_ollama_types(opts: dict[str, Any]) -> None:
+def test_valid_options_are_accepted_unchanged_with_ollama_types(opts: dict[str, Any]) -> None:
     out = validate(opts)
     assert set(out) == set(opts)
     for key, value in out.items():
@@ -55,6 +80,53 @@ def test_valid_options_are_accepted_with_ollama_types(opts: dict[str, Any]) -> N
             assert value is opts[key]
         else:
             assert value == (opts[key] if isinstance(opts[key], list) else [opts[key]])
+
+
+@given(st.data())
+def test_out_of_range_is_a_400_naming_the_option_and_its_range(data: st.DataObject) -> None:
+    key = data.draw(st.sampled_from(BOUNDED))
+    value = data.draw(out_of_range(key))
+    with pytest.raises(BadRequest) as info:
+        validate({"temperature": 0.5, key: value})
+    assert info.value.status == 400
+    assert info.value.message.startswith(f'option "{key}" must be {RANGES[key]}, got ')
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"top_p": 7}, 'option "top_p" must be between 0 and 1, got 7.0'),
+        ({"temperature": -5}, 'option "temperature" must be >= 0, got -5.0'),
+        ({"top_k": -1}, 'option "top_k" must be between 0 and 2147483647, got -1'),
+        ({"num_batch": 10**9}, 'option "num_batch" must be between 1 and 16384, got 1000000000'),
+        ({"num_thread": 1000}, f'option "num_thread" must be between 0 and {options.CPUS}, got 1000'),
+        ({"num_ctx": 10**9}, 'option "num_ctx" must be between 1 and 16777216, got 1000000000'),
+        ({"num_gpu": 10**9}, 'option "num_gpu" must be -1 or between 0 and 999, got 1000000000'),
+        ({"num_predict": -3}, 'option "num_predict" must be -1, -2 or between 0 and 2147483647, got -3'),
+        ({"repeat_penalty": 0}, 'option "repeat_penalty" must be > 0, got 0.0'),
+        ({"min_p": 1.5}, 'option "min_p" must be between 0 and 1, got 1.5'),
+        ({"repeat_last_n": -2}, 'option "repeat_last_n" must be between -1 and 2147483647, got -2'),
+    ],
+)
+def test_the_reported_values_are_refused_with_their_range(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(BadRequest) as info:
+        validate(options)
+    assert info.value.message == message
+
+
+def test_every_typed_number_has_a_range() -> None:
+    assert set(RANGES) == {k for k in list(options._SAMPLING) + list(options._LOAD) if value_type(k) in (int, float)}
+
+
+@pytest.mark.parametrize(("gpu", "ok"), [(-1, True), (999, True), (0, True), (31, True), (32, False), (500, False)])
+def test_num_gpu_is_bounded_by_the_models_layers(gpu: int, ok: bool) -> None:
+    info = {"general.architecture": "llama", "llama.block_count": 30}
+    if ok:
+        check_for_model({"num_gpu": gpu}, info)
+    else:
+        with pytest.raises(BadRequest, match=r'option "num_gpu" must be -1, 999 \(all layers\) or between 0 and 31'):
+            check_for_model({"num_gpu": gpu}, info)
+    check_for_model({"num_gpu": gpu}, {})  # no layer count known: the table's range only
 
 
 def test_int_becomes_float_where_float_expected() -> None:
@@ -153,7 +225,7 @@ def test_num_predict_below_minus_two_is_rejected(n: int) -> None:
 @pytest.mark.parametrize("key", POSITIVE_INT_OPTIONS)
 @pytest.mark.parametrize("n", [0, -1])
 def test_sizes_must_be_positive(key: str, n: int) -> None:
-    with pytest.raises(BadRequest, match=f'option "{key}" must be a positive integer'):
+    with pytest.raises(BadRequest, match=f'option "{key}" must be between 1 and '):
         validate({key: n})
 
 

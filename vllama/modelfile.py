@@ -74,6 +74,10 @@ def _add_parameter(params: dict[str, Any], key: str, raw: str, engine_settings: 
         value: Any = {int: int, float: float, bool: _bool}[kind](raw)
     except ValueError:
         raise BadRequest(f'{where}: parameter "{key}" must be of type {kind.__name__}') from None
+    try:
+        options.check_range(key, value)
+    except BadRequest as e:
+        raise BadRequest(f"{where}: {e.message}") from None
     params[key] = value
 
 

@@ -7,7 +7,10 @@ Unknown keys are ignored with a warning, as Ollama does; known ones of the wrong
 from __future__ import annotations
 
 import logging
+import math
+import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -38,6 +41,90 @@ MODEL_SETTINGS = frozenset({"backend", "tool_parser"})
 
 _TYPE_NAMES = {int: "integer", float: "float", bool: "boolean", list: "array", str: "string"}
 
+#: The largest value a C ``int`` in an engine takes.
+INT32_MAX = 2**31 - 1
+#: Logical CPUs. More compute threads than that only oversubscribe the cores: llama.cpp's
+#: threads spin at every barrier, so a reply slows by orders of magnitude instead of speeding up.
+CPUS = os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values an option takes: ``low <= value <= high`` (``low < value`` when
+    ``open_low``), or one of ``also`` (special values outside the interval)."""
+
+    low: float | None = None
+    high: float | None = None
+    also: tuple[int, ...] = ()
+    open_low: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if value in self.also:
+            return True
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.open_low else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+    def __str__(self) -> str:
+        if self.low is not None and self.high is not None and not self.open_low:
+            text = f"between {_num(self.low)} and {_num(self.high)}"
+        elif self.low is not None:
+            text = f"{'>' if self.open_low else '>='} {_num(self.low)}" + (f" and <= {_num(self.high)}" if self.high is not None else "")
+        elif self.high is not None:
+            text = f"<= {_num(self.high)}"
+        else:
+            text = "any value"
+        return ", ".join(str(v) for v in self.also) + (" or " if self.also else "") + text
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+#: The one table of valid values, checked before anything loads (request options and
+#: Modelfile PARAMETERs). Limits that depend on the model (``num_ctx`` against the trained
+#: context, ``num_gpu`` against the layer count) are checked by :func:`check_for_model`.
+RANGES: dict[str, Range] = {
+    "num_keep": Range(-1, INT32_MAX),
+    "seed": Range(),
+    "num_predict": Range(0, INT32_MAX, also=(-1, -2)),
+    "top_k": Range(0, INT32_MAX),
+    "top_p": Range(0, 1),
+    "min_p": Range(0, 1),
+    "typical_p": Range(0, 1),
+    "repeat_last_n": Range(-1, INT32_MAX),
+    "temperature": Range(0),
+    "repeat_penalty": Range(0, open_low=True),
+    "presence_penalty": Range(-2, 2),
+    "frequency_penalty": Range(-2, 2),
+    "num_ctx": Range(1, 2**24),
+    "num_batch": Range(1, 16384),
+    "num_gpu": Range(0, 999, also=(-1,)),
+    "main_gpu": Range(0, 255),
+    "num_thread": Range(0, CPUS),
+    "num_parallel": Range(1, 256),
+}  # fmt: skip
+
+
+def check_range(key: str, value: Any) -> None:
+    """Raise a 400 naming the option and its range when ``value`` (of the option's type)
+    is outside it."""
+    valid = RANGES.get(key)
+    if valid is not None and value not in valid:
+        raise BadRequest(f'option "{key}" must be {valid}, got {value!r}')
+
+
+def check_for_model(options: Mapping[str, Any], info: Mapping[str, Any]) -> None:
+    """The limits that depend on the model's metadata (``info``, GGUF keys): ``num_gpu``
+    at most its layer count (+1 for the output layer, as llama.cpp counts them) unless it
+    is -1 or 999 (all layers)."""
+    layers = info.get(f"{info.get('general.architecture', '')}.block_count")
+    gpu = options.get("num_gpu")
+    if isinstance(layers, int) and gpu is not None and gpu not in (-1, 999) and gpu > layers + 1:
+        raise BadRequest(f'option "num_gpu" must be -1, 999 (all layers) or between 0 and {layers + 1} (the model\'s layers), got {gpu}')
+
 
 def check_value(key: str, value: Any, kind: type) -> Any:
     """Return ``value`` converted to ``kind`` or raise Ollama's type error."""
@@ -66,17 +153,13 @@ def validate(options: Mapping[str, Any], *, engine_settings: frozenset[str] = fr
         kind = _SAMPLING.get(key) or _LOAD.get(key)
         if kind is not None:
             out[key] = check_value(key, value, kind)
+            check_range(key, out[key])
         elif key in MODEL_SETTINGS or key in engine_settings:
             out[key] = value
         else:
             unknown.append(key)
     if unknown:
         log.warning("ignoring unknown option%s %s", "s" if len(unknown) > 1 else "", ", ".join(f'"{k}"' for k in unknown))
-    if (n := out.get("num_predict")) is not None and n < -2:
-        raise BadRequest("num_predict must be -1 (no limit), -2 (fill the context) or a positive number")
-    for key in ("num_ctx", "num_batch", "num_parallel"):
-        if key in out and out[key] < 1:
-            raise BadRequest(f'option "{key}" must be a positive integer')
     return out
 
 

@@ -19,7 +19,12 @@ CASES = [
     ("POST", "/api/generate", b'{"model": "", "prompt": "x"}', 400, "model is required"),
     ("POST", "/api/generate", b'{"model": "echo", "prompt": "x", "options": {"temperature": "hot"}}', 400, 'option "temperature" must be of type float'),
     ("POST", "/api/generate", b'{"model": "echo", "prompt": "x", "options": {"top_k": "many"}}', 400, 'option "top_k" must be of type integer'),
-    ("POST", "/api/generate", b'{"model": "echo", "prompt": "x", "options": {"num_predict": -5}}', 400, "num_predict must be"),
+    ("POST", "/api/generate", b'{"model": "echo", "prompt": "x", "options": {"num_predict": -5}}', 400, 'option "num_predict" must be -1, -2 or between 0 and'),
+    ("POST", "/api/generate", b'{"model": "echo", "prompt": "x", "options": {"top_p": 7}}', 400, 'option "top_p" must be between 0 and 1, got 7.0'),
+    ("POST", "/api/generate", b'{"model": "echo", "prompt": "x", "options": {"temperature": -5}}', 400, 'option "temperature" must be >= 0'),
+    ("POST", "/api/chat", b'{"model": "echo", "messages": [], "options": {"top_k": -1}}', 400, 'option "top_k" must be between 0 and'),
+    ("POST", "/api/chat", b'{"model": "echo", "messages": [], "options": {"num_batch": 1000000000}}', 400, 'option "num_batch" must be between 1 and 16384'),
+    ("POST", "/api/embed", b'{"model": "echo", "input": "x", "options": {"num_ctx": 0}}', 400, 'option "num_ctx" must be between 1 and'),
     ("POST", "/api/generate", b'{"model": "echo", "prompt": "x", "keep_alive": "300"}', 400, "missing unit"),
     ("POST", "/api/generate", b'{"model": "echo", "prompt": "x", "raw": true, "system": "s"}', 400, "raw mode does not support"),
     ("POST", "/api/generate", b'{"model": "echo", "prompt": "x", "top_logprobs": 21}', 400, "top_logprobs must be between 0 and 20"),
@@ -43,6 +48,7 @@ CASES = [
     ("POST", "/api/create", b'{"model": "x"}', 400, "neither 'from' nor 'files'"),
     ("POST", "/api/create", b'{"model": "x", "from": "echo", "parameters": {"temperature": "hot"}}', 400, 'option "temperature" must be of type float'),
     ("POST", "/api/create", b'{"model": "x", "from": "echo", "quantize": "q4_K_M"}', 400, "quantizing"),
+    ("POST", "/api/create", b'{"model": "x", "from": "echo", "parameters": {"top_p": 7}}', 400, 'option "top_p" must be between 0 and 1'),
 ]
 
 

@@ -90,8 +90,10 @@ def with_model_prompt(model: ModelRef, messages: list[Message]) -> list[Message]
 
 
 def merge_options(v: Vllama, model: ModelRef, request_options: dict[str, Any] | None) -> tuple[dict[str, Any], Any]:
-    """Validate request options; return them and the resolved SamplingOptions."""
+    """Validate request options (types and ranges, the model's limits too); return them
+    and the resolved SamplingOptions."""
     options = opts.validate(request_options or {}, engine_settings=v.engine_settings)
+    opts.check_for_model({**model.parameters, **options}, model.info)
     return options, opts.sampling(model.parameters, options)
 
 
