@@ -158,7 +158,9 @@ class Scheduler:
         layers = (self.settings.engine_defaults, model.parameters, options)
         settings = opts.load_settings(*layers, num_ctx=self.settings.context_length, parallel=parallel)
         if isinstance(trained, int) and trained > 0 and settings.num_ctx > trained:
+            log.warning("requested context size too large for model: num_ctx %d, using the trained %d", settings.num_ctx, trained)
             settings.num_ctx = trained
+        settings.num_batch = min(settings.num_batch, settings.num_ctx)  # as Ollama: a batch past the context buys nothing
         settings.engine = {k: v for k, v in settings.engine.items() if k in backend.engine_settings}
         return settings
 
