@@ -15,16 +15,18 @@ from vllama.server.openai_wire import error_body
 log = logging.getLogger("vllama.server")
 
 
-def _answer(request: Request[Any, Any, Any], status: int, message: str) -> Response[Any]:
+def _answer(request: Request[Any, Any, Any], status: int, message: str, exc: Exception | None = None) -> Response[Any]:
     if request.url.path.startswith("/v1/"):
-        return Response(error_body(message, status), status_code=status)
+        # An error about one field (``InvalidParameter``) names it, as OpenAI's do.
+        body = error_body(message, status, param=getattr(exc, "param", None), code=getattr(exc, "code", None))
+        return Response(body, status_code=status)
     return Response({"error": message}, status_code=status)
 
 
 def vllama_error(request: Request[Any, Any, Any], exc: VllamaError) -> Response[Any]:
     if exc.status >= 500:
         log.warning("%s %s: %s", request.method, request.url.path, exc.message)
-    return _answer(request, exc.status, exc.message)
+    return _answer(request, exc.status, exc.message, exc)
 
 
 def validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:

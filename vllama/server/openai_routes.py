@@ -17,6 +17,7 @@ from litestar.response import Response, Stream
 
 from vllama.errors import BadRequest, ModelNotFound
 from vllama.names import parse_name
+from vllama.server import openai_limits
 from vllama.server import openai_wire as o
 from vllama.server import serving
 from vllama.server.ndjson import sse
@@ -154,6 +155,7 @@ async def chat_completions(request: Request[Any, Any, Any], data: o.ChatCompleti
     v = vllama_of(request)
     if not data.messages:
         raise BadRequest("[] is too short - 'messages'")
+    openai_limits.check(data)
     model = await v.find(data.model)
     options, sampling = serving.merge_options(v, model, _options(data, data.max_completion_tokens or data.max_tokens))
     sampling.ignore_eos = data.ignore_eos
@@ -220,6 +222,7 @@ async def completions(request: Request[Any, Any, Any], data: o.CompletionBody) -
         if len(prompt) != 1:
             raise BadRequest("prompt must be a string (one prompt per request)")
         prompt = prompt[0]
+    openai_limits.check(data)
     model = await v.find(data.model)
     options, sampling = serving.merge_options(v, model, _options(data, data.max_tokens))
     sampling.ignore_eos = data.ignore_eos

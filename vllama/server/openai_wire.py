@@ -43,6 +43,8 @@ class ChatCompletionBody(msgspec.Struct, kw_only=True):
     reasoning: dict[str, Any] | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
+    n: int | None = None
+    logit_bias: dict[str, float] | None = None
     ignore_eos: bool = False
 
 
@@ -60,6 +62,8 @@ class CompletionBody(msgspec.Struct, kw_only=True):
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
     logprobs: int | None = None
+    n: int | None = None
+    logit_bias: dict[str, float] | None = None
     echo: bool = False
     ignore_eos: bool = False
 
@@ -205,6 +209,6 @@ class ErrorBody(msgspec.Struct):
     error: ErrorDetail
 
 
-def error_body(message: str, status: int = 500) -> ErrorBody:
+def error_body(message: str, status: int = 500, *, param: str | None = None, code: str | None = None) -> ErrorBody:
     kind = {400: "invalid_request_error", 404: "not_found_error"}.get(status, "api_error")
-    return ErrorBody(ErrorDetail(message=message, type=kind))
+    return ErrorBody(ErrorDetail(message=message, type=kind, param=param, code=code))
