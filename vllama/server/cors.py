@@ -9,8 +9,8 @@ loopback, private or unspecified addresses. This stops DNS rebinding attacks.
 
 from __future__ import annotations
 
-import fnmatch
 import ipaddress
+import re
 import socket
 from collections.abc import Iterable
 
@@ -23,7 +23,7 @@ DEFAULT_ORIGINS = tuple(
     for port in ("", ":*")
 ) + ("app://*", "file://*", "tauri://*", "vscode-webview://*", "vscode-file://*")
 
-ALLOW_HEADERS = "Authorization, Content-Type, User-Agent, Accept, X-Requested-With, OpenAI-Beta, x-stainless-*"
+ALLOW_HEADERS = "Authorization, Content-Type, User-Agent, Accept, X-Requested-With, OpenAI-Beta, x-stainless-*, x-api-key"
 ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"
 
 
@@ -43,6 +43,11 @@ def is_local_host(host: str) -> bool:
     return address.is_loopback or address.is_private or address.is_unspecified or address.is_link_local
 
 
+def origin_pattern(pattern: str) -> re.Pattern[str]:
+    """A compiled origin pattern: ``*`` matches any run of characters, everything else itself."""
+    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.DOTALL)
+
+
 async def _forbidden(send: Send) -> None:
     await send({"type": "http.response.start", "status": 403, "headers": [(b"content-length", b"0")]})
     await send({"type": "http.response.body", "body": b""})
@@ -53,11 +58,12 @@ class OriginGuard:
 
     def __init__(self, app: ASGIApp, origins: Iterable[str] = (), check_host: bool = False) -> None:
         self.app = app
-        self.patterns = DEFAULT_ORIGINS + tuple(origins)
+        self.patterns = [origin_pattern(p) for p in DEFAULT_ORIGINS + tuple(origins)]
         self.check_host = check_host
 
     def allowed(self, origin: str) -> bool:
-        return any(fnmatch.fnmatchcase(origin, p) for p in self.patterns)
+        """Does ``origin`` match a default or configured pattern (case-sensitively, as a whole)?"""
+        return any(p.fullmatch(origin) for p in self.patterns)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
