@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -87,6 +88,10 @@ class Settings:
     log_format: str = "text"
     #: Log one line per HTTP request (``VLLAMA_ACCESS_LOG``, ``vllama serve --no-access-log``).
     access_log: bool = True
+    #: Keys that may call every route (``VLLAMA_API_KEY``, comma-separated); none leaves the server open.
+    api_keys: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+    #: Keys that may only run inference and read model information (``VLLAMA_API_KEY_READONLY``).
+    read_only_api_keys: tuple[str, ...] = dataclasses.field(default=(), repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -131,8 +136,22 @@ class Settings:
             values["log_format"] = raw.lower()
         if (raw := env("ACCESS_LOG", e)) is not None:
             values["access_log"] = _bool(raw)
+        if (raw := env("API_KEY", e)) is not None:
+            values["api_keys"] = _csv(raw)
+        if (raw := env("API_KEY_READONLY", e)) is not None:
+            values["read_only_api_keys"] = _csv(raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def loopback(self) -> bool:
+        """Is the server bound to this machine only?"""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
 
     @property
     def url(self) -> str:

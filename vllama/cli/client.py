@@ -25,10 +25,18 @@ def base_url() -> str:
     return Settings.from_env().url
 
 
+def auth_headers() -> dict[str, str]:
+    """``Authorization: Bearer`` with the first key of VLLAMA_API_KEY, else OLLAMA_API_KEY (as the
+    ``ollama`` Python client sends it), or nothing when neither is set."""
+    keys = [k.strip() for k in (os.environ.get("VLLAMA_API_KEY") or "").split(",") if k.strip()]
+    key = keys[0] if keys else (os.environ.get("OLLAMA_API_KEY") or "").strip()
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
 def connect() -> httpx.Client:
     """A client for the server at VLLAMA_HOST / OLLAMA_HOST, after a heartbeat."""
     url = base_url()
-    client = httpx.Client(base_url=url, timeout=httpx.Timeout(None, connect=5))
+    client = httpx.Client(base_url=url, timeout=httpx.Timeout(None, connect=5), headers=auth_headers())
     try:
         client.head("/")
     except httpx.TransportError:
@@ -422,7 +430,7 @@ def version() -> None:
     """Show the server's and this client's versions."""
     url = base_url()
     try:
-        with httpx.Client(base_url=url, timeout=10) as client:
+        with httpx.Client(base_url=url, timeout=10, headers=auth_headers()) as client:
             api_version = check(client.get("/api/version")).json()["version"]
             schema = client.get("/openapi/openapi.json")
     except (httpx.TransportError, click.ClickException, ValueError, KeyError):

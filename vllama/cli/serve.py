@@ -70,6 +70,10 @@ def serve(host: str | None, models: tuple[str, ...], backend: str | None, parall
     if settings.preload:
         log.info("preloading %s (in the background; each stays loaded)", ", ".join(settings.preload))
     log.info("models in %s; listening on %s", settings.models_dir, settings.url)
+    if settings.api_keys or settings.read_only_api_keys:
+        log.info("API keys required: %d full, %d read-only", len(settings.api_keys), len(settings.read_only_api_keys))
+    elif not settings.loopback:
+        log.warning("bound to %s with no API key: anyone who can reach this port can use every route; set VLLAMA_API_KEY", settings.host)
 
     def build() -> object:
         from vllama.server.app import create_app

@@ -16,6 +16,7 @@ from litestar.plugins import InitPlugin
 from vllama import __version__
 from vllama.core import Vllama
 from vllama.server import lenient, metrics, ollama_generate, ollama_models, openai_routes
+from vllama.server.auth import ApiKeyGuard, Keys
 from vllama.server.cors import OriginGuard
 from vllama.server.errors import HANDLERS
 
@@ -38,8 +39,9 @@ class VllamaPlugin(InitPlugin):
         app_config.state["vllama"] = self.vllama
         app_config.lifespan.append(self._lifespan)
         settings = self.vllama.settings
-        loopback = settings.host in ("127.0.0.1", "localhost", "::1")
-        app_config.middleware.insert(0, DefineMiddleware(OriginGuard, origins=settings.origins, check_host=loopback))
+        keys = Keys.of(settings.api_keys, settings.read_only_api_keys)
+        app_config.middleware.insert(0, DefineMiddleware(ApiKeyGuard, keys=keys))
+        app_config.middleware.insert(0, DefineMiddleware(OriginGuard, origins=settings.origins, check_host=settings.loopback))
         app_config.middleware.insert(0, DefineMiddleware(metrics.RequestMetrics, metrics=metrics.metrics_for(self.vllama)))
         return app_config
 
