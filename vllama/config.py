@@ -88,6 +88,9 @@ class Settings:
     log_format: str = "text"
     #: Log one line per HTTP request (``VLLAMA_ACCESS_LOG``, ``vllama serve --no-access-log``).
     access_log: bool = True
+    #: Private memory each engine worker may hold, in bytes (``VLLAMA_WORKER_MEMORY``, e.g.
+    #: ``8GiB``; 0 or ``off``: no limit); None: the machine's physical memory.
+    worker_memory: int | None = None
     #: Keys that may call every route (``VLLAMA_API_KEY``, comma-separated); none leaves the server open.
     api_keys: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     #: Keys that may only run inference and read model information (``VLLAMA_API_KEY_READONLY``).
@@ -136,6 +139,8 @@ class Settings:
             values["log_format"] = raw.lower()
         if (raw := env("ACCESS_LOG", e)) is not None:
             values["access_log"] = _bool(raw)
+        if (raw := env("WORKER_MEMORY", e)) is not None:
+            values["worker_memory"] = parse_size("VLLAMA_WORKER_MEMORY", raw)
         if (raw := env("API_KEY", e)) is not None:
             values["api_keys"] = _csv(raw)
         if (raw := env("API_KEY_READONLY", e)) is not None:
@@ -164,6 +169,26 @@ def _int(name: str, raw: str) -> int:
         return int(raw)
     except ValueError:
         raise ValueError(f"VLLAMA_{name} (or OLLAMA_{name}) must be an integer, got {raw!r}") from None
+
+
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6, "mib": 2**20,
+          "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12, "tib": 2**40}  # fmt: skip
+
+
+def parse_size(name: str, raw: str) -> int:
+    """Bytes from ``8GiB``, ``512MB``, ``1000000`` (0 or ``off``: 0)."""
+    text = raw.strip().lower().replace(" ", "")
+    if text in ("off", "none", "0"):
+        return 0
+    number = text.rstrip("kmgtib")
+    unit = text[len(number):]
+    try:
+        value = float(number) * _UNITS[unit]
+    except (ValueError, KeyError):
+        raise ValueError(f"{name} must be a size such as 8GiB, 512MB or a number of bytes, got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"{name} must not be negative, got {raw!r}")
+    return int(value)
 
 
 def _bool(raw: str) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pluggy
 
-from vllama import logs
+from vllama import logs, memory
 from vllama import options as opts
 from vllama.config import Settings
 from vllama.engine import Backend, Engine
@@ -177,6 +177,8 @@ class Scheduler:
         candidate = choose(self.pm, self.backends, model, self.hardware, self.settings.backend)
         parallel = self._parallel(model, candidate.support.parallel)
         settings = self._load_settings(model, options, candidate.backend, parallel)
+        idle = sum(r.engine.info().size for r in self.runners.values() if r.engine is not None and r.active == 0 and r.waiting == 0)
+        memory.check_fits(model, settings, self.hardware, reclaimable=idle)
         await self._make_room()
         runner = Runner(
             model=model,
@@ -194,7 +196,8 @@ class Scheduler:
         backend, model = runner.backend, runner.model
         log.info("loading %s with %s (parallel %d, num_ctx %d)", model.name, backend.name, runner.settings.parallel, runner.settings.num_ctx)
         if backend.isolated and self.settings.isolate_engines:
-            engine: Engine = await WorkerEngine.start(backend, model, self.hardware, runner.settings)
+            limit = memory.worker_limit(self.settings.worker_memory)
+            engine: Engine = await WorkerEngine.start(backend, model, self.hardware, runner.settings, memory_limit=limit)
         else:
             engine = await backend.load(model, self.hardware, runner.settings)
         runner.engine = engine

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from multiprocessing.connection import Connection
 from typing import Any
 
-from vllama import errors, logs
+from vllama import errors, logs, memory
 from vllama.engine import Backend, Engine
 from vllama.types import ChatRequest, EmbedRequest, Embeddings, EngineInfo, Event, GenerateRequest, Hardware, LoadSettings, ModelRef
 
@@ -60,13 +60,16 @@ class WorkerEngine(Engine):
         self.alive = True
 
     @classmethod
-    async def start(cls, backend: type[Backend], model: ModelRef, hardware: Hardware, settings: LoadSettings) -> WorkerEngine:
-        """Spawn the worker and wait until the model is loaded (or failed to)."""
+    async def start(cls, backend: type[Backend], model: ModelRef, hardware: Hardware, settings: LoadSettings,
+                    *, memory_limit: int | None = None) -> WorkerEngine:  # fmt: skip
+        """Spawn the worker and wait until the model is loaded (or failed to). The worker
+        may hold at most ``memory_limit`` bytes of private memory (see :mod:`vllama.memory`)."""
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
         process = ctx.Process(
-            target=_worker_main, args=(child, backend, model, hardware, settings, logs.setup()), name=f"vllama-engine {model.name}", daemon=True
-        )
+            target=_worker_main, args=(child, backend, model, hardware, settings, logs.setup(), memory_limit),
+            name=f"vllama-engine {model.name}", daemon=True,
+        )  # fmt: skip
         process.start()
         child.close()
         self = cls(model.name, process, parent)
@@ -192,8 +195,9 @@ class WorkerEngine(Engine):
 
 
 def _worker_main(conn: Connection, backend: type[Backend], model: ModelRef, hardware: Hardware, settings: LoadSettings,
-                 log_setup: dict[str, Any]) -> None:  # fmt: skip
+                 log_setup: dict[str, Any], memory_limit: int | None = None) -> None:  # fmt: skip
     logs.configure(**log_setup, model=model.name)
+    memory.limit_this_process(memory_limit)
     asyncio.run(_serve(conn, backend, model, hardware, settings))
 
 
