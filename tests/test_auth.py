@@ -186,6 +186,12 @@ def test_settings_read_comma_separated_keys_and_never_show_them() -> None:
     assert not Settings.from_env({}).api_keys
 
 
+@pytest.mark.parametrize(("host", "loopback"), [("127.0.0.1", True), ("127.0.0.2", True), ("::1", True), ("localhost", True),
+                                              ("0.0.0.0", False), ("::", False), ("192.168.1.2", False), ("box.example", False)])  # fmt: skip
+def test_loopback_is_this_machine_only(host: str, loopback: bool) -> None:
+    assert Settings(host=host).loopback is loopback
+
+
 # -- a real server and the CLI ---------------------------------------------------------------
 
 
