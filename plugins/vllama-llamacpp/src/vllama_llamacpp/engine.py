@@ -12,7 +12,7 @@ import llama_cpp as lc
 
 from vllama import gguf
 from vllama.engine import Engine
-from vllama.errors import ContextOverflow, EngineError, Unsupported
+from vllama.errors import BadRequest, ContextOverflow, EngineError, Unsupported
 from vllama.streams import Channel
 from vllama.tool_calls import FORMATS
 from vllama.types import (
@@ -107,6 +107,9 @@ class LlamaCppEngine(Engine):
 
     def _generate_prompt(self, request: GenerateRequest) -> list[int]:
         self._check_generative()
+        for token in request.context:
+            if not 0 <= token < self._model.n_vocab:
+                raise BadRequest(f"invalid context: token id {token} is out of range")
         if request.images:
             raise Unsupported(f'"{self.name}" does not support images')
         if request.suffix:
