@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import pluggy
 
 from vllama import hardware as hw
 from vllama.config import Settings
 from vllama.engine import Backend
-from vllama.errors import InvalidName, ModelNotFound
+from vllama.errors import BadRequest, InvalidName, ModelNotFound, NoBackend
 from vllama.names import ModelName, parse_name
 from vllama.plugins import make_plugin_manager
 from vllama.scheduler import Scheduler
@@ -40,6 +42,28 @@ class Vllama:
         """Engine setting names any installed backend accepts (valid Modelfile PARAMETERs)."""
         return frozenset().union(*(b.engine_settings for b in self.backends.values()))
 
+    def check_engine_settings(self, options: Mapping[str, Any], model: ModelRef | None = None) -> None:
+        """Check the engine settings in ``options`` with the backend that would serve
+        ``model``; without a model (at create), a value is valid if a backend that declares
+        the setting accepts it."""
+        if model is not None:
+            try:
+                backends = [self.backend_for(model)]
+            except NoBackend:
+                return
+        else:
+            backends = list(self.backends.values())
+        for key in sorted(k for k in options if k in self.engine_settings):
+            takers = [b for b in backends if key in b.engine_settings]
+            errors: list[BadRequest] = []
+            for backend in takers:
+                try:
+                    backend.check_engine_settings({key: options[key]})
+                except BadRequest as e:
+                    errors.append(e)
+            if takers and len(errors) == len(takers):
+                raise errors[0]
+
     def backend_for(self, model: ModelRef) -> type[Backend]:
         """The backend that would serve ``model`` here (cheap: nothing loads);
         :class:`~vllama.errors.NoBackend` if none can."""
@@ -48,7 +72,6 @@ class Vllama:
     def capabilities(self, model: ModelRef) -> list[str]:
         """What ``model`` can do on the backend that would serve it, for /api/show and /api/tags."""
         from vllama import admission
-        from vllama.errors import NoBackend
 
         try:
             backend: type[Backend] | None = self.backend_for(model)

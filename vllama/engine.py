@@ -9,8 +9,8 @@ path never goes through a hook.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
-from typing import ClassVar
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -67,6 +67,13 @@ class Backend(abc.ABC):
     #: Engine settings it accepts beyond Ollama's options (Modelfile PARAMETER lines);
     #: they reach :meth:`load` in ``LoadSettings.engine``.
     engine_settings: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def check_engine_settings(cls, settings: Mapping[str, Any]) -> None:
+        """Raise :class:`~vllama.errors.BadRequest` naming a setting whose value is outside
+        its valid range. ``settings`` holds those of :attr:`engine_settings` that a request
+        or a Modelfile sets; this runs before any load and when a model is created, so a bad
+        value costs no load. The default accepts every value."""
 
     @classmethod
     @abc.abstractmethod

@@ -153,12 +153,16 @@ class Scheduler:
             return True
         return self._load_settings(model, options, runner.backend, runner.settings.parallel) != runner.settings
 
-    def _load_settings(self, model: ModelRef, options: dict[str, Any], backend: type[Backend], parallel: int) -> LoadSettings:
+    def _load_settings(self, model: ModelRef, options: dict[str, Any], backend: type[Backend], parallel: int,
+                       *, loading: bool = False) -> LoadSettings:  # fmt: skip
         trained = model.info.get(f"{model.info.get('general.architecture', '')}.context_length")
         layers = (self.settings.engine_defaults, model.parameters, options)
         settings = opts.load_settings(*layers, num_ctx=self.settings.context_length, parallel=parallel)
         if isinstance(trained, int) and trained > 0 and settings.num_ctx > trained:
-            log.warning("requested context size too large for model: num_ctx %d, using the trained %d", settings.num_ctx, trained)
+            if loading:  # as Ollama: capped with a warning when asked for, a note for the server default
+                asked = any("num_ctx" in layer for layer in layers)
+                log.log(logging.WARNING if asked else logging.INFO, "requested context size too large for %s: num_ctx %d, using the trained %d",
+                        model.name, settings.num_ctx, trained)  # fmt: skip
             settings.num_ctx = trained
         settings.num_batch = min(settings.num_batch, settings.num_ctx)  # as Ollama: a batch past the context buys nothing
         settings.engine = {k: v for k, v in settings.engine.items() if k in backend.engine_settings}
@@ -176,7 +180,7 @@ class Scheduler:
     async def _new_runner(self, model: ModelRef, options: dict[str, Any]) -> Runner:
         candidate = choose(self.pm, self.backends, model, self.hardware, self.settings.backend)
         parallel = self._parallel(model, candidate.support.parallel)
-        settings = self._load_settings(model, options, candidate.backend, parallel)
+        settings = self._load_settings(model, options, candidate.backend, parallel, loading=True)
         idle = sum(r.engine.info().size for r in self.runners.values() if r.engine is not None and r.active == 0 and r.waiting == 0)
         memory.check_fits(model, settings, self.hardware, reclaimable=idle)
         await self._make_room()

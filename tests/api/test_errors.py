@@ -25,6 +25,7 @@ CASES = [
     ("POST", "/api/chat", b'{"model": "echo", "messages": [], "options": {"top_k": -1}}', 400, 'option "top_k" must be between 0 and'),
     ("POST", "/api/chat", b'{"model": "echo", "messages": [], "options": {"num_batch": 1000000000}}', 400, 'option "num_batch" must be between 1 and 16384'),
     ("POST", "/api/embed", b'{"model": "echo", "input": "x", "options": {"num_ctx": 0}}', 400, 'option "num_ctx" must be between 1 and'),
+    ("POST", "/api/generate", b'{"model": "echo", "prompt": "x", "options": {"echo_delay": 1000}}', 400, 'engine setting "echo_delay" must be between 0 and 60 (seconds), got 1000'),
     ("POST", "/api/generate", b'{"model": "echo", "prompt": "x", "keep_alive": "300"}', 400, "missing unit"),
     ("POST", "/api/generate", b'{"model": "echo", "prompt": "x", "raw": true, "system": "s"}', 400, "raw mode does not support"),
     ("POST", "/api/generate", b'{"model": "echo", "prompt": "x", "top_logprobs": 21}', 400, "top_logprobs must be between 0 and 20"),
@@ -49,6 +50,7 @@ CASES = [
     ("POST", "/api/create", b'{"model": "x", "from": "echo", "parameters": {"temperature": "hot"}}', 400, 'option "temperature" must be of type float'),
     ("POST", "/api/create", b'{"model": "x", "from": "echo", "quantize": "q4_K_M"}', 400, "quantizing"),
     ("POST", "/api/create", b'{"model": "x", "from": "echo", "parameters": {"top_p": 7}}', 400, 'option "top_p" must be between 0 and 1'),
+    ("POST", "/api/create", b'{"model": "x", "from": "echo", "parameters": {"echo_delay": -1}}', 400, 'engine setting "echo_delay" must be between 0 and 60'),
 ]
 
 

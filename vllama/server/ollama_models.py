@@ -202,6 +202,7 @@ async def create(request: Request[Any, Any, Any], data: w.CreateBody) -> Respons
     if data.adapters:
         raise BadRequest("adapters are not supported yet")
     parameters = opts.validate(data.parameters, engine_settings=v.engine_settings) if data.parameters is not None else None
+    v.check_engine_settings(parameters or {})
     license = [data.license] if isinstance(data.license, str) else data.license
     messages = to_messages(data.messages) if data.messages is not None else None
     base, source = None, None

@@ -94,6 +94,7 @@ def merge_options(v: Vllama, model: ModelRef, request_options: dict[str, Any] | 
     and the resolved SamplingOptions."""
     options = opts.validate(request_options or {}, engine_settings=v.engine_settings)
     opts.check_for_model({**model.parameters, **options}, model.info)
+    v.check_engine_settings(options, model)
     return options, opts.sampling(model.parameters, options)
 
 

@@ -15,12 +15,12 @@ import json
 import os
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from vllama.engine import Backend, Engine, Support
-from vllama.errors import ContextOverflow
+from vllama.errors import BadRequest, ContextOverflow
 from vllama.hookspecs import hookimpl
 from vllama.types import (
     ChatRequest,
@@ -58,6 +58,14 @@ class EchoBackend(Backend):
     @classmethod
     def supports(cls, model: ModelRef, hardware: Hardware) -> Support:
         return Support(score=1, reason="echoes its input", parallel=4)
+
+    @classmethod
+    def check_engine_settings(cls, settings: Mapping[str, Any]) -> None:
+        delay = settings.get("echo_delay", 0)
+        if not (isinstance(delay, (int, float)) and not isinstance(delay, bool) and 0 <= delay <= 60):
+            raise BadRequest(f'engine setting "echo_delay" must be between 0 and 60 (seconds), got {delay!r}')
+        if not isinstance(settings.get("echo_allow_crash", False), bool):
+            raise BadRequest(f'engine setting "echo_allow_crash" must be true or false, got {settings["echo_allow_crash"]!r}')
 
     @classmethod
     async def load(cls, model: ModelRef, hardware: Hardware, settings: LoadSettings) -> Engine:
