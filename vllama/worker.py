@@ -42,6 +42,8 @@ def _error(cls_name: str, message: str, status: int) -> errors.VllamaError:
 def _describe(exc: BaseException) -> tuple[str, str, int]:
     if isinstance(exc, errors.VllamaError):
         return type(exc).__name__, exc.message, exc.status
+    if isinstance(exc, MemoryError):
+        return "EngineError", "the engine ran out of memory: it needs more than its limit (VLLAMA_WORKER_MEMORY) or than the machine has", 500
     return "EngineError", f"{type(exc).__name__}: {exc}", 500
 
 
