@@ -8,7 +8,6 @@ it starts rather than left to the out-of-memory killer.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,8 +15,6 @@ from typing import Any
 
 from vllama.errors import BadRequest
 from vllama.types import Hardware, LoadSettings, ModelRef
-
-log = logging.getLogger("vllama.memory")
 
 #: Bytes per KV cache element (llama.cpp's default f16 cache).
 _KV_BYTES = 2
