@@ -9,7 +9,7 @@ The same rule gives the capabilities that /api/show and /api/tags list.
 from __future__ import annotations
 
 from vllama.engine import Backend
-from vllama.errors import Unsupported
+from vllama.errors import BadRequest, Unsupported
 from vllama.types import ChatRequest, GenerateRequest, ModelRef
 
 #: Model capabilities and the backend capability each needs ("completion": either).
@@ -30,6 +30,8 @@ def check(model: ModelRef, backend: type[Backend], request: GenerateRequest | Ch
     chat = isinstance(request, ChatRequest)
     if "completion" not in model.capabilities:
         raise Unsupported(f'"{model.name}" does not support {"chat" if chat else "generate"}')
+    if not chat and request.context:
+        check_context(model, request.context)
     images = any(m.images for m in request.messages) if chat else bool(request.images)
     needs = [
         # (model capability or None, backend capability, what it is called in the error)
@@ -47,3 +49,12 @@ def check(model: ModelRef, backend: type[Backend], request: GenerateRequest | Ch
             raise Unsupported(f'"{model.name}" does not support {what}')
         if backend_cap not in backend.capabilities:
             raise Unsupported(f'"{model.name}" does not support {what} with the {backend.name} backend')
+
+
+def check_context(model: ModelRef, context: list[int]) -> None:
+    """Token ids in ``context`` must lie in the model's vocabulary where its metadata gives
+    the size (``<arch>.vocab_size``); engines check against their own tokenizer too."""
+    vocab = model.info.get(f"{model.info.get('general.architecture', '')}.vocab_size")
+    for token in context:
+        if token < 0 or isinstance(vocab, int) and token >= vocab:
+            raise BadRequest(f"invalid context: token id {token} is out of range")
