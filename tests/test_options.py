@@ -114,6 +114,11 @@ def test_the_reported_values_are_refused_with_their_range(options: dict[str, Any
     assert info.value.message == message
 
 
+def test_an_integer_past_any_float_is_out_of_range() -> None:
+    with pytest.raises(BadRequest, match=r'^option "temperature" must be >= 0, got 1000'):
+        validate({"temperature": 10**400})
+
+
 def test_every_typed_number_has_a_range() -> None:
     assert set(RANGES) == {k for k in list(options._SAMPLING) + list(options._LOAD) if value_type(k) in (int, float)}
 

@@ -88,7 +88,7 @@ def _num(x: float) -> str:
 #: context, ``num_gpu`` against the layer count) are checked by :func:`check_for_model`.
 RANGES: dict[str, Range] = {
     "num_keep": Range(-1, INT32_MAX),
-    "seed": Range(),
+    "seed": Range(-(2**63), 2**63 - 1),  # Ollama's Go int
     "num_predict": Range(0, INT32_MAX, also=(-1, -2)),
     "top_k": Range(0, INT32_MAX),
     "top_p": Range(0, 1),
@@ -129,7 +129,10 @@ def check_for_model(options: Mapping[str, Any], info: Mapping[str, Any]) -> None
 def check_value(key: str, value: Any, kind: type) -> Any:
     """Return ``value`` converted to ``kind`` or raise Ollama's type error."""
     if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer past any float: outside every range
+            raise BadRequest(f'option "{key}" must be {RANGES[key]}, got {value}') from None
     if kind is int and isinstance(value, float) and value.is_integer():
         return int(value)
     if kind is list:
