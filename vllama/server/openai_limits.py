@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from vllama.errors import BadRequest
+from vllama.options import INT32_MAX
 
 
 class InvalidParameter(BadRequest):
@@ -17,10 +18,11 @@ class InvalidParameter(BadRequest):
         self.code = code
 
 
-#: field -> (minimum, maximum), as OpenAI's API checks them.
+#: field -> (minimum, maximum), as OpenAI's API checks them (token counts stop where an
+#: engine's C int does).
 LIMITS: dict[str, tuple[float | None, float | None]] = {
-    "max_tokens": (1, None),
-    "max_completion_tokens": (1, None),
+    "max_tokens": (1, INT32_MAX),
+    "max_completion_tokens": (1, INT32_MAX),
     "temperature": (0, 2),
     "top_p": (0, 1),
     "n": (1, 128),
