@@ -11,6 +11,7 @@ from pathlib import Path
 import llama_cpp as lc
 
 from vllama import gguf
+from vllama.chat_inputs import is_jinja
 from vllama.engine import Engine
 from vllama.errors import BadRequest, ContextOverflow, EngineError, Unsupported
 from vllama.streams import Channel
@@ -28,7 +29,7 @@ from vllama.types import (
     ModelRef,
 )
 from vllama_llamacpp.batch_loop import BatchLoop
-from vllama_llamacpp.chat_template import ChatTemplate, is_jinja
+from vllama_llamacpp.chat_template import ChatTemplate
 from vllama_llamacpp.embedding import Embedder
 from vllama_llamacpp.native import Model, new_context
 from vllama_llamacpp.sampling import build_chain, free_chain

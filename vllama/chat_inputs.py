@@ -1,0 +1,55 @@
+"""What a chat template is given, the same for every engine: messages and tools as Hugging
+Face chat templates expect them, and the test that tells a Jinja chat template from an Ollama
+Go template."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from vllama.types import Message, Tool
+
+#: Ollama's Go templates (``{{ .Prompt }}``, ``{{ if .System }}``) are not Jinja.
+_GO_TEMPLATE = re.compile(r"\{\{-?\s*(\.|if\s|range\s|end\b|else\b|with\s|template\s)")
+
+
+def is_jinja(template: str) -> bool:
+    """Whether ``template`` is a Jinja chat template rather than an Ollama Go template."""
+    return bool(template.strip()) and not _GO_TEMPLATE.search(template)
+
+
+def template_message(m: Message) -> dict[str, Any]:
+    """One message as chat templates read it: assistant ``tool_calls`` with their ids and
+    arguments as an object, a tool result's ``name`` (also as ``tool_name``) and
+    ``tool_call_id``, earlier thinking as ``reasoning_content``."""
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.thinking:
+        out["reasoning_content"] = m.thinking
+    if m.tool_calls:
+        out["tool_calls"] = [
+            {"type": "function", **({"id": c.id} if c.id else {}),
+             "function": {"name": c.function.name, "arguments": c.function.arguments}}
+            for c in m.tool_calls
+        ]  # fmt: skip
+    if m.tool_name:
+        out["name"] = out["tool_name"] = m.tool_name
+    if m.tool_call_id:
+        out["tool_call_id"] = m.tool_call_id
+    return out
+
+
+def template_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """The conversation as chat templates read it (:func:`template_message` each)."""
+    return [template_message(m) for m in messages]
+
+
+def template_tools(tools: list[Tool]) -> list[dict[str, Any]] | None:
+    """The tools offered, as OpenAI-style function specs; None when there are none, so that
+    templates that test ``if tools`` render no tool section."""
+    if not tools:
+        return None
+    return [
+        {"type": t.type, "function": {"name": t.function.name, "description": t.function.description,
+                                      "parameters": t.function.parameters or {"type": "object", "properties": {}}}}
+        for t in tools
+    ]  # fmt: skip
