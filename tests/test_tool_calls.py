@@ -81,6 +81,23 @@ def test_what_only_looks_like_a_call_stays_text(text: str) -> None:
     assert run("hermes", text, []) == (text, [])
 
 
+@given(st.sampled_from(FORMATS), calls, st.sampled_from(["```json\n", "```\n", "  ```json \n"]), st.data())
+def test_a_reply_that_is_only_a_fenced_call_is_a_call(fmt: str, items: list, fence: str, data: st.DataObject) -> None:
+    text = fence + json.dumps([{"name": n, "arguments": a} for n, a in items], indent=2) + "\n```\n"
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=6)))
+    assert run(fmt, text, cuts) == ("", items)
+
+
+@pytest.mark.parametrize("text", [
+    "```python\nprint({'name': 'get_weather'})\n```",         # another language
+    '```json\n{"name": "unknown_tool", "arguments": {}}\n```',  # a name that was not offered
+    '```json\n{"name": "get_weather", "arguments": {}}\n```\nThen it is sunny.',  # more after the fence
+    "`` not a fence",
+])  # fmt: skip
+def test_fenced_text_that_is_not_only_a_call_stays_text(text: str) -> None:
+    assert run("hermes", text, [1, 4, 9]) == (text, [])
+
+
 def test_text_around_a_marked_call_is_kept() -> None:
     text = 'Let me check. <tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call> Done.'
     assert run("hermes", text, [5, 20]) == ("Let me check.  Done.", [("get_weather", {"city": "Paris"})])

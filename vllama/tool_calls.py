@@ -14,13 +14,15 @@ Formats, detected from the chat template (:func:`detect_format`) or named by the
 * ``json``: any other template that renders tools: bare JSON objects.
 
 In every format a reply that *starts* with a JSON object (or array) naming an offered tool is
-a call too: small models often drop the tags their template asks for. Text that only looks
+a call too, as is a reply that is only such JSON in a ```json fence: small models often drop
+the tags their template asks for, or fence the call as code. Text that only looks
 like a call (an unknown name, JSON that does not parse, JSON after prose) stays text.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
@@ -152,6 +154,12 @@ class ToolCallParser:
                 if stripped[0] in "{[" and not (marker and stripped.startswith(marker)):
                     self._state = "bare"
                     break
+                fenced = _opens_fenced_json(stripped)
+                if fenced is None:
+                    break  # may still open a fenced call
+                if fenced:
+                    self._state = "bare"
+                    break
                 self._at_start = False
             if not self._open_call(out):
                 break
@@ -166,7 +174,8 @@ class ToolCallParser:
             assert self._markers is not None
             found = calls_from_json(held, self._names)
             return ("", self._number(found)) if found else (self._markers.start + held, [])
-        found = calls_from_json(held, self._names)
+        fence = _FENCED.fullmatch(held)
+        found = calls_from_json(fence.group(1) if fence else held, self._names)
         return ("", self._number(found)) if found else (held, [])
 
     def _open_call(self, out: list[str]) -> bool:
@@ -218,6 +227,23 @@ class ToolCallParser:
             call.function.index = self._index
             self._index += 1
         return calls
+
+
+_FENCED = re.compile(r"\s*```(?:json)?[ \t]*\n(.*?)```\s*", re.DOTALL)
+
+
+def _opens_fenced_json(text: str) -> bool | None:
+    """Whether ``text`` opens a ```json (or bare ```) fence around JSON; None while too
+    little has arrived to tell."""
+    if not text.startswith("```"):
+        return None if "```".startswith(text) else False
+    line, newline, rest = text[3:].partition("\n")
+    if not newline:
+        return None if len(line) < 8 else False
+    if line.strip() not in ("", "json"):
+        return False
+    rest = rest.lstrip()
+    return None if not rest else rest[0] in "{["
 
 
 def _partial_suffix(text: str, marker: str) -> int:
