@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from vllama.engine import Backend, Engine, Support
 from vllama.types import Hardware, LoadSettings, ModelRef
-from vllama_vllm.settings import NAMES
+from vllama_vllm.settings import NAMES, checked
 
 if TYPE_CHECKING:
     from vllama_vllm.engine import VllmEngine
@@ -32,9 +33,13 @@ class VllmBackend(Backend):
 
     name: ClassVar[str] = "vllm"
     formats: ClassVar[frozenset[str]] = frozenset({"safetensors"})
-    capabilities: ClassVar[frozenset[str]] = frozenset({"completion", "chat", "embedding", "format", "logprobs"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"completion", "chat", "embedding", "tools", "format", "logprobs"})
     isolated: ClassVar[bool] = False
     engine_settings: ClassVar[frozenset[str]] = NAMES
+
+    @classmethod
+    def check_engine_settings(cls, settings: Mapping[str, Any]) -> None:
+        checked(settings)
 
     @classmethod
     def supports(cls, model: ModelRef, hardware: Hardware) -> Support | None:

@@ -29,6 +29,7 @@ from vllama.types import (
     EmbedRequest,
     EngineInfo,
     Event,
+    Format,
     GenerateRequest,
     ModelRef,
     SamplingOptions,
@@ -37,7 +38,7 @@ from vllama.types import (
 )
 from vllama_vllm.plan import Plan
 from vllama_vllm.prompts import PromptBuilder
-from vllama_vllm.sampling import sampling_kwargs, sampling_params
+from vllama_vllm.sampling import required_calls_schema, sampling_kwargs, sampling_params
 from vllama_vllm.stats import LiveStats, logger_factory
 
 #: The warm-up request: one greedy token.
@@ -118,6 +119,15 @@ class VllmEngine(Engine):
     def chat(self, request: ChatRequest) -> AsyncIterator[Event]:
         return self._stream(lambda: self._prompts.chat(request), request)
 
+    @staticmethod
+    def _format(request: GenerateRequest | ChatRequest) -> Format:
+        """The output constraint: ``format``, or, when a tool call is required, vLLM's own JSON
+        schema for a list of calls of the offered tools (one call without parallel calls),
+        as vLLM's server builds it for ``tool_choice``."""
+        if isinstance(request, ChatRequest) and request.tools and request.tool_choice == "required":
+            return required_calls_schema(request.tools, parallel=request.parallel_tool_calls)
+        return request.format
+
     async def _stream(self, prepare: Callable[[], list[int]], request: GenerateRequest | ChatRequest) -> AsyncIterator[Event]:
         if self._pooling:
             raise Unsupported(f'"{self.name}" does not support generate')
@@ -129,7 +139,7 @@ class VllmEngine(Engine):
             raise ContextOverflow("the input length exceeds the context length")
         top = max(0, request.top_logprobs) if request.logprobs or request.top_logprobs else None
         params = sampling_params(**sampling_kwargs(request.options, prompt_tokens=len(prompt), max_model_len=self._max_len,
-                                                   format=request.format, top_logprobs=top))  # fmt: skip
+                                                   format=self._format(request), top_logprobs=top))  # fmt: skip
         started = time.perf_counter_ns()
         first = 0
         generated: list[int] = []

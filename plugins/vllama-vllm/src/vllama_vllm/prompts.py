@@ -3,19 +3,11 @@ Modelfile's Jinja template), completions as Ollama builds them."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from vllama.chat_inputs import is_jinja, template_messages, template_tools
 from vllama.errors import Unsupported
 from vllama.types import ChatRequest, GenerateRequest, Message, ModelRef, Tool
-
-
-_GO_TEMPLATE = re.compile(r"\{\{-?\s*(\.|if\s|range\s|end\b|else\b|with\s|template\s)")
-
-
-def is_jinja(template: str) -> bool:
-    """Whether ``template`` is a Jinja chat template rather than an Ollama Go template."""
-    return bool(template.strip()) and not _GO_TEMPLATE.search(template)
 
 
 class PromptBuilder:
@@ -57,23 +49,11 @@ class PromptBuilder:
 
     def _render(self, messages: list[Message], tools: list[Tool]) -> list[int]:
         text = self._tokenizer.apply_chat_template(
-            [_message(m) for m in messages],
-            tools=[{"type": t.type, "function": {"name": t.function.name, "description": t.function.description,
-                                                  "parameters": t.function.parameters}} for t in tools] or None,
+            template_messages(messages),
+            tools=template_tools(tools),
             chat_template=self._template,
             add_generation_prompt=True,
             tokenize=False,
         )  # fmt: skip
         return self.tokenize(text, special=False)
 
-
-def _message(m: Message) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": m.role, "content": m.content}
-    if m.tool_calls:
-        out["tool_calls"] = [{"type": "function", "function": {"name": c.function.name, "arguments": c.function.arguments}}
-                             for c in m.tool_calls]  # fmt: skip
-    if m.tool_name:
-        out["name"] = m.tool_name
-    if m.tool_call_id:
-        out["tool_call_id"] = m.tool_call_id
-    return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from vllama.errors import BadRequest, Unsupported
-from vllama.types import Format, SamplingOptions
+from vllama.types import Format, SamplingOptions, Tool
 
 
 def sampling_kwargs(
@@ -59,3 +59,18 @@ def sampling_params(**kwargs: Any) -> Any:
         )
     except (ValueError, Rejected) as e:
         raise BadRequest(str(e)) from None
+
+
+def required_calls_schema(tools: list[Tool], *, parallel: bool) -> dict[str, Any]:
+    """vLLM's JSON schema for ``tool_choice: "required"``: a list of ``{"name", "parameters"}``
+    objects, each a call of one of ``tools``, at most one without parallel calls."""
+    from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionToolsParam
+    from vllm.tool_parsers.utils import get_json_schema_from_tools
+
+    specs = [ChatCompletionToolsParam.model_validate({"type": "function", "function": {
+        "name": t.function.name, "description": t.function.description or None,
+        "parameters": t.function.parameters or {"type": "object", "properties": {}}}}) for t in tools]  # fmt: skip
+    schema = get_json_schema_from_tools("required", specs, parallel_tool_calls=parallel)
+    if not isinstance(schema, dict):
+        raise Unsupported("vLLM gave no schema for the required tool call")
+    return schema
