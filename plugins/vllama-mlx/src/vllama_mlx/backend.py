@@ -27,7 +27,7 @@ class MlxBackend(Backend):
 
     name: ClassVar[str] = "mlx"
     formats: ClassVar[frozenset[str]] = frozenset({"safetensors", "mlx"})
-    capabilities: ClassVar[frozenset[str]] = frozenset({"completion", "chat", "logprobs"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"completion", "chat", "tools", "logprobs"})
     #: ``dtype``: compute in float32, float16 or bfloat16 instead of the weights' own type ("auto").
     engine_settings: ClassVar[frozenset[str]] = frozenset({"dtype"})
 

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from vllama.chat_inputs import is_jinja, template_messages, template_tools
 from vllama.errors import BadRequest, Unsupported
-from vllama.types import ChatRequest, GenerateRequest, Message, ModelRef
-
-_GO_TEMPLATE = re.compile(r"\{\{-?\s*(\.|if\s|range\s|end\b|else\b|with\s|template\s)")
-
-
-def is_jinja(template: str) -> bool:
-    """Whether ``template`` is a Jinja chat template rather than an Ollama Go template."""
-    return bool(template.strip()) and not _GO_TEMPLATE.search(template)
+from vllama.types import ChatRequest, GenerateRequest, Message, ModelRef, Tool
 
 
 class Prompts:
@@ -38,7 +31,7 @@ class Prompts:
         if system := request.system or self._system:
             messages.append(Message(role="system", content=system))
         messages.append(Message(role="user", content=request.prompt))
-        return context + self._render(messages, request.think)
+        return context + self._render(messages, request.think, [])
 
     def for_chat(self, request: ChatRequest) -> list[int]:
         if not self.has_template:
@@ -46,30 +39,17 @@ class Prompts:
         messages = list(request.messages)
         if self._system and not any(m.role == "system" for m in messages):
             messages.insert(0, Message(role="system", content=self._system))
-        return self._render(messages, request.think)
+        return self._render(messages, request.think, request.tools)
 
-    def _render(self, messages: list[Message], think: Any) -> list[int]:
-        kwargs: dict[str, Any] = {"add_generation_prompt": True}
+    def _render(self, messages: list[Message], think: Any, tools: list[Tool]) -> list[int]:
+        kwargs: dict[str, Any] = {"add_generation_prompt": True, "tools": template_tools(tools)}
         if self._template is not None:
             kwargs["chat_template"] = self._template
         if think is False:
             kwargs["enable_thinking"] = False
         try:
-            text = self._tokenizer.apply_chat_template([_message(m) for m in messages], tokenize=False, **kwargs)
+            text = self._tokenizer.apply_chat_template(template_messages(messages), tokenize=False, **kwargs)
         except Exception as e:  # noqa: BLE001  # jinja2 and transformers raise many kinds
             raise BadRequest(f"failed to render the chat template: {e}") from None
         return list(self._tokenizer.encode(text, add_special_tokens=False))
 
-
-def _message(m: Message) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": m.role, "content": m.content}
-    if m.tool_calls:
-        out["tool_calls"] = [
-            {"type": "function", "function": {"name": c.function.name, "arguments": c.function.arguments}}
-            for c in m.tool_calls
-        ]
-    if m.tool_name:
-        out["name"] = m.tool_name
-    if m.tool_call_id:
-        out["tool_call_id"] = m.tool_call_id
-    return out
