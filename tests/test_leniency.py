@@ -51,6 +51,15 @@ def lines(text: str) -> list[dict[str, Any]]:
 # -- unknown fields and options ---------------------------------------------------------------
 
 
+def test_unknown_openai_fields_are_ignored_with_a_warning(client: Client, caplog: pytest.LogCaptureFixture) -> None:
+    body = {"model": "echo", "messages": [{"role": "user", "content": "hi", "colour": "red"}], "store": True, "temperature": 0}
+    with caplog.at_level("WARNING"):
+        r = client.post("/v1/chat/completions", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"] == "hi"
+    assert warnings(caplog) == ['ignoring unknown fields "messages[].colour", "store" in /v1/chat/completions']
+
+
 def test_unknown_fields_and_options_are_ignored_with_one_warning_each(client: Client, caplog: pytest.LogCaptureFixture) -> None:
     body = {"model": "echo", "messages": [{"role": "user", "content": "hi", "colour": "red"}], "foo": {"x": 1},
             "options": {"bar": 1, "temperature": 0}, "stream": False}  # fmt: skip

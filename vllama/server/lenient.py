@@ -15,8 +15,12 @@ import msgspec
 from litestar import Request
 
 from vllama.server import ollama_wire as w
+from vllama.server import openai_wire as o
 
 log = logging.getLogger("vllama.server")
+
+#: The request bodies checked: every native one, and OpenAI's.
+_BODIES = (w.Request, o.ChatCompletionBody, o.CompletionBody, o.EmbeddingsBody)
 
 #: A field's nested struct and whether the field holds a list of them.
 _Nested = tuple[type[msgspec.Struct], bool] | None
@@ -57,10 +61,10 @@ def unknown_fields(value: Any, struct: type[msgspec.Struct], prefix: str = "") -
 
 
 async def warn_unknown_fields(request: Request[Any, Any, Any]) -> None:
-    """A ``before_request`` hook: log the fields of a native request body that are ignored."""
+    """A ``before_request`` hook: log the fields of a request body that are ignored."""
     data = request.route_handler.parsed_fn_signature.parameters.get("data")
     struct = data.annotation if data is not None else None
-    if not (isinstance(struct, type) and issubclass(struct, w.Request)):
+    if not (isinstance(struct, type) and issubclass(struct, _BODIES)):
         return
     try:
         body = await request.json()
