@@ -68,7 +68,6 @@ def test_case_is_kept_for_display_but_not_for_comparison() -> None:
         "REGISTRY.OLLAMA.AI/Library/LLAMA3.2:LATEST",
         "https://registry.ollama.ai/library/llama3.2:latest",
         "http://registry.ollama.ai/library/llama3.2",
-        "  llama3.2  ",
     ],
 )
 def test_defaults(text: str) -> None:
@@ -168,6 +167,13 @@ def test_longest_valid_parts() -> None:
         "a\\b",
         "a\x00b",
         "mödel",
+        # Names are taken as given, never stripped: DELETE "smol\n" must not delete "smol".
+        "  llama3.2  ",
+        "smol\n",
+        " smol",
+        "smol:latest\t",
+        "sm ol",
+        "smol\r\n",
     ],
 )
 def test_invalid_names(text: str) -> None:
@@ -183,6 +189,27 @@ def test_invalid_name_messages() -> None:
         parse_name("a/b/c/d")
     with pytest.raises(InvalidName, match="bad tag"):
         parse_name("m:" + "t" * 81)
+
+
+@given(st.from_regex(r"[a-z0-9][a-z0-9_.-]{0,20}(:[a-z0-9][a-z0-9_.-]{0,10})?", fullmatch=True),
+       st.sampled_from(" \t\n\r\x0b\x0c\u00a0\u2003"), st.integers(min_value=0))
+def test_whitespace_anywhere_is_invalid(name: str, space: str, at: int) -> None:
+    """A valid name with whitespace put anywhere in it is refused, never read as the name."""
+    at %= len(name) + 1
+    with pytest.raises(InvalidName, match="invalid model name"):
+        parse_name(name[:at] + space + name[at:])
+
+
+@given(st.text(min_size=1, max_size=40).filter(lambda t: any(c.isspace() for c in t)))
+def test_no_name_with_whitespace_parses(text: str) -> None:
+    with pytest.raises(InvalidName):
+        parse_name(text)
+
+
+def test_a_very_long_name_is_invalid_and_quoted_short() -> None:
+    with pytest.raises(InvalidName) as info:
+        parse_name("x" * 10_000)
+    assert len(info.value.message) < 400
 
 
 def test_non_string_is_invalid() -> None:

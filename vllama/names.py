@@ -1,7 +1,7 @@
 """Ollama-style model names: ``[host/][namespace/]model[:tag][@digest]``.
 
 ``llama3.2`` is ``llama3.2:latest`` is ``registry.ollama.ai/library/llama3.2:latest``.
-Names compare case-insensitively. Every part is checked against Ollama's character rules,
+Names compare case-insensitively and are taken as given (never stripped). Every part is checked against Ollama's character rules,
 which also guarantees that no name can point outside the model store.
 """
 
@@ -63,11 +63,16 @@ class ModelName:
         return self.display
 
 
+def _shown(text: str) -> str:
+    """The name as an error message quotes it: at most 100 characters."""
+    return repr(text if len(text) <= 100 else text[:100] + "...")
+
+
 def parse_name(text: str) -> ModelName:
     """Parse and validate a model name; raise :class:`InvalidName` with the reason."""
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str) or not text:
         raise InvalidName("model is required")
-    raw = text.strip()
+    raw = text  # as given: whitespace anywhere makes the name invalid, it is never stripped
     for scheme in ("https://", "http://"):
         if raw.lower().startswith(scheme):
             raw = raw[len(scheme) :]
@@ -75,7 +80,7 @@ def parse_name(text: str) -> ModelName:
     if "@" in raw:
         raw, digest = raw.rsplit("@", 1)
         if not _DIGEST.fullmatch(digest):
-            raise InvalidName(f"invalid model name {text!r}: bad digest")
+            raise InvalidName(f"invalid model name {_shown(text)}: bad digest")
     tag = DEFAULT_TAG
     slash = raw.rfind("/")
     colon = raw.rfind(":")
@@ -89,7 +94,7 @@ def parse_name(text: str) -> ModelName:
     elif len(pieces) == 3:
         host, namespace, model = pieces
     else:
-        raise InvalidName(f"invalid model name {text!r}: too many '/' separators")
+        raise InvalidName(f"invalid model name {_shown(text)}: too many '/' separators")
     if host.lower() == "huggingface.co":
         host = "hf.co"
     for value, pattern, what in (
@@ -99,7 +104,7 @@ def parse_name(text: str) -> ModelName:
         (tag, _TAG, "tag"),
     ):
         if not pattern.fullmatch(value):
-            raise InvalidName(f"invalid model name {text!r}: bad {what} {value!r}")
+            raise InvalidName(f"invalid model name {_shown(text)}: bad {what} {_shown(value)}")
     if ".." in host:
-        raise InvalidName(f"invalid model name {text!r}: bad host {host!r}")
+        raise InvalidName(f"invalid model name {_shown(text)}: bad host {_shown(host)}")
     return ModelName(host, namespace, model, tag, digest.replace("-", ":", 1) if digest else "")
