@@ -95,6 +95,9 @@ class Settings:
     api_keys: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     #: Keys that may only run inference and read model information (``VLLAMA_API_KEY_READONLY``).
     read_only_api_keys: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+    #: Server directories ``/api/create`` may read model files from (``VLLAMA_CREATE_DIRS``,
+    #: ``os.pathsep``-separated); none: create takes only uploaded blobs.
+    create_dirs: tuple[Path, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -145,6 +148,8 @@ class Settings:
             values["api_keys"] = _csv(raw)
         if (raw := env("API_KEY_READONLY", e)) is not None:
             values["read_only_api_keys"] = _csv(raw)
+        if (raw := env("CREATE_DIRS", e)) is not None:
+            values["create_dirs"] = tuple(Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip())
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 

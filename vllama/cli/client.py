@@ -405,8 +405,13 @@ def create(model: str, modelfile_path: str, quantize: str | None) -> None:
     source = (path.parent / Path(mf.from_).expanduser()) if not Path(mf.from_).expanduser().is_absolute() else Path(mf.from_)
     if mf.from_.startswith(("/", "./", "../", "~")) or source.exists():
         if source.is_dir():
-            files = [p for p in sorted(source.rglob("*")) if p.is_file() and not any(s.startswith(".") for s in p.relative_to(source).parts)]
-            body["files"] = {p.relative_to(source).as_posix(): upload(client, p, progress) for p in files}
+            from vllama.store.files import model_files
+
+            try:
+                files = model_files(source)
+            except Exception as e:  # a BadRequest: too many files
+                raise click.ClickException(str(e)) from None
+            body["files"] = {rel: upload(client, p, progress) for rel, p in files.items()}
         elif source.is_file():
             body["files"] = {source.name: upload(client, source, progress)}
         else:

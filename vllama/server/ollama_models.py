@@ -6,7 +6,6 @@ import asyncio
 import json
 import math
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -23,6 +22,8 @@ from vllama.server import ollama_wire as w
 from vllama.server.ndjson import ndjson
 from vllama.server.ollama_generate import to_messages, vllama_of
 from vllama.server.timefmt import rfc3339
+from vllama.store.blobs import is_digest
+from vllama.store.paths import ServerPaths, looks_like_path
 from vllama.types import ModelRef
 
 #: Reported to clients; at least 0.6.4, which some (VS Code) require of Ollama.
@@ -151,14 +152,12 @@ def _now() -> float:
 async def copy(request: Request[Any, Any, Any], data: w.CopyBody) -> Response[bytes]:
     """Answer 200 with an empty body, as Ollama does."""
     store = vllama_of(request).store
-    try:
-        source = parse_name(data.source)
-    except BadRequest:
-        raise NotFound(f'model "{data.source}" not found') from None
+    source = parse_name(data.source)
     destination = parse_name(data.destination)
-    if store.get(source) is None:
-        raise NotFound(f'model "{data.source}" not found')
-    await asyncio.to_thread(store.copy, source, destination)
+    try:
+        await asyncio.to_thread(store.copy, source, destination)
+    except NotFound:  # also when a concurrent delete won
+        raise NotFound(f'model "{data.source}" not found') from None
     return Response(b"")
 
 
@@ -167,15 +166,15 @@ async def delete_model(request: Request[Any, Any, Any], data: w.DeleteBody) -> R
     """Answer 200 with an empty body, as Ollama does."""
     v = vllama_of(request)
     text = data.model or data.name
-    try:
-        name = parse_name(text)
-    except BadRequest:
-        raise NotFound(f"model '{text}' not found") from None
-    ref = v.store.get(name)
+    name = parse_name(text)
+    ref = await asyncio.to_thread(v.store.get, name)
     if ref is None:
         raise NotFound(f"model '{text}' not found")
     await v.scheduler.stop(ref.name)
-    await asyncio.to_thread(v.store.delete, name)
+    try:
+        await asyncio.to_thread(v.store.delete, name)
+    except NotFound:  # a concurrent delete won
+        raise NotFound(f"model '{text}' not found") from None
     return Response(b"")
 
 
@@ -205,16 +204,19 @@ async def create(request: Request[Any, Any, Any], data: w.CreateBody) -> Respons
     v.check_engine_settings(parameters or {})
     license = [data.license] if isinstance(data.license, str) else data.license
     messages = to_messages(data.messages) if data.messages is not None else None
-    base, source = None, None
-    if data.files:
-        for digest in data.files.values():
+    base, paths, files = None, None, data.files
+    if files:
+        for digest in files.values():
             v.store.blobs.require(digest)
     elif data.from_:
-        if _looks_like_path(data.from_):
-            source = Path(data.from_).expanduser()
-            if not source.exists():
-                raise NotFound(f"no such file or directory: {data.from_}")
+        if looks_like_path(data.from_):
+            paths = await asyncio.to_thread(ServerPaths(v.settings.create_dirs).files, data.from_)
+        elif is_digest(data.from_):
+            digest = data.from_.removeprefix("@")
+            v.store.blobs.require(digest)
+            files = {"model": digest}
         else:
+            parse_name(data.from_)  # an invalid name is a 400, not a lookup
             base = await v.find(data.from_)
     else:
         raise BadRequest("neither 'from' nor 'files' was specified")
@@ -226,10 +228,15 @@ async def create(request: Request[Any, Any, Any], data: w.CreateBody) -> Respons
         loop.call_soon_threadsafe(progress.put_nowait, w.ProgressResponse(status=status))
 
     def work() -> None:
-        files = data.files or (v.store.import_path(source, report) if source is not None else None)
+        new: list[str] = []
+        try:
+            imported = v.store.import_files(paths, report, new) if paths is not None else files
+        except BaseException:
+            v.store.discard(new)
+            raise
         v.store.create(
-            name, files=files, base=base, parameters=parameters, template=data.template,
-            system=data.system, license=license, messages=messages, progress=report,
+            name, files=imported, base=base, parameters=parameters, template=data.template,
+            system=data.system, license=license, messages=messages, progress=report, new_blobs=new,
         )  # fmt: skip
 
     task = asyncio.create_task(asyncio.to_thread(work))
@@ -250,10 +257,6 @@ async def _progress(first: Any, queue: asyncio.Queue[Any], task: asyncio.Task[No
         yield item
         item = await queue.get()
     await task
-
-
-def _looks_like_path(text: str) -> bool:
-    return text.startswith(("/", "./", "../", "~")) or Path(text).expanduser().exists()
 
 
 @post("/api/pull", status_code=200, tags=["models"], summary="Pull a model")

@@ -24,6 +24,11 @@ def parse_digest(digest: str) -> str:
     return m.group(1)
 
 
+def is_digest(text: str) -> bool:
+    """Is ``text`` a blob digest (``sha256:<hex>``, or ``@sha256:<hex>`` as a Modelfile FROM)?"""
+    return _DIGEST.fullmatch(text.removeprefix("@")) is not None
+
+
 class Blobs:
     """The blob directory."""
 
@@ -46,11 +51,13 @@ class Blobs:
         self.root.mkdir(parents=True, exist_ok=True)
         return tempfile.NamedTemporaryFile(dir=self.root, prefix=".partial-", delete=False)
 
-    def _commit(self, tmp: Path, actual: str, expected: str | None) -> str:
+    def _commit(self, tmp: Path, actual: str, expected: str | None, new: list[str] | None = None) -> str:
         digest = f"sha256:{actual}"
         if expected is not None and parse_digest(expected) != actual:
             tmp.unlink(missing_ok=True)
             raise BadRequest(f'digest mismatch, expected "{expected}", got "{digest}"')
+        if new is not None and not self.has(digest):
+            new.append(digest)
         os.replace(tmp, self.path(digest))
         return digest
 
@@ -83,8 +90,9 @@ class Blobs:
                 raise
         return self._commit(Path(f.name), h.hexdigest(), expected)
 
-    def import_file(self, source: Path) -> str:
-        """Copy a local file in (hashing as it copies); return its digest."""
+    def import_file(self, source: Path, new: list[str] | None = None) -> str:
+        """Copy a local file in (hashing as it copies); return its digest. A digest the store did
+        not hold yet is appended to ``new``."""
         h = hashlib.sha256()
         with source.open("rb") as src, self._tmp() as dst:
             try:
@@ -94,7 +102,7 @@ class Blobs:
             except BaseException:
                 Path(dst.name).unlink(missing_ok=True)
                 raise
-        return self._commit(Path(dst.name), h.hexdigest(), None)
+        return self._commit(Path(dst.name), h.hexdigest(), None, new)
 
     def all(self) -> set[str]:
         if not self.root.is_dir():

@@ -72,16 +72,19 @@ def describe_directory(path: Path) -> Description:
     config_path = path / "config.json"
     if not config_path.is_file():
         raise BadRequest(f"{path.name}: not a model directory (no config.json)")
-    config = json.loads(config_path.read_text())
+    config = _json_object(config_path)
     weights = sorted(path.glob("*.safetensors"))
     if not weights:
         raise BadRequest(f"{path.name}: no .safetensors weights found")
     n_params, dtype = _safetensors_params(weights)
     quant = config.get("quantization") or config.get("quantization_config") or {}
+    quant = quant if isinstance(quant, dict) else {}
     is_mlx = isinstance(quant, dict) and "group_size" in quant and "quant_method" not in quant
-    arch = (config.get("architectures") or [""])[0]
-    family = config.get("model_type", "")
+    archs = config.get("architectures")
+    arch = str(archs[0]) if isinstance(archs, list) and archs else ""
+    family = str(config.get("model_type", ""))
     text_config = config.get("text_config", config)
+    text_config = text_config if isinstance(text_config, dict) else config
     info: dict[str, Any] = {
         "general.architecture": family,
         "general.architectures": arch,
@@ -96,7 +99,7 @@ def describe_directory(path: Path) -> Description:
     template = _hf_chat_template(path)
     is_embedding = (path / "modules.json").is_file() or arch.endswith(("Model", "ForMaskedLM")) and "CausalLM" not in arch
     capabilities = with_template(["embedding"] if is_embedding else ["completion"], template)
-    level = f"Q{quant['bits']}" if is_mlx and "bits" in quant else (quant.get("quant_method", "").upper() or dtype)
+    level = f"Q{quant['bits']}" if is_mlx and "bits" in quant else (str(quant.get("quant_method") or "").upper() or dtype)
     details = ModelDetails(
         format="mlx" if is_mlx else "safetensors",
         family=family,
@@ -121,24 +124,45 @@ def _safetensors_params(files: list[Path]) -> tuple[int, str]:
                 header = json.loads(fh.read(n))
             except ValueError:
                 raise BadRequest(f"{f.name}: invalid safetensors header") from None
-        for name, t in header.items():
-            if name != "__metadata__":
-                count = 1
-                for d in t["shape"]:
-                    count *= d
-                total += count
-                dtypes.add(t["dtype"])
+        try:
+            for name, t in header.items():
+                if name != "__metadata__":
+                    count = 1
+                    for d in t["shape"]:
+                        count *= int(d)
+                    total += count
+                    dtypes.add(str(t["dtype"]))
+        except (AttributeError, KeyError, TypeError, ValueError):
+            raise BadRequest(f"{f.name}: invalid safetensors header") from None
     return total, "/".join(sorted(dtypes))
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest(f"{path.name}: not UTF-8 text") from None
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    """A JSON object file of the model; 400 if it is not one."""
+    try:
+        value = json.loads(_text(path))
+    except ValueError:
+        raise BadRequest(f"{path.name}: not valid JSON") from None
+    if not isinstance(value, dict):
+        raise BadRequest(f"{path.name}: not a JSON object")
+    return value
 
 
 def _hf_chat_template(path: Path) -> str:
     jinja = path / "chat_template.jinja"
     if jinja.is_file():
-        return jinja.read_text()
+        return _text(jinja)
     tok = path / "tokenizer_config.json"
     if tok.is_file():
-        template = json.loads(tok.read_text()).get("chat_template", "")
+        template = _json_object(tok).get("chat_template", "")
         if isinstance(template, list):
-            template = next((t["template"] for t in template if t.get("name") == "default"), "")
-        return template or ""
+            template = next((t.get("template") for t in template if isinstance(t, dict) and t.get("name") == "default"), "")
+        return template if isinstance(template, str) else ""
     return ""

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from vllama.errors import BadRequest, ModelNotFound, NotFound
 from vllama.names import ModelName
 from vllama.store.blobs import Blobs
 from vllama.store.describe import Description, describe_directory, describe_gguf, with_template
+from vllama.store.files import model_files
 from vllama.types import Message, ModelDetails, ModelRef
 
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
@@ -172,20 +173,28 @@ class ModelStore:
     # -- writing --------------------------------------------------------------------
 
     def import_path(self, source: Path, progress: Progress = lambda _: None) -> dict[str, str]:
-        """Copy a local GGUF file or model directory into blobs: ``{filename: digest}``."""
+        """Copy a local GGUF file, or a model directory's files (:func:`~vllama.store.files.model_files`),
+        into blobs: ``{filename: digest}``."""
         source = source.expanduser()
         if source.is_file():
-            progress(f"copying file {source.name}")
-            return {source.name: self.blobs.import_file(source)}
+            return self.import_files({source.name: source}, progress)
         if not source.is_dir():
             raise NotFound(f"no such file or directory: {source}")
-        files = {}
-        for path in sorted(source.rglob("*")):
-            rel = path.relative_to(source)
-            if path.is_file() and not any(part.startswith(".") for part in rel.parts):
-                progress(f"copying file {rel.as_posix()}")
-                files[rel.as_posix()] = self.blobs.import_file(path)
-        return files
+        return self.import_files(model_files(source), progress)
+
+    def import_files(self, files: Mapping[str, Path], progress: Progress = lambda _: None, new: list[str] | None = None) -> dict[str, str]:
+        """Copy files into blobs: ``{name: digest}``; digests the store did not hold are appended to ``new``."""
+        out = {}
+        for rel, path in files.items():
+            progress(f"copying file {rel}")
+            out[rel] = self.blobs.import_file(path, new)
+        return out
+
+    def discard(self, digests: Iterable[str]) -> None:
+        """Remove those of ``digests`` that no model uses (what a failed create wrote)."""
+        used, _ = self._in_use()
+        for digest in set(digests) - used:
+            self.blobs.remove(digest)
 
     def create(
         self,
@@ -199,9 +208,31 @@ class ModelStore:
         license: list[str] | None = None,
         messages: list[Message] | None = None,
         progress: Progress = lambda _: None,
+        new_blobs: Iterable[str] = (),
     ) -> ModelRef:
         """Write a model from uploaded blobs (``files``) or on top of ``base``; Ollama's
-        create semantics: given fields replace the base model's."""
+        create semantics: given fields replace the base model's. If it fails, the blobs it wrote,
+        and ``new_blobs`` (those the caller wrote for it), are removed unless a model uses them."""
+        written = list(new_blobs)
+        try:
+            return self._create(name, files, base, parameters, template, system, license, messages, progress, written)
+        except BaseException:
+            self.discard(written)
+            raise
+
+    def _create(
+        self,
+        name: ModelName,
+        files: Mapping[str, str] | None,
+        base: ModelRef | None,
+        parameters: Mapping[str, Any] | None,
+        template: str | None,
+        system: str | None,
+        license: list[str] | None,
+        messages: list[Message] | None,
+        progress: Progress,
+        written: list[str],
+    ) -> ModelRef:
         if files:
             weights, config = self._weights_layers(files, progress)
         elif base is not None:
@@ -224,11 +255,11 @@ class ModelStore:
             (MESSAGES, msgspec.json.encode(messages).decode() if messages else None),
         ):
             if value:
-                layers.append(self._text_layer(media, value, progress))
+                layers.append(self._text_layer(media, value, progress, written))
         for text in license or []:
-            layers.append(self._text_layer(LICENSE, text, progress))
+            layers.append(self._text_layer(LICENSE, text, progress, written))
         config_bytes = msgspec.json.encode(config)
-        config_layer = Layer(CONFIG_TYPE, self.blobs.write_bytes(config_bytes), len(config_bytes))
+        config_layer = Layer(CONFIG_TYPE, self._write_new(config_bytes, written), len(config_bytes))
         progress("writing manifest")
         self._write_manifest(name, Manifest(config=config_layer, layers=layers))
         progress("success")
@@ -258,7 +289,7 @@ class ModelStore:
             raise BadRequest("a GGUF model is one .gguf file; got several files")
         progress("reading model metadata")
         self.root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=self.root) as tmp:
+        with tempfile.TemporaryDirectory(dir=self.root, prefix=".partial-") as tmp:
             for rel, digest in files.items():
                 link = Path(tmp) / rel
                 link.parent.mkdir(parents=True, exist_ok=True)
@@ -270,10 +301,16 @@ class ModelStore:
             layers.append(Layer(FILE, digest, self.blobs.require(digest).stat().st_size, {TITLE: rel}))
         return layers, _config(desc)
 
-    def _text_layer(self, media: str, text: str, progress: Progress) -> Layer:
+    def _write_new(self, data: bytes, written: list[str]) -> str:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if not self.blobs.has(digest):
+            written.append(digest)
+        return self.blobs.write_bytes(data)
+
+    def _text_layer(self, media: str, text: str, progress: Progress, written: list[str]) -> Layer:
         data = text.encode()
         existed = self.blobs.has("sha256:" + hashlib.sha256(data).hexdigest())
-        digest = self.blobs.write_bytes(data)
+        digest = self._write_new(data, written)
         progress(f"{'using existing' if existed else 'creating new'} layer {digest}")
         return Layer(media, digest, len(data))
 
