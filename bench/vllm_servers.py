@@ -193,7 +193,8 @@ def main() -> None:
     vllama = Server(
         "vllama", [sys.executable, "-m", "vllama", "serve", "--log-level", "warning"], port=vport, ready_path="/", logdir=outdir,
         env={"VLLAMA_HOST": f"127.0.0.1:{vport}", "VLLAMA_MODELS": str(outdir / "models"), "VLLAMA_PLUGINS": "vllm",
-             "VLLAMA_NUM_PARALLEL": str(args.parallel), "VLLAMA_CONTEXT_LENGTH": str(args.ctx), "VLLAMA_KEEP_ALIVE": "24h"},
+             "VLLAMA_NUM_PARALLEL": str(args.parallel), "VLLAMA_CONTEXT_LENGTH": str(args.ctx), "VLLAMA_KEEP_ALIVE": "24h",
+             "VLLAMA_CREATE_DIRS": str(model_dir)},
     )  # fmt: skip
     vllm = Server(
         "vllm",

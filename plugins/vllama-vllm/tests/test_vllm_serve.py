@@ -16,7 +16,7 @@ import openai
 import pytest
 
 from vllama.testing.hf_models import minilm_dir, smollm2_safetensors
-from vllama.testing.server import ServerProcess, refused_before_load, wait_for
+from vllama.testing.server import ServerProcess, create_from_dir, refused_before_load, wait_for
 
 pytestmark = pytest.mark.engine
 
@@ -28,7 +28,8 @@ ONE_THREAD = {"num_thread": 1}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    env = {"VLLAMA_PLUGINS": "vllm", "VLLAMA_NUM_PARALLEL": "4", "VLLAMA_CONTEXT_LENGTH": "1024"}
+    # The MiniLM directory has a subfolder (1_Pooling), so it is read from the server's disk.
+    env = {"VLLAMA_PLUGINS": "vllm", "VLLAMA_NUM_PARALLEL": "4", "VLLAMA_CONTEXT_LENGTH": "1024", "VLLAMA_CREATE_DIRS": str(minilm_dir())}
     with ServerProcess(tmp_path_factory.mktemp("serve") / "models", env) as server:
         yield server
 
@@ -43,7 +44,7 @@ def ps(server: ServerProcess) -> dict[str, dict[str, Any]]:
 
 
 def test_a_model_directory_loads_visibly_and_answers(server: ServerProcess, client: ollama.Client) -> None:
-    client.create(model=MODEL, from_=str(smollm2_safetensors()), parameters=ONE_THREAD)
+    create_from_dir(server.url, MODEL, smollm2_safetensors(), parameters=ONE_THREAD)
     listed = {m.model.removesuffix(":latest"): m for m in client.list().models}
     assert listed[MODEL].details.format == "safetensors"
     replies: list[Any] = []
@@ -114,7 +115,7 @@ def test_openai_client_and_vllms_own_metrics(server: ServerProcess) -> None:
 
 
 def test_embeddings_on_minilm_match_sentence_transformers(client: ollama.Client, server: ServerProcess) -> None:
-    client.create(model=EMBED, from_=str(minilm_dir()), parameters=ONE_THREAD)
+    client.create(model=EMBED, from_=str(minilm_dir()), parameters=ONE_THREAD)  # a server path: VLLAMA_CREATE_DIRS
     texts = ["The sky is blue.", "Bananas are yellow."]
     vectors = client.embed(model=EMBED, input=texts).embeddings
     assert [len(v) for v in vectors] == [384, 384]
@@ -153,7 +154,7 @@ def test_bad_input_is_a_clear_ollama_error(client: ollama.Client) -> None:
 
 def test_a_template_without_tools_is_not_listed_and_refused_before_any_load(server: ServerProcess, client: ollama.Client) -> None:
     template = "{% for m in messages %}{{ m.content }}{% endfor %}"  # renders no tools
-    client.create(model="smol-tools", from_=str(smollm2_safetensors()), template=template, parameters=ONE_THREAD)
+    create_from_dir(server.url, "smol-tools", smollm2_safetensors(), template=template, parameters=ONE_THREAD)
     assert "tools" not in (client.show("smol-tools").capabilities or [])
     body = {"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "f"}}]}
     assert "does not support tools" in refused_before_load(server.url, "smol-tools", "/v1/chat/completions", body)
