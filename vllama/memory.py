@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from vllama.errors import BadRequest
+from vllama.probes import meminfo_bytes
 from vllama.types import Hardware, LoadSettings, ModelRef
 
 #: Bytes per KV cache element (llama.cpp's default f16 cache).
@@ -61,12 +61,8 @@ def total_bytes() -> int:
 
 def system_available_bytes() -> int:
     """Memory the kernel says a new process can take now (``MemAvailable``), else the total."""
-    meminfo = Path("/proc/meminfo")
-    if meminfo.exists():
-        for line in meminfo.read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    return total_bytes()
+    available = meminfo_bytes("MemAvailable")
+    return total_bytes() if available is None else available
 
 
 def available_bytes(hardware: Hardware, reclaimable: int = 0) -> int:

@@ -56,12 +56,20 @@ def _cpuinfo() -> tuple[str, set[str]]:
     return name, flags
 
 
-def _memory_bytes() -> int:
+def meminfo_bytes(field: str) -> int | None:
+    """A field of Linux's ``/proc/meminfo`` (``MemTotal``, ``MemAvailable``) in bytes; None
+    where there is no such file or field."""
     meminfo = Path("/proc/meminfo")
     if meminfo.exists():
         for line in meminfo.read_text().splitlines():
-            if line.startswith("MemTotal:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
+    return None
+
+
+def _memory_bytes() -> int:
+    if (total := meminfo_bytes("MemTotal")) is not None:
+        return total
     if platform.system() == "Darwin":
         value = _sysctl("hw.memsize")
         return int(value) if value.isdigit() else 0
