@@ -27,7 +27,7 @@ def test_defaults() -> None:
 
 def test_aliases_are_ollamas_settings() -> None:
     assert set(OLLAMA_ALIASES) == {
-        "HOST", "MODELS", "KEEP_ALIVE", "NUM_PARALLEL", "MAX_LOADED_MODELS", "MAX_QUEUE", "ORIGINS", "CONTEXT_LENGTH", "DEBUG",
+        "HOST", "MODELS", "KEEP_ALIVE", "NUM_PARALLEL", "MAX_LOADED_MODELS", "MAX_QUEUE", "ORIGINS", "CONTEXT_LENGTH", "DEBUG", "NOPRUNE",
     }  # fmt: skip
 
 

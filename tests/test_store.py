@@ -124,12 +124,50 @@ def test_missing_blob(store: ModelStore) -> None:
         store.blobs.require(digest)
 
 
-def test_clean_partials(tmp_path: Path) -> None:
-    blobs = Blobs(tmp_path / "blobs")
-    digest = blobs.write_bytes(b"keep")
-    (tmp_path / "blobs" / ".partial-abc").write_bytes(b"half")
-    blobs.clean_partials()
-    assert {p.name for p in (tmp_path / "blobs").iterdir()} == {f"sha256-{parse_digest(digest)}"}
+def test_sweep_removes_what_a_crash_left(store: ModelStore, gguf_file: Path) -> None:
+    ref = make(store, "kept", gguf_file)
+    kept_blobs = blob_files(store)
+    unused = store.blobs.write_bytes(b"uploaded for a create that never came")
+    (store.root / "blobs" / ".partial-upload").write_bytes(b"half")
+    tag_dir = store.root / "manifests" / "registry.ollama.ai" / "library" / "kept"
+    (tag_dir / ".partial-manifest").write_bytes(b"{")
+    (store.root / ".partial-describe").mkdir()
+    (store.root / ".partial-describe" / "config.json").write_text("{}")
+    (store.root / "snapshots" / "orphan").mkdir(parents=True)  # a snapshot no model refers to
+
+    store.sweep()
+
+    assert blob_files(store) == kept_blobs
+    assert not store.blobs.has(unused)
+    assert [p.name for p in tag_dir.iterdir()] == ["latest"]
+    assert not (store.root / ".partial-describe").exists()
+    assert not (store.root / "snapshots" / "orphan").exists()
+    assert store.require(parse_name("kept")) == ref
+
+
+def test_sweep_without_prune_keeps_unused_blobs(store: ModelStore) -> None:
+    unused = store.blobs.write_bytes(b"uploaded, create not sent yet")
+    (store.root / "blobs" / ".partial-upload").write_bytes(b"half")
+    store.sweep(prune=False)
+    assert blob_files(store) == {f"sha256-{parse_digest(unused)}"}
+
+
+def test_sweep_keeps_snapshots_in_use(store: ModelStore, hf_dir: Path) -> None:
+    ref = store.create(parse_name("dir"), files=store.import_path(hf_dir))
+    snapshot = Path(ref.path)
+    assert snapshot.is_dir()
+    store.sweep()
+    assert snapshot.is_dir() and (snapshot / "config.json").read_text().startswith("{")
+
+
+def test_list_skips_a_model_damaged_outside_the_store(store: ModelStore, gguf_file: Path, tmp_path: Path) -> None:
+    make(store, "whole", gguf_file)
+    other = tiny_model(tmp_path / "other.gguf", template="{{ messages }}")
+    broken = make(store, "broken", other, system="lost")
+    manifest = json.loads((store.root / "manifests" / "registry.ollama.ai" / "library" / "broken" / "latest").read_bytes())
+    store.blobs.remove(manifest["config"]["digest"])  # e.g. removed by hand
+    assert [r.name for r in store.list()] == ["whole:latest"]
+    assert broken.name == "broken:latest"
 
 
 # -- create / get / list ------------------------------------------------------------------------
@@ -359,6 +397,20 @@ def test_copy(store: ModelStore, gguf_file: Path) -> None:
         store.copy(parse_name("nope"), parse_name("x"))
 
 
+def test_replacing_a_model_removes_layers_only_it_used(store: ModelStore, gguf_file: Path, tmp_path: Path) -> None:
+    make(store, "a", gguf_file, system="first")
+    make(store, "keeper", gguf_file, system="kept")
+    with_first = blob_files(store)
+    make(store, "a", gguf_file, system="second")
+    first = f"sha256-{hashlib.sha256(b'first').hexdigest()}"
+    assert first in with_first and first not in blob_files(store)
+    other = tiny_model(tmp_path / "other.gguf", template="{{ messages }}")
+    make(store, "b", other)
+    store.copy(parse_name("keeper"), parse_name("b"))  # b's own weights go, keeper's stay
+    assert store.require(parse_name("b")).system == "kept"
+    assert blob_files(store) == with_first - {first} | {f"sha256-{hashlib.sha256(b'second').hexdigest()}"}
+
+
 def test_delete_prunes_unreferenced_blobs(store: ModelStore, gguf_file: Path) -> None:
     make(store, "a", gguf_file, system="only a")
     before = blob_files(store)
@@ -570,3 +622,58 @@ def test_delete_keeps_uploaded_blobs_awaiting_create(store: ModelStore, gguf_fil
     pending = store.blobs.write_bytes(b"uploaded for a create in flight")
     store.delete(parse_name("old"))
     assert store.blobs.has(pending)
+
+
+# -- concurrency ------------------------------------------------------------------------------
+
+
+def test_concurrent_churn_never_leaves_a_model_without_its_blobs(
+    store: ModelStore, gguf_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Threads upload the same weights, create a model from them and delete it again, while
+    another lists: a delete removes the last user's blobs at the moment another create is
+    writing its manifest. Every model that exists must stay whole; a lost race is a NotFound."""
+    import threading
+
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def churn(i: int) -> None:
+        name = parse_name(f"m{i}")
+        try:
+            for _ in range(30):
+                try:
+                    files = store.import_path(gguf_file)
+                    ref = store.create(name, files=files, system=f"model {i}")
+                    assert Path(ref.path).is_file() and ref.system == f"model {i}"
+                    store.copy(name, parse_name(f"m{i}-copy"))
+                    store.delete(parse_name(f"m{i}-copy"))
+                    store.delete(name)
+                except NotFound:  # a blob another thread's delete removed before this create began
+                    pass
+            store.create(name, files=store.import_path(gguf_file))
+        except BaseException as e:
+            failures.append(e)
+
+    def lister() -> None:
+        try:
+            while not stop.is_set():
+                for ref in store.list():
+                    store.get(parse_name(ref.name))
+        except BaseException as e:
+            failures.append(e)
+
+    threads = [threading.Thread(target=churn, args=(i,)) for i in range(4)]
+    watcher = threading.Thread(target=lister)
+    watcher.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    watcher.join()
+    assert failures == []
+    assert "skipping" not in caplog.text  # list never met a model missing a blob
+    assert sorted(r.name for r in store.list()) == [f"m{i}:latest" for i in range(4)]
+    for i in range(4):
+        assert Path(store.require(parse_name(f"m{i}")).path).is_file()

@@ -26,6 +26,7 @@ OLLAMA_ALIASES = (
     "ORIGINS",
     "CONTEXT_LENGTH",
     "DEBUG",
+    "NOPRUNE",
 )
 
 
@@ -98,6 +99,8 @@ class Settings:
     #: Server directories ``/api/create`` may read model files from (``VLLAMA_CREATE_DIRS``,
     #: ``os.pathsep``-separated); none: create takes only uploaded blobs.
     create_dirs: tuple[Path, ...] = ()
+    #: Keep blobs no model uses at start instead of removing them (``VLLAMA_NOPRUNE``).
+    noprune: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -150,6 +153,8 @@ class Settings:
             values["read_only_api_keys"] = _csv(raw)
         if (raw := env("CREATE_DIRS", e)) is not None:
             values["create_dirs"] = tuple(Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip())
+        if (raw := env("NOPRUNE", e)) is not None:
+            values["noprune"] = _bool(raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 

@@ -34,7 +34,7 @@ class Vllama:
         self.hardware = hw.probe(self.pm)
         self.backends: dict[str, type[Backend]] = registered_backends(self.pm)
         self.store = ModelStore(self.settings.models_dir)
-        self.store.blobs.clean_partials()
+        self.store.sweep(prune=not self.settings.noprune)
         self.scheduler = Scheduler(self.pm, self.hardware, self.backends, self.settings)
 
     @property

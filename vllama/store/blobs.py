@@ -111,11 +111,3 @@ class Blobs:
 
     def remove(self, digest: str) -> None:
         self.path(digest).unlink(missing_ok=True)
-
-    def clean_partials(self) -> None:
-        """Remove uploads a crash left half-written."""
-        if self.root.is_dir():
-            for p in self.root.glob(".partial-*"):
-                p.unlink(missing_ok=True)
-
-

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -23,6 +24,7 @@ from vllama.names import ModelName
 from vllama.store.blobs import Blobs
 from vllama.store.describe import Description, describe_directory, describe_gguf, with_template
 from vllama.store.files import model_files
+from vllama.store.lock import StoreLock
 from vllama.types import Message, ModelDetails, ModelRef
 
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
@@ -37,6 +39,7 @@ MESSAGES = "application/vnd.ollama.image.messages"
 TITLE = "org.opencontainers.image.title"
 
 Progress = Callable[[str], None]
+log = logging.getLogger("vllama.store")
 
 
 class Layer(msgspec.Struct, omit_defaults=True):
@@ -68,13 +71,19 @@ class Config(msgspec.Struct, omit_defaults=True):
 
 
 class ModelStore:
-    """Blobs and manifests under one directory (``VLLAMA_MODELS``)."""
+    """Blobs and manifests under one directory (``VLLAMA_MODELS``).
+
+    Reads and writes of manifests hold one lock (:class:`~vllama.store.lock.StoreLock`), so
+    list, show, copy, delete and create each see a consistent store: a model is whole or absent,
+    and a delete never removes a blob that a model written meanwhile uses. Copying large files
+    in happens outside the lock."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.blobs = Blobs(self.root / "blobs")
         self._manifests = self.root / "manifests"
         self._snapshots = self.root / "snapshots"
+        self._lock = StoreLock(self.root / ".lock")
 
     # -- reading --------------------------------------------------------------------
 
@@ -91,11 +100,12 @@ class ModelStore:
 
     def get(self, name: ModelName) -> ModelRef | None:
         """The installed model of that name, or None."""
-        found = self._read(name)
-        if found is None:
-            return None
-        manifest, raw = found
-        return self._ref(name, manifest, raw)
+        with self._lock():
+            found = self._read(name)
+            if found is None:
+                return None
+            manifest, raw = found
+            return self._ref(name, manifest, raw)
 
     def require(self, name: ModelName) -> ModelRef:
         ref = self.get(name)
@@ -106,13 +116,18 @@ class ModelStore:
     def list(self) -> list[ModelRef]:
         """Every installed model, newest first."""
         out = []
-        if self._manifests.is_dir():
-            for path in self._manifests.glob("*/*/*/*"):
-                if path.is_file() and not path.name.startswith("."):
-                    host, ns, model, tag = path.relative_to(self._manifests).parts
-                    ref = self.get(ModelName(host, ns, model, tag))
-                    if ref is not None:
-                        out.append(ref)
+        with self._lock():
+            if self._manifests.is_dir():
+                for path in self._manifests.glob("*/*/*/*"):
+                    if path.is_file() and not path.name.startswith("."):
+                        host, ns, model, tag = path.relative_to(self._manifests).parts
+                        try:
+                            ref = self.get(ModelName(host, ns, model, tag))
+                        except (NotFound, msgspec.DecodeError) as e:  # damaged outside vllama
+                            log.warning("skipping %s: %s", path.relative_to(self._manifests), e)
+                            continue
+                        if ref is not None:
+                            out.append(ref)
         return sorted(out, key=lambda r: r.modified_at, reverse=True)
 
     def _ref(self, name: ModelName, manifest: Manifest, raw: bytes) -> ModelRef:
@@ -191,10 +206,13 @@ class ModelStore:
         return out
 
     def discard(self, digests: Iterable[str]) -> None:
-        """Remove those of ``digests`` that no model uses (what a failed create wrote)."""
-        used, _ = self._in_use()
-        for digest in set(digests) - used:
-            self.blobs.remove(digest)
+        """Remove those of ``digests`` that no model uses (what a failed create wrote, or the
+        layers of a replaced model), and snapshots no model refers to."""
+        with self._lock():
+            used, snapshots = self._in_use()
+            for digest in set(digests) - used:
+                self.blobs.remove(digest)
+            self._remove_snapshots_except(snapshots)
 
     def create(
         self,
@@ -214,11 +232,12 @@ class ModelStore:
         create semantics: given fields replace the base model's. If it fails, the blobs it wrote,
         and ``new_blobs`` (those the caller wrote for it), are removed unless a model uses them."""
         written = list(new_blobs)
-        try:
-            return self._create(name, files, base, parameters, template, system, license, messages, progress, written)
-        except BaseException:
-            self.discard(written)
-            raise
+        with self._lock():
+            try:
+                return self._create(name, files, base, parameters, template, system, license, messages, progress, written)
+            except BaseException:
+                self.discard(written)
+                raise
 
     def _create(
         self,
@@ -261,7 +280,7 @@ class ModelStore:
         config_bytes = msgspec.json.encode(config)
         config_layer = Layer(CONFIG_TYPE, self._write_new(config_bytes, written), len(config_bytes))
         progress("writing manifest")
-        self._write_manifest(name, Manifest(config=config_layer, layers=layers))
+        self._replace_manifest(name, Manifest(config=config_layer, layers=layers))
         progress("success")
         return self.require(name)
 
@@ -322,26 +341,62 @@ class ModelStore:
             f.write(msgspec.json.encode(manifest))
         os.replace(tmp, path)
 
+    def _replace_manifest(self, name: ModelName, manifest: Manifest) -> None:
+        """Write ``name``'s manifest; the blobs of a model it replaces that no model uses now go."""
+        old = self._read(name)
+        self._write_manifest(name, manifest)
+        if old is not None:
+            self.discard(_digests(old[0]))
+
     def copy(self, source: ModelName, destination: ModelName) -> None:
-        found = self._read(source)
-        if found is None:
-            raise NotFound(f'model "{source.display}" not found')
-        self._write_manifest(destination, found[0])
+        with self._lock():
+            found = self._read(source)
+            if found is None:
+                raise NotFound(f'model "{source.display}" not found')
+            self._replace_manifest(destination, found[0])
 
     def delete(self, name: ModelName) -> None:
         """Remove a model, and those of its blobs that no other model uses."""
-        found = self._read(name)
-        if found is None:
-            raise ModelNotFound(name.display)
-        manifest, _ = found
-        self._manifest_path(name).unlink()
-        own = {manifest.config.digest, *(layer.digest for layer in manifest.layers)}
-        used, snapshots = self._in_use()
-        for digest in own - used:
-            self.blobs.remove(digest)
+        with self._lock():
+            found = self._read(name)
+            if found is None:
+                raise ModelNotFound(name.display)
+            manifest, _ = found
+            self._manifest_path(name).unlink()
+            own = _digests(manifest)
+            used, snapshots = self._in_use()
+            for digest in own - used:
+                self.blobs.remove(digest)
+            self._remove_snapshots_except(snapshots)
+
+    def sweep(self, *, prune: bool = True) -> None:
+        """Remove what an interrupted write left: partial files, snapshots no model uses and,
+        with ``prune``, blobs no model uses (as Ollama prunes at start; ``VLLAMA_NOPRUNE``
+        keeps them). Run at start, before any request."""
+        with self._lock():
+            for folder in (self.root, self.blobs.root, self._snapshots):
+                self._remove_partials(folder.glob(".partial-*"))
+            if self._manifests.is_dir():
+                self._remove_partials(self._manifests.rglob(".partial-*"))
+            used, snapshots = self._in_use()
+            if prune:
+                for digest in self.blobs.all() - used:
+                    log.info("pruning unused blob %s", digest)
+                    self.blobs.remove(digest)
+            self._remove_snapshots_except(snapshots)
+
+    @staticmethod
+    def _remove_partials(paths: Iterable[Path]) -> None:
+        for path in list(paths):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+    def _remove_snapshots_except(self, keep: set[str]) -> None:
         if self._snapshots.is_dir():
             for snap in self._snapshots.iterdir():
-                if not snap.name.startswith(".") and snap.name not in snapshots:
+                if not snap.name.startswith(".") and snap.name not in keep:
                     shutil.rmtree(snap, ignore_errors=True)
 
     def _in_use(self) -> tuple[set[str], set[str]]:
@@ -354,6 +409,10 @@ class ModelStore:
             used.add(manifest.config.digest)
             used.update(layer.digest for layer in manifest.layers)
         return used, snapshots
+
+
+def _digests(manifest: Manifest) -> set[str]:
+    return {manifest.config.digest, *(layer.digest for layer in manifest.layers)}
 
 
 def _is_gguf(path: Path) -> bool:
