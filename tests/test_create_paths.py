@@ -31,7 +31,7 @@ def serve(tmp: Path, **settings: Any) -> TestClient[Any]:
 
 
 def stored(tmp: Path) -> set[str]:
-    """Every file under the store but the lock files: what a request left behind."""
+    """Every file under the store: what a request left behind."""
     root = tmp / "models"
     return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} if root.exists() else set()
 

@@ -163,11 +163,10 @@ def test_sweep_keeps_snapshots_in_use(store: ModelStore, hf_dir: Path) -> None:
 def test_list_skips_a_model_damaged_outside_the_store(store: ModelStore, gguf_file: Path, tmp_path: Path) -> None:
     make(store, "whole", gguf_file)
     other = tiny_model(tmp_path / "other.gguf", template="{{ messages }}")
-    broken = make(store, "broken", other, system="lost")
+    make(store, "broken", other, system="lost")
     manifest = json.loads((store.root / "manifests" / "registry.ollama.ai" / "library" / "broken" / "latest").read_bytes())
     store.blobs.remove(manifest["config"]["digest"])  # e.g. removed by hand
     assert [r.name for r in store.list()] == ["whole:latest"]
-    assert broken.name == "broken:latest"
 
 
 # -- create / get / list ------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""One lock over the store, across the server's threads and any other process on the same directory."""
+"""One lock over the store, across the server's threads and any other process on the same
+directory: an ``flock`` on the store's directory itself, so the lock adds no file to the store."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ class StoreLock:
     never while large files are copied, so a list or show waits at most a manifest write."""
 
     def __init__(self, path: Path) -> None:
+        """``path``: the directory to lock."""
         self._path = path
         self._threads = threading.RLock()
         self._depth = 0
@@ -40,8 +42,8 @@ class StoreLock:
     def _acquire_file(self) -> None:
         if fcntl is None:
             return
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._path, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
         except BaseException:

@@ -83,7 +83,7 @@ class ModelStore:
         self.blobs = Blobs(self.root / "blobs")
         self._manifests = self.root / "manifests"
         self._snapshots = self.root / "snapshots"
-        self._lock = StoreLock(self.root / ".lock")
+        self._lock = StoreLock(self.root)
 
     # -- reading --------------------------------------------------------------------
 
@@ -113,21 +113,28 @@ class ModelStore:
             raise ModelNotFound(name.display)
         return ref
 
+    def _names(self) -> list[ModelName]:
+        """The names of every manifest on disk (partial writes aside)."""
+        if not self._manifests.is_dir():
+            return []
+        return [
+            ModelName(*path.relative_to(self._manifests).parts)
+            for path in self._manifests.glob("*/*/*/*")
+            if path.is_file() and not path.name.startswith(".")
+        ]
+
     def list(self) -> list[ModelRef]:
         """Every installed model, newest first."""
         out = []
         with self._lock():
-            if self._manifests.is_dir():
-                for path in self._manifests.glob("*/*/*/*"):
-                    if path.is_file() and not path.name.startswith("."):
-                        host, ns, model, tag = path.relative_to(self._manifests).parts
-                        try:
-                            ref = self.get(ModelName(host, ns, model, tag))
-                        except (NotFound, msgspec.DecodeError) as e:  # damaged outside vllama
-                            log.warning("skipping %s: %s", path.relative_to(self._manifests), e)
-                            continue
-                        if ref is not None:
-                            out.append(ref)
+            for name in self._names():
+                try:
+                    ref = self.get(name)
+                except (NotFound, msgspec.DecodeError) as e:  # damaged outside vllama
+                    log.warning("skipping %s: %s", name.display, e)
+                    continue
+                if ref is not None:
+                    out.append(ref)
         return sorted(out, key=lambda r: r.modified_at, reverse=True)
 
     def _ref(self, name: ModelName, manifest: Manifest, raw: bytes) -> ModelRef:
@@ -361,13 +368,8 @@ class ModelStore:
             found = self._read(name)
             if found is None:
                 raise ModelNotFound(name.display)
-            manifest, _ = found
             self._manifest_path(name).unlink()
-            own = _digests(manifest)
-            used, snapshots = self._in_use()
-            for digest in own - used:
-                self.blobs.remove(digest)
-            self._remove_snapshots_except(snapshots)
+            self.discard(_digests(found[0]))
 
     def sweep(self, *, prune: bool = True) -> None:
         """Remove what an interrupted write left: partial files, snapshots no model uses and,
@@ -400,14 +402,18 @@ class ModelStore:
                     shutil.rmtree(snap, ignore_errors=True)
 
     def _in_use(self) -> tuple[set[str], set[str]]:
-        """Blob digests and snapshot names that installed models refer to."""
+        """Blob digests and snapshot names that installed models refer to (manifests only:
+        no config blob is read and no snapshot made)."""
         used: set[str] = set()
         snapshots: set[str] = set()
-        for ref in self.list():
-            manifest, raw = self._read_ref(ref)
-            snapshots.add(hashlib.sha256(raw).hexdigest())
-            used.add(manifest.config.digest)
-            used.update(layer.digest for layer in manifest.layers)
+        for name in self._names():
+            try:
+                found = self._read(name)
+            except msgspec.DecodeError:  # damaged outside vllama: its blobs cannot be known
+                continue
+            if found is not None:
+                used |= _digests(found[0])
+                snapshots.add(hashlib.sha256(found[1]).hexdigest())
         return used, snapshots
 
 
