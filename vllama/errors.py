@@ -55,6 +55,15 @@ class ServerBusy(VllamaError):
         super().__init__("server busy, please try again.  maximum pending requests exceeded")
 
 
+class ClientGone(VllamaError):
+    """The client hung up before its request started; nobody reads the answer (nginx's 499)."""
+
+    status = 499
+
+    def __init__(self) -> None:
+        super().__init__("the client disconnected")
+
+
 class EngineError(VllamaError):
     """The engine failed: it could not load, crashed, or ran out of memory."""
 

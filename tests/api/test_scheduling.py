@@ -3,6 +3,8 @@ engine isolation, all through the API of a real server."""
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import threading
 import time
@@ -110,6 +112,29 @@ def test_disconnect_frees_the_slot_at_once(tmp_path: Path, tiny_gguf: Path, echo
         started = time.monotonic()
         assert generate(server.url, "slow", "next one").json()["response"] == "next one"
         assert time.monotonic() - started < 5
+
+
+def test_a_queued_client_that_hangs_up_leaves_the_queue_at_once(tmp_path: Path, tiny_gguf: Path, echo_server_with: Callable[..., ServerProcess]) -> None:
+    with echo_server_with(tmp_path) as server:
+        create_model(server.url, "slow", tiny_gguf, parameters={"echo_delay": 0.2, "num_parallel": 1})
+        generate(server.url, "slow", "")
+        results: list = []
+        running = _stream_in_thread(server.url, "slow", results)  # 30 tokens: 6 s in the slot
+        assert wait_for(lambda: ps(server.url)["slow:latest"]["running"] == 1)
+
+        def queued_then_gone() -> None:
+            with contextlib.suppress(httpx.TimeoutException):
+                httpx.post(server.url + "/api/generate", json={"model": "slow", "prompt": "x"}, timeout=1)
+
+        queued = threading.Thread(target=queued_then_gone)
+        queued.start()
+        assert wait_for(lambda: ps(server.url)["slow:latest"]["queued"] == 1)
+        queued.join()
+        # Gone from the queue while the first request still holds the slot, not when it would start.
+        assert wait_for(lambda: ps(server.url)["slow:latest"]["queued"] == 0, 1.5)
+        assert ps(server.url)["slow:latest"]["running"] == 1
+        running.join()
+        assert [status for status, _ in results] == [200]
 
 
 def test_an_engine_crash_is_not_a_server_crash(tmp_path: Path, tiny_gguf: Path, echo_server_with: Callable[..., ServerProcess]) -> None:

@@ -86,7 +86,7 @@ async def generate(request: Request[Any, Any, Any], data: w.GenerateBody) -> Res
         logprobs=data.logprobs or data.top_logprobs > 0,
         top_logprobs=data.top_logprobs,
     )
-    run = await serving.start(v, model, req, keep_alive=keep_alive, options=options)
+    run = await serving.start(v, model, req, keep_alive=keep_alive, options=options, receive=request.receive)
     chunks = _generate_chunks(data.model, run, started, with_context=not data.raw)
     if data.stream is False:
         return Response(await _concat_generate(chunks))
@@ -200,7 +200,7 @@ async def chat(request: Request[Any, Any, Any], data: w.ChatBody) -> Response[An
         logprobs=data.logprobs or data.top_logprobs > 0,
         top_logprobs=data.top_logprobs,
     )
-    run = await serving.start(v, model, req, keep_alive=keep_alive, options=options)
+    run = await serving.start(v, model, req, keep_alive=keep_alive, options=options, receive=request.receive)
     chunks = chat_chunks(data.model, run.events, started, run.load_ns)
     if data.stream is False:
         return Response(await _concat_chat(chunks))

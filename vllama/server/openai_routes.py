@@ -169,7 +169,7 @@ async def chat_completions(request: Request[Any, Any, Any], data: o.ChatCompleti
         options=sampling, format=_format(data.response_format), think=think,
         logprobs=bool(data.logprobs), top_logprobs=top,
     )  # fmt: skip
-    run = await serving.start(v, model, req, keep_alive=None, options=options)
+    run = await serving.start(v, model, req, keep_alive=None, options=options, receive=request.receive)
     rid, created = f"chatcmpl-{secrets.token_hex(6)}", int(time.time())
     if data.stream:
         usage = bool(data.stream_options and data.stream_options.include_usage)
@@ -227,7 +227,7 @@ async def completions(request: Request[Any, Any, Any], data: o.CompletionBody) -
     options, sampling = serving.merge_options(v, model, _options(data, data.max_tokens))
     sampling.ignore_eos = data.ignore_eos
     req = GenerateRequest(prompt=prompt, system=model.system, suffix=data.suffix or "", options=sampling)
-    run = await serving.start(v, model, req, keep_alive=None, options=options)
+    run = await serving.start(v, model, req, keep_alive=None, options=options, receive=request.receive)
     rid, created = f"cmpl-{secrets.token_hex(6)}", int(time.time())
     if data.stream:
         usage = bool(data.stream_options and data.stream_options.include_usage)

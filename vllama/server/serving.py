@@ -8,14 +8,15 @@ stream with an error line.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -24,10 +25,12 @@ from vllama import options as opts
 from vllama.core import Vllama
 from vllama.durations import keep_alive_seconds
 from vllama.engine import Backend, Engine
-from vllama.errors import BadRequest, EngineError, Unsupported
+from vllama.errors import BadRequest, ClientGone, EngineError, Unsupported
 from vllama.server import metrics
 from vllama.tool_calls import FORMATS, ToolCallParser, ToolFormat, detect_format, parse_tool_calls
 from vllama.types import ChatRequest, Event, GenerateRequest, Message, ModelRef, Tool
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -118,8 +121,12 @@ async def start(
     *,
     keep_alive: float | None,
     options: dict[str, Any],
+    receive: Callable[[], Awaitable[Any]] | None = None,
 ) -> Run:
-    """Schedule the request and fetch its first event, so that errors come before headers."""
+    """Schedule the request and fetch its first event, so that errors come before headers.
+
+    With the ASGI ``receive`` of the HTTP request, a client that hangs up while the request
+    waits in the queue or for its first token gives up its place at once (:class:`ClientGone`)."""
     started = now_ns()
     backend = v.backend_for(model)
     if isinstance(request, ChatRequest) and request.tools:
@@ -138,14 +145,44 @@ async def start(
 
     stream = events()
     try:
-        load_ns = await anext(stream)
-        first = await anext(stream)
+        load_ns, first = await _unless_disconnected(_first_two(stream), receive)
     except StopAsyncIteration:
         raise EngineError(f"the engine for {model.name} ended the stream without a result") from None
     except BaseException:
         await stream.aclose()
         raise
     return Run(load_ns, metrics.observe(v, model.name, started, now_ns(), _chain(first, stream)))
+
+
+async def _first_two(stream: AsyncIterator[Any]) -> tuple[Any, Any]:
+    return await anext(stream), await anext(stream)
+
+
+async def _unless_disconnected(work: Awaitable[T], receive: Callable[[], Awaitable[Any]] | None) -> T:
+    """Await ``work``, cancelled (then :class:`ClientGone`) if the client disconnects first."""
+    if receive is None:
+        return await work
+    task = asyncio.ensure_future(work)
+    hangup = asyncio.ensure_future(_disconnect(receive))
+    try:
+        done, _ = await asyncio.wait({task, hangup}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        task.cancel()
+        raise
+    finally:
+        hangup.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    raise ClientGone
+
+
+async def _disconnect(receive: Callable[[], Awaitable[Any]]) -> None:
+    """Return when the client disconnects (the body has been read: nothing else arrives)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _transformed(backend: type[Backend], request: GenerateRequest | ChatRequest, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
