@@ -1,10 +1,11 @@
 """``vllama bench`` against real servers: token counts and rates on both APIs, the table and
-the JSON, ``--against`` ratios, and failed requests."""
+the JSON, ``--against`` ratios, failed requests and the API key."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,13 +24,13 @@ ECHO_ENV = {"VLLAMA_PLUGINS": "none", "VLLAMA_PLUGIN_MODULES": "vllama.testing.e
 PROMPT = " ".join(f"w{i}" for i in range(24))
 
 
-def bench(*args: str) -> subprocess.CompletedProcess[str]:
+def bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "vllama", "bench", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
 
 
-def bench_json(*args: str, ok: bool = True) -> dict[str, Any]:
-    out = bench(*args, "--json")
+def bench_json(*args: str, ok: bool = True, env: dict[str, str] | None = None) -> dict[str, Any]:
+    out = bench(*args, "--json", env=env)
     assert (out.returncode == 0) == ok, out.stderr
     return json.loads(out.stdout)
 
@@ -121,6 +122,25 @@ def test_errors_are_counted(servers: tuple[ServerProcess, ServerProcess], api: s
     assert "every request to" in out.stderr and "model 'missing' not found" in out.stderr
 
 
+@pytest.mark.parametrize(("variable", "value"), [("VLLAMA_API_KEY", "k-two, not-a-key"), ("OLLAMA_API_KEY", "k-one")])
+def test_sends_the_api_key(tmp_path: Path, tiny_gguf: Path, variable: str, value: str) -> None:
+    """Against a server with keys, the bench sends the first key of VLLAMA_API_KEY (else
+    OLLAMA_API_KEY), as the other client commands do; without one every request is a 401."""
+    store = ModelStore(tmp_path / "models")
+    store.create(parse_name("echo"), files=store.import_path(tiny_gguf), parameters={"echo_delay": 0.001})
+    plain = {k: v for k, v in os.environ.items() if k not in ("VLLAMA_API_KEY", "OLLAMA_API_KEY")}
+    common = ("--prompt", PROMPT, "--num-predict", "4", "-n", "4")
+    with ServerProcess(tmp_path / "models", {**ECHO_ENV, "VLLAMA_API_KEY": "k-one,k-two"}) as server:
+        for api in ("ollama", "openai"):
+            result = bench_json("echo", "--url", server.url, "--api", api, "-c", "1,2", *common, env={**plain, variable: value})
+            for level in result["levels"]:
+                (stats,) = level["results"]
+                assert (stats["errors"], stats["output_tokens"]) == (0, 16), stats["first_error"]
+        refused = bench_json("echo", "--url", server.url, "-c", "1", *common, ok=False, env=plain)
+        (stats,) = refused["levels"][0]["results"]
+        assert stats["errors"] == 4 and stats["first_error"].startswith("HTTP 401"), stats["first_error"]
+
+
 def test_unreachable_server() -> None:
     result = bench_json("m", "--url", f"http://127.0.0.1:{free_port()}", "-c", "1", "-n", "4", "--warmup", "0", ok=False)
     (stats,) = result["levels"][0]["results"]
@@ -164,3 +184,4 @@ def test_llamacpp_smollm2(tmp_path: Path, api: str) -> None:
         assert stats["errors"] == 0, stats["first_error"]
         assert stats["output_tokens"] == 2 * 8
         assert stats["tokens_per_s"] > 0 and stats["ttft_s"]["p50"] > 0
+

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import httpx
 import msgspec
@@ -58,8 +58,11 @@ async def run_level(
     return summarize(target.name, concurrency, samples, time.perf_counter() - started)
 
 
-async def run(targets: list[Target], workload: Workload, progress: Progress | None = None) -> BenchResult:
-    """Warm each server up, then run every level on each of them."""
+async def run(
+    targets: list[Target], workload: Workload, progress: Progress | None = None, *, headers: Mapping[str, str] | None = None
+) -> BenchResult:
+    """Warm each server up, then run every level on each of them; ``headers`` go with every
+    request (the API key)."""
     most = max(workload.concurrency)
     async with contextlib.AsyncExitStack() as stack:
         clients = [
@@ -67,6 +70,7 @@ async def run(targets: list[Target], workload: Workload, progress: Progress | No
                 httpx.AsyncClient(
                     limits=httpx.Limits(max_connections=most, max_keepalive_connections=most),
                     timeout=httpx.Timeout(workload.timeout, connect=30),
+                    headers=headers,
                 )
             )
             for _ in targets

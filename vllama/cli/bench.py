@@ -46,12 +46,14 @@ def bench(model: str, url: str | None, api: str, name: str | None, against_url: 
 
     Reports time to first token, inter-token latency and end-to-end latency (p50/p95/p99),
     requests/s and generated tokens/s, counted from the server's own usage fields. With
-    --against, ratios above 1 mean the first server is faster.
+    --against, ratios above 1 mean the first server is faster. Like the other commands, it
+    sends the first key of VLLAMA_API_KEY (else OLLAMA_API_KEY) as a bearer token.
     """
     import asyncio
 
     from vllama.bench import report, runner
     from vllama.bench.workload import Target, Workload, default_name
+    from vllama.cli.client import auth_headers
     from vllama.config import Settings
 
     url = url or Settings.from_env().url
@@ -63,7 +65,7 @@ def bench(model: str, url: str | None, api: str, name: str | None, against_url: 
         raise click.UsageError("both servers have the same name; set --name or --against-name")
     workload = Workload(prompt=prompt, concurrency=concurrency, requests=requests, stream=stream, num_predict=num_predict,
                         temperature=temperature, ignore_eos=ignore_eos, warmup=warmup, timeout=timeout)  # fmt: skip
-    result = asyncio.run(runner.run(targets, workload, runner.tty_progress()))
+    result = asyncio.run(runner.run(targets, workload, runner.tty_progress(), headers=auth_headers()))
     click.echo(report.to_json(result) if as_json else report.table(result))
     for target in targets:
         stats = [s for level in result.levels for s in level.results if s.target == target.name]
