@@ -1,5 +1,5 @@
 """``vllama bench`` against real servers: token counts and rates on both APIs, the table and
-the JSON, ``--against`` ratios, failed requests and the API key."""
+the JSON, ``--against`` ratios, failed requests and the API key; and bench/soak.py's output."""
 
 from __future__ import annotations
 
@@ -185,3 +185,31 @@ def test_llamacpp_smollm2(tmp_path: Path, api: str) -> None:
         assert stats["output_tokens"] == 2 * 8
         assert stats["tokens_per_s"] > 0 and stats["ttft_s"]["p50"] > 0
 
+
+def test_soak_script(tmp_path: Path, tiny_gguf: Path) -> None:
+    """bench/soak.py for a few seconds on the echo backend: its windows, RSS and drift, and the
+    server it started is gone at the end. The figures themselves are not checked."""
+    script = Path(__file__).resolve().parent.parent / "bench" / "soak.py"
+    command = [sys.executable, str(script), "--duration", "4", "--interval", "2", "--clients", "3", "--num-predict", "4",
+               "--gguf", str(tiny_gguf), "--model", "echo", "--parameter", "echo_delay=0.02", "--json"]  # fmt: skip
+    out = subprocess.run(command, capture_output=True, text=True, timeout=120, env={**os.environ, **ECHO_ENV})
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["config"]["clients"] == 3 and result["config"]["parameters"] == {"echo_delay": 0.02}
+    windows = result["windows"]
+    assert [w["window"] for w in windows] == [1, 2]
+    for w in windows:
+        assert w["requests"] > 0 and w["errors"] == 0, w["first_error"]
+        assert w["output_tokens"] == 4 * w["requests"]
+        assert w["server_rss_mib"] > 0 and w["total_rss_mib"] >= w["server_rss_mib"]
+        assert w["latency_p50_s"] is not None and w["latency_p95_s"] is not None
+        assert all(p["pid"] > 0 and p["rss_mib"] > 0 for p in w["processes"])
+    assert result["requests"] == sum(w["requests"] for w in windows) and result["errors"] == 0
+    for key in ("total_rss_mib", "server_rss_mib", "workers_rss_mib", "latency_p50_s", "latency_p95_s"):
+        assert set(result["drift"][key]) == {"first", "last", "change", "change_pct"}, key
+    assert result["drift"]["total_rss_mib"]["first"] == windows[0]["total_rss_mib"]
+    assert result["drift"]["total_rss_mib"]["change_pct"] is not None
+    assert result["server_alive_at_end"]
+    cmdline = Path(f"/proc/{result['server_pid']}/cmdline")
+    assert not cmdline.exists() or b"serve" not in cmdline.read_bytes()  # stopped and reaped (or its pid reused since)
+    assert "window 1" in out.stderr and "window 2" in out.stderr
