@@ -174,3 +174,20 @@ def test_what_the_backend_lacks_is_refused_before_any_load(models: ServerProcess
     response = httpx.post(models.url + route, json=body)
     assert response.status_code == 400 and error in response.text
     assert "plain:latest" not in [m["name"] for m in httpx.get(models.url + "/api/ps").json()["models"]]
+
+
+@pytest.mark.parametrize(("backend", "parser", "status"), [
+    ("echo", "echo", 200),          # a parser of the backend's own library
+    ("echo", "hermes", 200),        # one of the core's
+    ("echo-text", "echo", 400),     # the core parses for this backend: only its formats
+    ("echo", "pythonic", 400),      # nobody's
+])  # fmt: skip
+def test_a_named_tool_parser_is_the_cores_or_the_backends(echo_server: ServerProcess, tiny_gguf: Path, backend: str, parser: str, status: int) -> None:
+    name = f"named-{backend}-{parser}"
+    create_model(echo_server.url, name, tiny_gguf, parameters={"backend": backend, "tool_parser": parser})
+    body = {"model": name, "messages": [{"role": "user", "content": "hi"}], "tools": [WEATHER], "stream": False}
+    response = httpx.post(echo_server.url + "/api/chat", json=body)
+    assert response.status_code == status, response.text
+    if status == 400:
+        assert f"invalid tool_parser '{parser}'" in response.json()["error"]
+        assert f"{name}:latest" not in [m["name"] for m in httpx.get(echo_server.url + "/api/ps").json()["models"]]

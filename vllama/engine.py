@@ -9,7 +9,7 @@ path never goes through a hook.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from typing import Any, ClassVar
 
 import msgspec
@@ -67,6 +67,15 @@ class Backend(abc.ABC):
     #: Engine settings it accepts beyond Ollama's options (Modelfile PARAMETER lines);
     #: they reach :meth:`load` in ``LoadSettings.engine``.
     engine_settings: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def tool_parsers(cls) -> Collection[str]:
+        """Call formats beyond the core's (:data:`vllama.tool_calls.FORMATS`) that this
+        backend's engines parse with their library's own parsers, for ``PARAMETER
+        tool_parser NAME``; only a backend with :attr:`parses_tool_calls` has any. Called off
+        the event loop when a request names a format the core lacks, so it may import the
+        library. The default: none."""
+        return ()
 
     @classmethod
     def check_engine_settings(cls, settings: Mapping[str, Any]) -> None:

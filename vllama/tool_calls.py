@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -32,6 +32,10 @@ from vllama.types import Delta, Done, Event, ToolCall, ToolCallFunction
 
 ToolFormat = Literal["hermes", "llama3", "mistral", "json"]
 FORMATS: tuple[ToolFormat, ...] = ("hermes", "llama3", "mistral", "json")
+
+
+#: Turns the text between a call's markers into calls; None when it is not calls.
+BodyParser = Callable[[str], "list[ToolCall] | None"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,12 @@ def calls_from_json(text: str, names: Collection[str]) -> list[ToolCall] | None:
         except ValueError:
             return None
         values.extend(value if isinstance(value, list) else [value])
+    return calls_from_values(values, names)
+
+
+def calls_from_values(values: list[Any], names: Collection[str]) -> list[ToolCall] | None:
+    """Calls from parsed values (``{"name", "arguments"}`` objects, as engine libraries'
+    parsers return them), or None unless every value is a call of a tool in ``names``."""
     calls = []
     for value in values:
         call = _call(value, names)
@@ -119,12 +129,16 @@ class ToolCallParser:
 
     :meth:`feed` returns what is safe to emit now; text that may be part of a call is held
     until the call closes (or the stream ends, :meth:`flush`). With ``parallel`` false only
-    the first call is kept.
+    the first call is kept. An engine library's own format comes as ``markers`` and ``body``
+    (what parses the text between them), which replace those of ``fmt``.
     """
 
-    def __init__(self, fmt: ToolFormat, names: Collection[str], *, parallel: bool = True) -> None:
-        self._markers = MARKERS[fmt]
+    def __init__(
+        self, fmt: ToolFormat, names: Collection[str], *, parallel: bool = True, markers: Markers | None = None, body: BodyParser | None = None
+    ) -> None:
+        self._markers = markers or MARKERS[fmt]
         self._names = frozenset(names)
+        self._body: BodyParser = body or (lambda text: calls_from_json(text, self._names))
         self._parallel = parallel
         self._held = ""
         #: "text", "call" (inside a marked call) or "bare" (a reply that opened with JSON).
@@ -172,7 +186,7 @@ class ToolCallParser:
             return self._between_calls(held), []
         if self._state == "call":
             assert self._markers is not None
-            found = calls_from_json(held, self._names)
+            found = self._body(held)
             return ("", self._number(found)) if found else (self._markers.start + held, [])
         fence = _FENCED.fullmatch(held)
         found = calls_from_json(fence.group(1) if fence else held, self._names)
@@ -213,7 +227,7 @@ class ToolCallParser:
             return False
         body, self._held = self._held[:at], self._held[at + len(markers.end) :]
         self._state = "text"
-        found = calls_from_json(body, self._names)
+        found = self._body(body)
         if found:
             calls.extend(self._number(found))
         else:

@@ -27,7 +27,7 @@ from vllama.durations import keep_alive_seconds
 from vllama.engine import Backend, Engine
 from vllama.errors import BadRequest, ClientGone, EngineError, Unsupported
 from vllama.server import metrics
-from vllama.tool_calls import FORMATS, ToolCallParser, ToolFormat, detect_format, parse_tool_calls
+from vllama.tool_calls import FORMATS, ToolCallParser, detect_format, parse_tool_calls
 from vllama.types import ChatRequest, Event, GenerateRequest, Message, ModelRef, Tool
 
 T = TypeVar("T")
@@ -73,15 +73,16 @@ def parse_tools(tools: list[dict[str, Any]] | None) -> list[Tool]:
         raise BadRequest(f"invalid tools: {e}") from None
 
 
-def tool_format(model: ModelRef) -> ToolFormat | None:
-    """How the model writes tool calls: the Modelfile's ``tool_parser``, else what its chat
-    template teaches."""
+async def tool_format(model: ModelRef, backend: type[Backend]) -> str | None:
+    """How the model writes tool calls: the Modelfile's ``tool_parser`` (one of the core's
+    formats or a parser of the backend's library), else what its chat template teaches."""
     named = model.parameters.get("tool_parser")
     if named is None:
         return detect_format(model.template)
-    if named not in FORMATS:
-        raise BadRequest(f"invalid tool_parser {named!r}: use one of {', '.join(FORMATS)}")
-    return named  # type: ignore[no-any-return]
+    if named in FORMATS or (backend.parses_tool_calls and isinstance(named, str) and named in await asyncio.to_thread(backend.tool_parsers)):
+        return named  # type: ignore[no-any-return]
+    extra = f" or a tool parser of the {backend.name} backend" if backend.parses_tool_calls else ""
+    raise BadRequest(f"invalid tool_parser {str(named)[:100]!r}: use one of {', '.join(FORMATS)}{extra}")
 
 
 def with_model_prompt(model: ModelRef, messages: list[Message]) -> list[Message]:
@@ -130,7 +131,7 @@ async def start(
     started = now_ns()
     backend = v.backend_for(model)
     if isinstance(request, ChatRequest) and request.tools:
-        request.tool_format = tool_format(model) or "json"
+        request.tool_format = await tool_format(model, backend) or "json"
     admission.check(model, backend, request)
     call: Callable[[Engine], AsyncIterator[Event]] = (
         (lambda e: e.chat(request)) if isinstance(request, ChatRequest) else (lambda e: e.generate(request))  # type: ignore[arg-type]

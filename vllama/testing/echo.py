@@ -56,6 +56,11 @@ class EchoBackend(Backend):
     engine_settings: ClassVar[frozenset[str]] = frozenset({"echo_delay", "echo_allow_crash"})
 
     @classmethod
+    def tool_parsers(cls) -> frozenset[str]:
+        """A format name of its own, as an engine library's parser registry would have."""
+        return frozenset({"echo"})
+
+    @classmethod
     def supports(cls, model: ModelRef, hardware: Hardware) -> Support:
         return Support(score=1, reason="echoes its input", parallel=4)
 
