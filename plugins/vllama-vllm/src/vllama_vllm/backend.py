@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from vllama.engine import Backend, Engine, Support
@@ -35,7 +35,15 @@ class VllmBackend(Backend):
     formats: ClassVar[frozenset[str]] = frozenset({"safetensors"})
     capabilities: ClassVar[frozenset[str]] = frozenset({"completion", "chat", "embedding", "tools", "format", "logprobs"})
     isolated: ClassVar[bool] = False
+    parses_tool_calls: ClassVar[bool] = True
     engine_settings: ClassVar[frozenset[str]] = NAMES
+
+    @classmethod
+    def tool_parsers(cls) -> Collection[str]:
+        """Every parser in vLLM's tool-parser registry."""
+        from vllama_vllm.tool_parsing import registered
+
+        return registered()
 
     @classmethod
     def check_engine_settings(cls, settings: Mapping[str, Any]) -> None:

@@ -21,6 +21,7 @@ from vllm.v1.engine.exceptions import EngineDeadError
 
 from vllama.engine import Engine
 from vllama.errors import ContextOverflow, EngineError, Unsupported
+from vllama.tool_calls import parse_tool_calls
 from vllama.types import (
     ChatRequest,
     Delta,
@@ -40,6 +41,7 @@ from vllama_vllm.plan import Plan
 from vllama_vllm.prompts import PromptBuilder
 from vllama_vllm.sampling import required_calls_schema, sampling_kwargs, sampling_params
 from vllama_vllm.stats import LiveStats, logger_factory
+from vllama_vllm.tool_parsing import VllmToolCalls, core_parser, tool_calls_for
 
 #: The warm-up request: one greedy token.
 _ONE_TOKEN = SamplingOptions(temperature=0.0, num_predict=1)
@@ -117,7 +119,11 @@ class VllmEngine(Engine):
         return self._stream(lambda: self._prompts.generate(request), request)
 
     def chat(self, request: ChatRequest) -> AsyncIterator[Event]:
-        return self._stream(lambda: self._prompts.chat(request), request)
+        if not request.tools:
+            return self._stream(lambda: self._prompts.chat(request), request)
+        calls = tool_calls_for(self._tokenizer, request)
+        events = self._stream(lambda: self._prompts.chat(request), request, calls)
+        return parse_tool_calls(events, core_parser(request, after_vllm=calls is not None))
 
     @staticmethod
     def _format(request: GenerateRequest | ChatRequest) -> Format:
@@ -128,7 +134,10 @@ class VllmEngine(Engine):
             return required_calls_schema(request.tools, parallel=request.parallel_tool_calls)
         return request.format
 
-    async def _stream(self, prepare: Callable[[], list[int]], request: GenerateRequest | ChatRequest) -> AsyncIterator[Event]:
+    async def _stream(
+        self, prepare: Callable[[], list[int]], request: GenerateRequest | ChatRequest, calls: VllmToolCalls | None = None
+    ) -> AsyncIterator[Event]:
+        """Run one request; with ``calls``, its output goes through vLLM's tool parser."""
         if self._pooling:
             raise Unsupported(f'"{self.name}" does not support generate')
         prompt = prepare()
@@ -153,8 +162,11 @@ class VllmEngine(Engine):
                     first = time.perf_counter_ns()
                 generated.extend(piece.token_ids)
                 logprobs = _logprobs(piece.token_ids, piece.logprobs, top) if top is not None else []
-                if piece.text or logprobs:
-                    yield Delta(text=piece.text, logprobs=logprobs)
+                text, tool_calls = piece.text, []
+                if calls is not None:
+                    text, tool_calls = calls.feed(piece.text, piece.token_ids, prompt, finished=out.finished)
+                if text or logprobs or tool_calls:
+                    yield Delta(text=text, logprobs=logprobs, tool_calls=tool_calls)
                 if out.finished:
                     reason = piece.finish_reason
         finally:

@@ -1,0 +1,119 @@
+"""vLLM's own tool parsers, fed as the engine feeds them (one token's text at a time) with the
+real Qwen2.5-Coder tokenizer, and the core's catch of bare JSON behind them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import pytest
+
+from vllama.testing.hf_models import qwen_coder_safetensors
+from vllama.tool_calls import parse_tool_calls
+from vllama.types import ChatRequest, Delta, Done, Event, Message, Tool
+from vllama_vllm.tool_parsing import VllmToolCalls, core_parser, registered, tool_calls_for, vllm_name
+
+pytestmark = pytest.mark.engine
+
+TOOLS = msgspec.convert(
+    [{"type": "function", "function": {"name": name, "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
+     for name in ("get_weather", "get_time")],
+    list[Tool],
+)  # fmt: skip
+PARIS = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+ROME = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call>'
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Any:
+    from vllm.tokenizers import get_tokenizer
+
+    return get_tokenizer(str(qwen_coder_safetensors()))
+
+
+def request(fmt: str, *, parallel: bool = True) -> ChatRequest:
+    return ChatRequest(messages=[Message(role="user", content="hi")], tools=TOOLS, tool_format=fmt, parallel_tool_calls=parallel)
+
+
+def token_pieces(tokenizer: Any, text: str) -> list[tuple[str, list[int]]]:
+    """The text one token at a time, as vLLM's detokenizer streams it."""
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    pieces, before = [], ""
+    for i in range(len(ids)):
+        now = tokenizer.decode(ids[: i + 1])
+        pieces.append((now[len(before) :], ids[i : i + 1]))
+        before = now
+    return pieces
+
+
+def feed(tokenizer: Any, calls: VllmToolCalls, text: str) -> tuple[str, list[tuple[str, dict, int]]]:
+    pieces = token_pieces(tokenizer, text)
+    out, got = [], []
+    for n, (piece, ids) in enumerate(pieces):
+        emitted, completed = calls.feed(piece, ids, [1, 2, 3], finished=n == len(pieces) - 1)
+        out.append(emitted)
+        got += [(c.function.name, c.function.arguments, c.function.index) for c in completed]
+    return "".join(out), got
+
+
+def parser(tokenizer: Any, fmt: str, *, parallel: bool = True) -> VllmToolCalls:
+    calls = tool_calls_for(tokenizer, request(fmt, parallel=parallel))
+    assert calls is not None
+    return calls
+
+
+def test_the_cores_formats_map_to_vllms_parsers() -> None:
+    assert {vllm_name(f) for f in ("hermes", "llama3", "mistral")} <= registered()
+    assert vllm_name("json") is None and vllm_name("qwen3_coder") == "qwen3_coder"
+
+
+def test_hermes_calls_with_text_before_them(tokenizer: Any) -> None:
+    text, calls = feed(tokenizer, parser(tokenizer, "hermes"), "Let me check.\n" + PARIS + "\n" + ROME)
+    assert text.strip() == "Let me check."
+    assert calls == [("get_weather", {"city": "Paris"}, 0), ("get_weather", {"city": "Rome"}, 1)]
+
+
+def test_one_call_without_parallel_calls(tokenizer: Any) -> None:
+    _, calls = feed(tokenizer, parser(tokenizer, "hermes", parallel=False), PARIS + "\n" + ROME)
+    assert calls == [("get_weather", {"city": "Paris"}, 0)]
+
+
+def test_prose_is_prose(tokenizer: Any) -> None:
+    assert feed(tokenizer, parser(tokenizer, "hermes"), "Paris is sunny today.") == ("Paris is sunny today.", [])
+
+
+def test_a_format_only_vllm_knows(tokenizer: Any) -> None:
+    assert feed(tokenizer, parser(tokenizer, "pythonic"), '[get_weather(city="Paris"), get_time(city="Rome")]')[1] == [
+        ("get_weather", {"city": "Paris"}, 0),
+        ("get_time", {"city": "Rome"}, 1),
+    ]
+
+
+def test_a_parser_the_tokenizer_cannot_serve_leaves_calls_to_the_core(tokenizer: Any) -> None:
+    assert tool_calls_for(tokenizer, request("llama3")) is None  # Qwen's vocabulary has no <|python_tag|>
+    assert tool_calls_for(tokenizer, request("json")) is None
+
+
+async def _events(pieces: list[tuple[str, list[int]]], calls: VllmToolCalls) -> AsyncIterator[Event]:
+    for n, (piece, ids) in enumerate(pieces):
+        text, found = calls.feed(piece, ids, [1, 2, 3], finished=n == len(pieces) - 1)
+        if text or found:
+            yield Delta(text=text, tool_calls=found)
+    yield Done(reason="stop")
+
+
+@pytest.mark.parametrize("reply", [PARIS, '{"name": "get_weather", "arguments": {"city": "Paris"}}'])
+def test_behind_vllms_parser_the_core_catches_bare_json(tokenizer: Any, reply: str) -> None:
+    """Small models drop the tags their template asks for; vLLM's parser leaves that as text."""
+    req = request("hermes")
+
+    async def run() -> list[Event]:
+        events = _events(token_pieces(tokenizer, reply), parser(tokenizer, "hermes"))
+        return [e async for e in parse_tool_calls(events, core_parser(req, after_vllm=True))]
+
+    deltas = [e for e in asyncio.run(run()) if isinstance(e, Delta)]
+    calls = [(c.function.name, c.function.arguments) for d in deltas for c in d.tool_calls]
+    assert calls == [("get_weather", {"city": "Paris"})]
+    assert "".join(d.text for d in deltas).strip() == ""
