@@ -182,7 +182,7 @@ class Scheduler:
         parallel = self._parallel(model, candidate.support.parallel)
         settings = self._load_settings(model, options, candidate.backend, parallel, loading=True)
         idle = sum(r.engine.info().size for r in self.runners.values() if r.engine is not None and r.active == 0 and r.waiting == 0)
-        memory.check_fits(model, settings, self.hardware, reclaimable=idle)
+        memory.check_fits(model, settings, self.hardware, reclaimable=idle, backend=candidate.backend)
         await self._make_room()
         runner = Runner(
             model=model,

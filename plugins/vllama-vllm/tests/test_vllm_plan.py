@@ -13,7 +13,7 @@ from vllama.probes import cpu_device
 from vllama.types import Device, Hardware, LoadSettings, ModelRef, SamplingOptions
 from vllama_vllm.backend import VllmBackend
 from vllama_vllm.memory import GiB, DoesNotFit, GpuMemory, ModelShape
-from vllama_vllm.plan import plan
+from vllama_vllm.plan import host_bytes, plan
 from vllama_vllm.sampling import sampling_kwargs, sampling_params
 
 CPU = Hardware(devices=(cpu_device(),))
@@ -150,3 +150,20 @@ def test_ollama_options_become_sampling_params() -> None:
         sampling_kwargs(SamplingOptions(typical_p=0.5), prompt_tokens=1, max_model_len=64)
     with pytest.raises(BadRequest, match="presence_penalty"):
         sampling_params(**sampling_kwargs(SamplingOptions(presence_penalty=9), prompt_tokens=1, max_model_len=64))
+
+
+def test_host_bytes_are_the_weights_and_the_kv_pool_the_plan_reserves(smollm2: ModelRef) -> None:
+    """What the scheduler checks before any load: on a CPU, the float32 weights and the pool
+    (not num_ctx x parallel: vLLM pages sequences in its pool); nothing on GPUs, whose memory
+    the plan checks itself."""
+    ram = lambda: 16 * GiB
+    weights = 2 * ModelShape.read(smollm2.path).weights_bytes
+    settings = LoadSettings(num_ctx=1024, parallel=4)
+    assert host_bytes(smollm2, CPU, settings, ram=ram) == weights + 1024 * 4 * SMOLLM2_KV_F32
+    layout = plan(smollm2, CPU, settings, ram=ram)
+    assert host_bytes(smollm2, CPU, settings, ram=ram) == layout.weights_bytes + layout.kwargs["kv_cache_memory_bytes"]
+    many = LoadSettings(num_ctx=8192, parallel=256)  # 90 GiB of cache asked for: the pool takes a quarter of the RAM
+    assert host_bytes(smollm2, CPU, many, ram=ram) == weights + 4 * GiB
+    # Too big for the machine: the number, for the scheduler's 400, not the plan's error.
+    assert host_bytes(smollm2, CPU, LoadSettings(num_ctx=1024), ram=lambda: 256 << 20) == weights + 1024 * SMOLLM2_KV_F32
+    assert host_bytes(smollm2, GPUS, many) is None

@@ -42,6 +42,35 @@ def plan(
 ) -> Plan:
     """Engine arguments for ``model``. Raises BadRequest for a bad engine setting and
     DoesNotFit (with the numbers) when the model cannot fit."""
+    layout, num_ctx, available = _layout(model, hardware, settings, gpu_memory, ram)
+    if not layout.on_gpu:
+        kv_bytes = layout.kwargs["kv_cache_memory_bytes"]
+        memory.check_cpu_fit(model.name, num_ctx, layout.kv_bytes_per_token, kv_bytes, layout.weights_bytes, available or 1 << 62)
+    return layout
+
+
+def host_bytes(model: ModelRef, hardware: Hardware, settings: LoadSettings, *,
+               ram: Callable[[], int] = memory.available_ram) -> int | None:  # fmt: skip
+    """System memory a load takes, for the scheduler's check before any load
+    (``Backend.memory_needed``): on a CPU, the weights in the engine's dtype (float32 unless
+    set) plus the KV pool the plan reserves (``kv_cache_memory_bytes``, not ``num_ctx`` x
+    ``parallel``: vLLM pages sequences in it). None on NVIDIA GPUs, where :func:`plan` checks
+    each GPU's memory itself and the host holds little more than the process."""
+    if hardware.has_nvidia:
+        return None
+    layout, _, _ = _layout(model, hardware, settings, memory.read_gpu_memory, ram)
+    return layout.weights_bytes + int(layout.kwargs["kv_cache_memory_bytes"])
+
+
+def _layout(
+    model: ModelRef,
+    hardware: Hardware,
+    settings: LoadSettings,
+    gpu_memory: Callable[[], Sequence[GpuMemory]],
+    ram: Callable[[], int],
+) -> tuple[Plan, int, int]:
+    """The plan before the CPU fit check, the context it gives each sequence, and the memory
+    available (0 on GPUs, or where unknown)."""
     engine = checked(settings.engine)
     shape = ModelShape.read(model.path)
     num_ctx = min(settings.num_ctx, shape.context_limit) if shape.context_limit else settings.num_ctx
@@ -62,7 +91,7 @@ def plan(
     per_token = shape.kv_bytes_per_token(_kv_dtype(kwargs, shape))
     weights = shape.weights_in(str(kwargs.get("dtype", "auto")))
     env: dict[str, str] = {}
-    claim = 0
+    claim = available = 0
     if on_gpu:
         split = kwargs.get("tensor_parallel_size", 1) * kwargs.get("pipeline_parallel_size", 1)
         local = split * kwargs.get("data_parallel_size", 1)
@@ -75,10 +104,10 @@ def plan(
         available = ram()
         if "kv_cache_memory_bytes" not in kwargs:
             kwargs["kv_cache_memory_bytes"] = memory.cpu_kv_pool(num_ctx, settings.parallel, per_token, available)
-        memory.check_cpu_fit(model.name, num_ctx, per_token, kwargs["kv_cache_memory_bytes"], weights, available or 1 << 62)
         if settings.num_thread > 0:
             env["VLLM_CPU_OMP_THREADS_BIND"] = _cpu_list(settings.num_thread)
-    return Plan(kwargs=kwargs, env=env, on_gpu=on_gpu, kv_bytes_per_token=per_token, weights_bytes=weights, gpu_claim_bytes=claim)
+    layout = Plan(kwargs=kwargs, env=env, on_gpu=on_gpu, kv_bytes_per_token=per_token, weights_bytes=weights, gpu_claim_bytes=claim)
+    return layout, num_ctx, available
 
 
 def _kv_dtype(kwargs: dict[str, Any], shape: ModelShape) -> str:
