@@ -28,8 +28,17 @@ class MlxBackend(Backend):
     name: ClassVar[str] = "mlx"
     formats: ClassVar[frozenset[str]] = frozenset({"safetensors", "mlx"})
     capabilities: ClassVar[frozenset[str]] = frozenset({"completion", "chat", "tools", "logprobs"})
+    #: Calls are parsed in the engine, with mlx-lm's own parsers where it has one.
+    parses_tool_calls: ClassVar[bool] = True
     #: ``dtype``: compute in float32, float16 or bfloat16 instead of the weights' own type ("auto").
     engine_settings: ClassVar[frozenset[str]] = frozenset({"dtype"})
+
+    @classmethod
+    def tool_parsers(cls) -> frozenset[str]:
+        """Every parser mlx-lm ships (``mlx_lm.tool_parsers``)."""
+        from vllama_mlx.tool_parsing import available
+
+        return available()
 
     @classmethod
     def supports(cls, model: ModelRef, hardware: Hardware) -> Support | None:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from vllama.engine import Engine
 from vllama.errors import ContextOverflow, Unsupported
 from vllama.streams import Channel
+from vllama.tool_calls import parse_tool_calls
 from vllama.types import (
     ChatRequest,
     Done,
@@ -25,6 +26,7 @@ from vllama_mlx.batch_loop import BatchLoop
 from vllama_mlx.loading import load_model
 from vllama_mlx.prompts import Prompts
 from vllama_mlx.sequence import Sequence
+from vllama_mlx.tool_parsing import module_name, parser_for
 
 #: Finished sequences whose caches are kept for prefix reuse, and the bytes they may hold.
 PROMPT_CACHE_ENTRIES = 16
@@ -39,6 +41,7 @@ class MlxEngine(Engine):
 
     def __init__(self, ref: ModelRef, settings: LoadSettings, *, unified_memory: bool = False) -> None:
         self.name = ref.name
+        self._ref = ref
         self._n_ctx = settings.num_ctx
         self._parallel = max(1, settings.parallel)
         self._unified = unified_memory
@@ -67,7 +70,10 @@ class MlxEngine(Engine):
         return self._stream(lambda: self._prompts.for_generate(request), request)
 
     def chat(self, request: ChatRequest) -> AsyncIterator[Event]:
-        return self._stream(lambda: self._prompts.for_chat(request), request)
+        events = self._stream(lambda: self._prompts.for_chat(request), request)
+        if not request.tools:
+            return events
+        return parse_tool_calls(events, parser_for(module_name(self._ref, self._tokenizer, request.tool_format), request))
 
     async def _stream(self, prepare: Callable[[], list[int]], request: GenerateRequest | ChatRequest) -> AsyncIterator[Event]:
         prompt = prepare()
