@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vllama.testing.server import ServerProcess, create_model
+from vllama.testing.capabilities import mismatches
+from vllama.testing.server import ServerProcess, create_model, wait_for
 from vllama.tool_calls import FORMATS, ToolCallParser, detect_format
 
 NAMES = ("get_weather", "get_time")
@@ -161,6 +162,13 @@ def test_show_lists_only_what_the_serving_backend_can_do(models: ServerProcess) 
     assert full == ["completion", "tools", "thinking"] and plain == ["completion"]
     tags = {m["name"]: m["capabilities"] for m in httpx.get(models.url + "/api/tags").json()["models"]}
     assert tags["plain:latest"] == ["completion"] and tags["texty:latest"] == full
+
+
+@pytest.mark.parametrize("name", ["texty", "plain"])
+def test_every_capability_listed_is_accepted_and_no_other(models: ServerProcess, name: str) -> None:
+    assert mismatches(models.url, name) == []
+    httpx.post(models.url + "/api/generate", json={"model": name, "keep_alive": 0})  # unloaded, as the other tests expect
+    assert wait_for(lambda: not httpx.get(models.url + "/api/ps").json()["models"])
 
 
 @pytest.mark.parametrize(("route", "extra", "error"), [

@@ -51,6 +51,12 @@ def check(model: ModelRef, backend: type[Backend], request: GenerateRequest | Ch
             raise Unsupported(f'"{model.name}" does not support {what} with the {backend.name} backend')
 
 
+def check_embed(model: ModelRef, backend: type[Backend]) -> None:
+    """Embeddings need a backend that embeds; as in Ollama, a generative model may embed."""
+    if "embedding" not in backend.capabilities:
+        raise Unsupported(f'"{model.name}" does not support embeddings with the {backend.name} backend')
+
+
 def check_context(model: ModelRef, context: list[int]) -> None:
     """Token ids in ``context`` must lie in the model's vocabulary where its metadata gives
     the size (``<arch>.vocab_size``); engines check against their own tokenizer too."""

@@ -208,9 +208,8 @@ async def embed_vectors(v: Vllama, model: ModelRef, inputs: list[str], *, trunca
     """Embed inputs; return (raw vectors, prompt tokens, load ns)."""
     from vllama.types import EmbedRequest
 
+    admission.check_embed(model, v.backend_for(model))
     async with v.scheduler.acquire(model, keep_alive=keep_alive, options=options) as lease:
-        if "embedding" not in lease.runner.backend.capabilities:
-            raise Unsupported(f'"{model.name}" does not support embeddings with the {lease.runner.backend.name} backend')
         result = await lease.engine.embed(EmbedRequest(inputs=inputs, truncate=truncate))
         return result.vectors, result.prompt_tokens, lease.load_duration_ns
 

@@ -24,6 +24,7 @@ import ollama
 import openai
 import pytest
 
+from vllama.testing.capabilities import mismatches
 from vllama.testing.server import ServerProcess
 
 MODEL = "qwen"
@@ -71,6 +72,9 @@ class ToolCalling:
         assert "tools" in (client.show(MODEL).capabilities or [])
         tags = httpx.get(server.url + "/api/tags").json()["models"]
         assert "tools" in next(m for m in tags if m["name"].startswith(MODEL))["capabilities"]
+
+    def test_show_lists_exactly_what_requests_accept(self, server: ServerProcess) -> None:
+        assert mismatches(server.url, MODEL) == []
 
     def test_ollama_client_round_trip(self, client: ollama.Client) -> None:
         first = client.chat(model=MODEL, messages=[ASK], tools=[WEATHER], options=GREEDY)
