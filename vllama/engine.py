@@ -69,6 +69,16 @@ class Backend(abc.ABC):
     engine_settings: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
+    def memory_needed(cls, model: ModelRef, hardware: Hardware, settings: LoadSettings) -> int | None:
+        """Bytes of system memory a load of ``model`` with ``settings`` takes (the weights and
+        the caches the engine allocates), checked against what is available before any load;
+        None where the backend checks for itself. Called on the event loop before each load:
+        keep it cheap. The default is the core's estimate (:func:`vllama.memory.needed_bytes`)."""
+        from vllama import memory
+
+        return memory.needed_bytes(model, settings)
+
+    @classmethod
     def tool_parsers(cls) -> Collection[str]:
         """Call formats beyond the core's (:data:`vllama.tool_calls.FORMATS`) that this
         backend's engines parse with their library's own parsers, for ``PARAMETER

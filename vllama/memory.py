@@ -195,8 +195,7 @@ def estimate(model: ModelRef, settings: LoadSettings, hardware: Hardware, backen
     """Bytes of system memory a load takes: what ``backend`` says (``Backend.memory_needed``:
     an engine that reserves its own cache, or keeps its weights on a GPU, knows better), else
     :func:`needed_bytes`. None when it cannot say."""
-    hook = getattr(backend, "memory_needed", None)
-    return needed_bytes(model, settings) if hook is None else hook(model, hardware, settings)
+    return needed_bytes(model, settings) if backend is None else backend.memory_needed(model, hardware, settings)
 
 
 def check_fits(model: ModelRef, settings: LoadSettings, hardware: Hardware, reclaimable: int = 0,

@@ -39,6 +39,14 @@ class VllmBackend(Backend):
     engine_settings: ClassVar[frozenset[str]] = NAMES
 
     @classmethod
+    def memory_needed(cls, model: ModelRef, hardware: Hardware, settings: LoadSettings) -> int | None:
+        """On a CPU the weights in vLLM's dtype plus the KV pool vLLM reserves itself; on NVIDIA
+        GPUs None: the plan checks GPU memory."""
+        from vllama_vllm.plan import host_bytes
+
+        return host_bytes(model, hardware, settings)
+
+    @classmethod
     def tool_parsers(cls) -> Collection[str]:
         """Every parser in vLLM's tool-parser registry."""
         from vllama_vllm.tool_parsing import registered
