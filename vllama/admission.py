@@ -30,14 +30,17 @@ def check(model: ModelRef, backend: type[Backend], request: GenerateRequest | Ch
     chat = isinstance(request, ChatRequest)
     if "completion" not in model.capabilities:
         raise Unsupported(f'"{model.name}" does not support {"chat" if chat else "generate"}')
-    if not chat and request.context:
+    if isinstance(request, GenerateRequest) and request.context:
         check_context(model, request.context)
-    images = any(m.images for m in request.messages) if chat else bool(request.images)
+    if isinstance(request, ChatRequest):
+        images, tools, suffix = any(m.images for m in request.messages), bool(request.tools), False
+    else:
+        images, tools, suffix = bool(request.images), False, bool(request.suffix)
     needs = [
         # (model capability or None, backend capability, what it is called in the error)
-        ("tools", "tools", "tools", chat and bool(request.tools)),
+        ("tools", "tools", "tools", tools),
         ("thinking", "thinking", "thinking", bool(request.think)),
-        ("insert", "insert", "insert", not chat and bool(request.suffix)),
+        ("insert", "insert", "insert", suffix),
         (None, "format", "structured output (format)", request.format is not None),
         (None, "logprobs", "logprobs", request.logprobs),
         (None, "vision", "images", images),

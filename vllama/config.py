@@ -103,7 +103,7 @@ class Settings:
     noprune: bool = False
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, /, **overrides: object) -> Settings:
         """Read the environment; keyword overrides (e.g. from CLI flags) win."""
         e = environ if environ is not None else os.environ
         values: dict[str, object] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 import pluggy
 
@@ -20,5 +21,5 @@ def probe(pm: pluggy.PluginManager) -> Hardware:
         except Exception:
             log.warning("hardware probe %s failed", impl.plugin_name, exc_info=True)
             continue
-        devices.extend(found or ())
+        devices.extend(cast("list[Device] | None", found) or ())
     return Hardware(devices=tuple(devices))

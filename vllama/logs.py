@@ -14,15 +14,11 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import MutableMapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from vllama.asgi import ASGIApp, Receive, Scope, Send
 
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 #: Record attributes the JSON lines carry when a record has them (the access log sets the HTTP ones).
@@ -146,7 +142,7 @@ class RequestLog:
         token = current.set(info)
         status, started = 500, time.perf_counter()
 
-        async def send_with_id(message: Message) -> None:
+        async def send_with_id(message: MutableMapping[str, Any]) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]

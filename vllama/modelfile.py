@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,7 +72,8 @@ def _add_parameter(params: dict[str, Any], key: str, raw: str, engine_settings: 
         params.setdefault(key, []).append(raw)
         return
     try:
-        value: Any = {int: int, float: float, bool: _bool}[kind](raw)
+        parsers: dict[type, Callable[[str], Any]] = {int: int, float: float, bool: _bool}
+        value = parsers[kind](raw)
     except ValueError:
         raise BadRequest(f'{where}: parameter "{key}" must be of type {kind.__name__}') from None
     try:

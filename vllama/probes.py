@@ -45,7 +45,7 @@ def _cpuinfo() -> tuple[str, set[str]]:
             brand = _sysctl("machdep.cpu.brand_string")
             return brand, {"neon"} if platform.machine() == "arm64" else set()
         return "", set()
-    name, flags = "", set()
+    name, flags = "", set[str]()
     for line in path.read_text(errors="replace").splitlines():
         key, _, value = line.partition(":")
         key = key.strip()

@@ -202,7 +202,7 @@ async def openai_request(client: httpx.AsyncClient, target: Target, workload: Wo
                     clock.output()
     if usage is None and not workload.stream:
         raise RequestFailed("the response has no usage")
-    return clock.sample(usage and usage.completion_tokens, usage and usage.prompt_tokens)
+    return clock.sample(usage.completion_tokens if usage else None, usage.prompt_tokens if usage else None)
 
 
 Driver = Callable[[httpx.AsyncClient, Target, Workload, str], Awaitable[Sample]]

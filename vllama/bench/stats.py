@@ -108,9 +108,13 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator
 
 
+def _p50(p: Percentiles | None) -> float | None:
+    return p.p50 if p else None
+
+
 def compare(first: LevelStats, second: LevelStats) -> Comparison:
     return Comparison(
         throughput_ratio=_ratio(first.tokens_per_s, second.tokens_per_s),
-        ttft_ratio=_ratio(second.ttft_s and second.ttft_s.p50, first.ttft_s and first.ttft_s.p50),
-        latency_ratio=_ratio(second.e2e_s and second.e2e_s.p50, first.e2e_s and first.e2e_s.p50),
+        ttft_ratio=_ratio(_p50(second.ttft_s), _p50(first.ttft_s)),
+        latency_ratio=_ratio(_p50(second.e2e_s), _p50(first.e2e_s)),
     )

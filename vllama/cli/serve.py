@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from vllama.cli.main import cli
+
+if TYPE_CHECKING:
+    from litestar import Litestar
 
 #: Engine-specific flags: (option name, engine setting, type, metavar, help).
 ENGINE_FLAGS: tuple[tuple[str, str, click.ParamType, str, str], ...] = (
@@ -75,7 +78,7 @@ def serve(host: str | None, models: tuple[str, ...], backend: str | None, parall
     elif not settings.loopback:
         log.warning("bound to %s with no API key: anyone who can reach this port can use every route; set VLLAMA_API_KEY", settings.host)
 
-    def build() -> object:
+    def build() -> Litestar:
         from vllama.server.app import create_app
 
         return create_app(vllama)

@@ -18,8 +18,8 @@ from enum import Enum
 from typing import Any
 
 import msgspec
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from vllama.asgi import ASGIApp, Message, Receive, Scope, Send
 from vllama.durations import FOREVER, keep_alive_seconds
 from vllama.server.openai_wire import ErrorBody, ErrorDetail
 
@@ -124,7 +124,8 @@ async def _answer(send: Send, path: str, status: int, message: str, code: str) -
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool]:
     """The whole body, and whether it stayed within :data:`MAX_BODY`."""
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":

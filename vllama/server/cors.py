@@ -14,7 +14,7 @@ import re
 import socket
 from collections.abc import Iterable
 
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from vllama.asgi import ASGIApp, Message, Receive, Scope, Send
 
 DEFAULT_ORIGINS = tuple(
     f"{scheme}://{host}{port}"
@@ -82,13 +82,13 @@ class OriginGuard:
             return
         cors = [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin")]
         if scope["method"] == "OPTIONS":
-            headers = cors + [
+            preflight = cors + [
                 (b"access-control-allow-methods", ALLOW_METHODS.encode()),
                 (b"access-control-allow-headers", ALLOW_HEADERS.encode()),
                 (b"access-control-max-age", b"43200"),
                 (b"content-length", b"0"),
             ]
-            await send({"type": "http.response.start", "status": 204, "headers": headers})
+            await send({"type": "http.response.start", "status": 204, "headers": preflight})
             await send({"type": "http.response.body", "body": b""})
             return
 

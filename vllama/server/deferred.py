@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-ASGIApp = Callable[..., Any]
+from vllama.asgi import ASGIApp, Receive, Scope, Send
 
 
 class DeferredApp:
@@ -26,7 +26,7 @@ class DeferredApp:
         self._to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
-    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._serve_lifespan(receive, send)
             return
@@ -44,7 +44,7 @@ class DeferredApp:
     def ready(self) -> bool:
         return self._ready is not None and self._ready.done() and not self._ready.exception()
 
-    async def _serve_lifespan(self, receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+    async def _serve_lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()
         assert message["type"] == "lifespan.startup"
         self._ready = asyncio.get_running_loop().create_future()
@@ -70,7 +70,7 @@ class DeferredApp:
             self._ready.set_exception(e)
             raise
         await self._to_app.put({"type": "lifespan.startup"})
-        runner = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, self._to_app.get, self._from_app.put))
+        runner = asyncio.ensure_future(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, self._to_app.get, self._from_app.put))
         reply = await self._from_app.get()
         if reply["type"] != "lifespan.startup.complete":
             self._ready.set_exception(RuntimeError(f"the app failed to start: {reply.get('message', reply['type'])}"))

@@ -8,6 +8,7 @@ from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.types import ExceptionHandlersMap
 
 from vllama.errors import VllamaError
 from vllama.server.openai_wire import error_body
@@ -51,7 +52,7 @@ def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[
     return _answer(request, 500, f"internal error: {type(exc).__name__}: {exc}")
 
 
-HANDLERS = {
+HANDLERS: ExceptionHandlersMap = {
     VllamaError: vllama_error,
     ValidationException: validation_error,
     HTTPException: http_error,

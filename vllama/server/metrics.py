@@ -15,11 +15,17 @@ from typing import Any
 
 from litestar import Request, get
 from litestar.response import Response
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from vllama.asgi import ASGIApp, Message, Receive, Scope, Send
 from vllama.core import Vllama
 from vllama.scheduler import Runner, Scheduler
 from vllama.types import Delta, Done, Event

@@ -6,6 +6,7 @@ atomic rename) after every blob it names is in place: a crash never leaves a hal
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import hashlib
 import json
@@ -22,7 +23,12 @@ import msgspec
 from vllama.errors import BadRequest, ModelNotFound, NotFound
 from vllama.names import ModelName
 from vllama.store.blobs import Blobs
-from vllama.store.describe import Description, describe_directory, describe_gguf, with_template
+from vllama.store.describe import (
+    Description,
+    describe_directory,
+    describe_gguf,
+    with_template,
+)
 from vllama.store.files import model_files
 from vllama.store.lock import StoreLock
 from vllama.types import Message, ModelDetails, ModelRef
@@ -204,7 +210,7 @@ class ModelStore:
             raise NotFound(f"no such file or directory: {source}")
         return self.import_files(model_files(source), progress)
 
-    def import_files(self, files: Mapping[str, Path], progress: Progress = lambda _: None, new: list[str] | None = None) -> dict[str, str]:
+    def import_files(self, files: Mapping[str, Path], progress: Progress = lambda _: None, new: builtins.list[str] | None = None) -> dict[str, str]:
         """Copy files into blobs: ``{name: digest}``; digests the store did not hold are appended to ``new``."""
         out = {}
         for rel, path in files.items():
@@ -230,8 +236,8 @@ class ModelStore:
         parameters: Mapping[str, Any] | None = None,
         template: str | None = None,
         system: str | None = None,
-        license: list[str] | None = None,
-        messages: list[Message] | None = None,
+        license: builtins.list[str] | None = None,
+        messages: builtins.list[Message] | None = None,
         progress: Progress = lambda _: None,
         new_blobs: Iterable[str] = (),
     ) -> ModelRef:
@@ -254,10 +260,10 @@ class ModelStore:
         parameters: Mapping[str, Any] | None,
         template: str | None,
         system: str | None,
-        license: list[str] | None,
-        messages: list[Message] | None,
+        license: builtins.list[str] | None,
+        messages: builtins.list[Message] | None,
         progress: Progress,
-        written: list[str],
+        written: builtins.list[str],
     ) -> ModelRef:
         if files:
             weights, config = self._weights_layers(files, progress)
@@ -282,7 +288,7 @@ class ModelStore:
         ):
             if value:
                 layers.append(self._text_layer(media, value, progress, written))
-        for text in license or []:
+        for text in license or ():
             layers.append(self._text_layer(LICENSE, text, progress, written))
         config_bytes = msgspec.json.encode(config)
         config_layer = Layer(CONFIG_TYPE, self._write_new(config_bytes, written), len(config_bytes))
@@ -299,7 +305,7 @@ class ModelStore:
             raise ModelNotFound(ref.name)
         return found
 
-    def _weights_layers(self, files: Mapping[str, str], progress: Progress) -> tuple[list[Layer], Config]:
+    def _weights_layers(self, files: Mapping[str, str], progress: Progress) -> tuple[builtins.list[Layer], Config]:
         for rel in files:
             if rel.startswith("/") or ".." in Path(rel).parts or not rel:
                 raise BadRequest(f"invalid file name {rel!r}")
@@ -327,13 +333,13 @@ class ModelStore:
             layers.append(Layer(FILE, digest, self.blobs.require(digest).stat().st_size, {TITLE: rel}))
         return layers, _config(desc)
 
-    def _write_new(self, data: bytes, written: list[str]) -> str:
+    def _write_new(self, data: bytes, written: builtins.list[str]) -> str:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if not self.blobs.has(digest):
             written.append(digest)
         return self.blobs.write_bytes(data)
 
-    def _text_layer(self, media: str, text: str, progress: Progress, written: list[str]) -> Layer:
+    def _text_layer(self, media: str, text: str, progress: Progress, written: builtins.list[str]) -> Layer:
         data = text.encode()
         existed = self.blobs.has("sha256:" + hashlib.sha256(data).hexdigest())
         digest = self._write_new(data, written)

@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from vllama.engine import Backend, Engine, Support
 from vllama.errors import BadRequest, ContextOverflow
@@ -26,8 +26,8 @@ from vllama.types import (
     ChatRequest,
     Delta,
     Done,
-    EmbedRequest,
     Embeddings,
+    EmbedRequest,
     EngineInfo,
     Event,
     GenerateRequest,
@@ -36,9 +36,9 @@ from vllama.types import (
     ModelRef,
     SamplingOptions,
     TokenLogprob,
-    TopLogprob,
     ToolCall,
     ToolCallFunction,
+    TopLogprob,
 )
 
 EMBEDDING_DIM = 8
@@ -183,7 +183,7 @@ def tokenize(text: str) -> list[str]:
     return re.findall(r"\S+\s*|\s+", text)
 
 
-def _limit(tokens: list[str], options: SamplingOptions) -> tuple[list[str], str]:
+def _limit(tokens: list[str], options: SamplingOptions) -> tuple[list[str], Literal["stop", "length"]]:
     text = "".join(tokens)
     for stop in options.stop:
         if stop and stop in text:

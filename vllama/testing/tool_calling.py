@@ -28,7 +28,7 @@ from vllama.testing.capabilities import mismatches
 from vllama.testing.server import ServerProcess
 
 MODEL = "qwen"
-WEATHER = {
+WEATHER: Any = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -36,7 +36,7 @@ WEATHER = {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
     },
 }
-TIME = {
+TIME: Any = {
     "type": "function",
     "function": {
         "name": "get_time",
@@ -44,13 +44,18 @@ TIME = {
         "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]},
     },
 }
-ASK = {"role": "user", "content": "What is the weather in Paris?"}
+ASK: Any = {"role": "user", "content": "What is the weather in Paris?"}
 #: With the tools not offered again and this system prompt, the 0.5B model answers from the result.
 ANSWER_SYSTEM = "You are a helpful assistant. When a tool result arrives, answer the user in one plain sentence."
 RESULT = json.dumps({"city": "Paris", "temperature_celsius": 22, "sky": "sunny"})
 GREEDY = {"temperature": 0, "num_predict": 64}
 #: Engines on two CPU cores: a first request may include a load of a minute or more.
 TIMEOUT = 600
+
+
+def functions(message: Any) -> list[Any]:
+    """The function calls in an OpenAI reply message."""
+    return [c.function for c in message.tool_calls or [] if c.type == "function"]
 
 
 class ToolCalling:
@@ -81,7 +86,7 @@ class ToolCalling:
         calls = first.message.tool_calls or []
         assert [(c.function.name, dict(c.function.arguments)) for c in calls] == [("get_weather", {"city": "Paris"})]
         assert first.message.content == "" and first.done_reason == "stop"
-        history = [
+        history: list[Any] = [
             {"role": "system", "content": ANSWER_SYSTEM},
             ASK,
             {"role": "assistant", "content": "", "tool_calls": [c.model_dump() for c in calls]},
@@ -89,13 +94,14 @@ class ToolCalling:
         ]
         final = client.chat(model=MODEL, messages=history, options=GREEDY)
         assert not final.message.tool_calls
-        assert "22" in final.message.content and "Paris" in final.message.content
+        answer = final.message.content or ""
+        assert "22" in answer and "Paris" in answer
 
     def test_ollama_client_streams_the_call(self, client: ollama.Client) -> None:
         chunks = list(client.chat(model=MODEL, messages=[ASK], tools=[WEATHER], options=GREEDY, stream=True))
         calls = [c for chunk in chunks for c in chunk.message.tool_calls or []]
         assert [(c.function.name, c.function.arguments) for c in calls] == [("get_weather", {"city": "Paris"})]
-        assert chunks[-1].done and "".join(c.message.content for c in chunks) == ""
+        assert chunks[-1].done and "".join(c.message.content or "" for c in chunks) == ""
 
     def test_native_wire_carries_the_call_index(self, server: ServerProcess) -> None:
         body = {"model": MODEL, "messages": [ASK], "tools": [WEATHER], "options": GREEDY, "stream": False}
@@ -104,7 +110,7 @@ class ToolCalling:
         assert call["function"] == {"index": 0, "name": "get_weather", "arguments": {"city": "Paris"}}
 
     def test_openai_client_round_trip_with_tool_choice_none(self, oai: openai.OpenAI) -> None:
-        first = oai.chat.completions.create(model=MODEL, messages=[ASK], tools=[WEATHER], temperature=0, max_tokens=64)  # type: ignore[list-item]
+        first = oai.chat.completions.create(model=MODEL, messages=[ASK], tools=[WEATHER], temperature=0, max_tokens=64)
         choice = first.choices[0]
         assert choice.finish_reason == "tool_calls"
         (call,) = choice.message.tool_calls or []
@@ -116,13 +122,13 @@ class ToolCalling:
             {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
             {"role": "tool", "tool_call_id": call.id, "content": RESULT},
         ]
-        final = oai.chat.completions.create(model=MODEL, messages=history, tools=[WEATHER], tool_choice="none",  # type: ignore[list-item]
+        final = oai.chat.completions.create(model=MODEL, messages=history, tools=[WEATHER], tool_choice="none",
                                             temperature=0, max_tokens=64)  # fmt: skip
         assert final.choices[0].finish_reason == "stop" and not final.choices[0].message.tool_calls
         assert "22" in (final.choices[0].message.content or "")
 
     def test_openai_client_streams_tool_call_deltas(self, oai: openai.OpenAI) -> None:
-        stream = oai.chat.completions.create(model=MODEL, messages=[ASK], tools=[WEATHER], temperature=0, max_tokens=64, stream=True)  # type: ignore[list-item]
+        stream = oai.chat.completions.create(model=MODEL, messages=[ASK], tools=[WEATHER], temperature=0, max_tokens=64, stream=True)
         chunks = list(stream)
         deltas = [d for c in chunks if c.choices for d in c.choices[0].delta.tool_calls or []]
         assert [d.index for d in deltas] == [0] and deltas[0].id and deltas[0].function
@@ -130,22 +136,22 @@ class ToolCalling:
         assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
 
     def test_tool_choice_required_and_named(self, oai: openai.OpenAI) -> None:
-        asked = [{"role": "user", "content": "Tell me the time in Tokyo, please."}]
-        required = oai.chat.completions.create(model=MODEL, messages=asked, tools=[WEATHER, TIME], tool_choice="required",  # type: ignore[arg-type]
+        asked: list[Any] = [{"role": "user", "content": "Tell me the time in Tokyo, please."}]
+        required = oai.chat.completions.create(model=MODEL, messages=asked, tools=[WEATHER, TIME], tool_choice="required",
                                                temperature=0, max_tokens=64)  # fmt: skip
-        (call,) = required.choices[0].message.tool_calls or []
-        assert call.function.name in ("get_weather", "get_time") and json.loads(call.function.arguments)
+        (call,) = functions(required.choices[0].message)
+        assert call.name in ("get_weather", "get_time") and json.loads(call.arguments)
         named = oai.chat.completions.create(
-            model=MODEL, messages=asked, tools=[WEATHER, TIME], temperature=0, max_tokens=64,  # type: ignore[list-item]
+            model=MODEL, messages=asked, tools=[WEATHER, TIME], temperature=0, max_tokens=64,
             tool_choice={"type": "function", "function": {"name": "get_weather"}},
         )
-        calls = named.choices[0].message.tool_calls or []
-        assert [c.function.name for c in calls] == ["get_weather"]
-        assert set(json.loads(calls[0].function.arguments)) == {"city"}
+        calls = functions(named.choices[0].message)
+        assert [c.name for c in calls] == ["get_weather"]
+        assert set(json.loads(calls[0].arguments)) == {"city"}
 
     def test_bad_tool_choice_is_a_400(self, oai: openai.OpenAI) -> None:
         with pytest.raises(openai.BadRequestError, match="not in tools"):
-            oai.chat.completions.create(model=MODEL, messages=[ASK], tools=[WEATHER],  # type: ignore[list-item]
+            oai.chat.completions.create(model=MODEL, messages=[ASK], tools=[WEATHER],
                                         tool_choice={"type": "function", "function": {"name": "nope"}})  # fmt: skip
 
     def test_langchain_chat_ollama_binds_tools(self, server: ServerProcess) -> None:
