@@ -34,7 +34,7 @@ def test_a_partial_match_that_fails_is_released() -> None:
 @given(st.text(alphabet="abc ", max_size=40), st.lists(st.text(alphabet="abc", min_size=1, max_size=4), max_size=3), st.data())
 def test_output_is_the_text_up_to_the_first_stop(text: str, stops: list[str], data: st.DataObject) -> None:
     cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=8)))
-    chunks = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
+    chunks = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
     out, stopped = stream(chunks, stops)
     first = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
     assert stopped == (first >= 0)

@@ -4,12 +4,14 @@
   streams them to the client.
 * :class:`StopText` ends streamed text at the first stop string, holding back text that could
   be the start of one.
+
+:mod:`vllama.batching` builds the batch loop, the sequence and the engine on them.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, TypeAlias
 
 from vllama.types import Delta, Done
@@ -34,7 +36,7 @@ class Channel:
         """Tell the consumer the sequence is gone (engine thread, last call)."""
         self._call(_resolve, self.released)
 
-    async def events(self, cancel: Callable[[], None]) -> AsyncIterator[Delta | Done]:
+    async def events(self, cancel: Callable[[], None]) -> AsyncGenerator[Delta | Done, None]:
         """Yield the sequence's events up to its Done, or raise the error it ends with.
 
         If the consumer stops early (its client went away), call ``cancel`` and wait until the
@@ -58,7 +60,7 @@ class Channel:
                 await asyncio.shield(self.released)
 
     def _call(self, fn: Callable[[Any], None], arg: Any) -> None:
-        try:
+        try:  # noqa: SIM105  # once per token: a plain try costs less than contextlib.suppress
             self.loop.call_soon_threadsafe(fn, arg)
         except RuntimeError:  # the consumer's event loop is closed: nobody is listening
             pass
