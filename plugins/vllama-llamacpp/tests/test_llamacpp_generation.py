@@ -202,7 +202,7 @@ async def test_new_sequences_take_the_lowest_free_slot_and_run_in_slot_order(eng
     await streams[1].aclose()
     late = engine.generate(GenerateRequest(prompt=prompts[3], raw=True, options=options))
     await anext(late)
-    slots = [seq.seq_id for seq in engine._loop._running]
+    slots = [seq.id for seq in engine.loop.running]
     assert slots == [0, 1, 2], "the freed slot 1 is reused and the batch stays in slot order"
     for s in (streams[0], streams[2], late):
         await s.aclose()

@@ -6,23 +6,21 @@ between steps; a cancelled one is dropped and its KV cells freed at the next ste
 
 Batch order matters for speed: with one KV stream per sequence, llama.cpp keeps a batch in one
 micro-batch only when its seq_ids increase in batch order. So running sequences are kept sorted
-by slot and a new sequence takes the lowest free slot, and each step reads the weights once.
+by slot (the toolkit keeps them in ``id`` order, and ``id`` is the slot) and a new sequence takes
+the lowest free slot, and each step reads the weights once.
 """
 
 from __future__ import annotations
 
 import bisect
 import logging
-import threading
 import time
-from collections import deque
-from collections.abc import Callable
-from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any
 
 import llama_cpp as lc
 import numpy as np
 
+from vllama.batching import BatchLoop as BaseLoop
 from vllama.errors import EngineError
 from vllama_llamacpp.logprobs import token_logprob
 from vllama_llamacpp.native import Model
@@ -30,138 +28,56 @@ from vllama_llamacpp.sequence import Sequence
 
 log = logging.getLogger("vllama.llamacpp")
 
-T = TypeVar("T")
-
 #: How long a step that carries a prompt chunk may stall the sequences already generating.
 PREFILL_STALL_S = 0.25
 MIN_PREFILL_CHUNK = 32
 
 
-class BatchLoop:
+class BatchLoop(BaseLoop[Sequence]):
     """Owns a generation context (may be None for embedding-only models) and the thread that
     is the only one to touch it. Other work that must not race it runs through :meth:`call`."""
 
+    label = "llama.cpp"
+
     def __init__(self, model: Model, ctx: Any, *, n_batch: int, n_slots: int, reuse_prefix: bool) -> None:
+        super().__init__(name="llamacpp-batch")
         self._model = model
         self._ctx = ctx
         self._n_batch = n_batch
         self._reuse_prefix = reuse_prefix
         self._batch: Any = lc.llama_batch_init(n_batch, 0, 1) if ctx else None
         self._mem = lc.llama_get_memory(ctx) if ctx else None
-        self._cond = threading.Condition()
-        self._incoming: deque[Sequence] = deque()
-        self._jobs: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
-        self._stopping = False
-        self._waiting: deque[Sequence] = deque()
-        self._running: list[Sequence] = []
         self._free_slots = list(range(n_slots))
         #: Per slot: the tokens whose KV cells it still holds, for prefix reuse.
         self._cached: list[list[int]] = [[] for _ in range(n_slots)]
         self._prefill_token_s = 0.005  # a guess (200 prompt tokens/s), refined as it runs
-        self._thread = threading.Thread(target=self._run, name="llamacpp-batch", daemon=True)
-        self._thread.start()
 
-    @property
-    def active(self) -> int:
-        """Sequences holding a slot (and KV cells)."""
-        return len(self._running)
-
-    def submit(self, seq: Sequence) -> None:
-        with self._cond:
-            if self._stopping:
-                raise EngineError("the model is being unloaded")
-            self._incoming.append(seq)
-            self._cond.notify()
-
-    def cancel(self, seq: Sequence) -> None:
-        """Drop ``seq`` at the next step (its consumer went away)."""
-        with self._cond:
-            seq.cancelled = True
-            self._cond.notify()
-
-    def call(self, fn: Callable[[], T]) -> Future[T]:
-        """Run ``fn`` on the loop thread between two steps."""
-        future: Future[T] = Future()
-        with self._cond:
-            if self._stopping:
-                raise EngineError("the model is being unloaded")
-            self._jobs.append((fn, future))
-            self._cond.notify()
-        return future
-
-    def stop(self) -> None:
-        """Fail what is left, stop the thread and free the batch (blocking)."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        self._thread.join()
+    def teardown(self) -> None:
         if self._batch is not None:
             lc.llama_batch_free(self._batch)
             self._batch = None
 
-    # -- the loop thread -----------------------------------------------------------------
+    def has_room(self) -> bool:
+        return bool(self._free_slots)
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not (self._stopping or self._incoming or self._jobs or self._running or self._waiting):
-                    self._cond.wait()
-                if self._stopping:
-                    break
-                self._waiting.extend(self._incoming)
-                self._incoming.clear()
-                jobs = list(self._jobs)
-                self._jobs.clear()
-            for fn, future in jobs:
-                if future.set_running_or_notify_cancel():
-                    try:
-                        future.set_result(fn())
-                    except BaseException as e:
-                        future.set_exception(e)
-            try:
-                self._drop_cancelled()
-                self._admit()
-                if self._running:
-                    self._step()
-            except Exception as e:  # never let one bad step kill the thread that serves everyone
-                log.exception("batch step failed")
-                for seq in list(self._running):
-                    seq.fail(EngineError(f"llama.cpp engine error: {e}"))
-                    self._release(seq, keep_cache=False)
-        self._shutdown()
+    def admit(self, seq: Sequence) -> None:
+        slot, common = self._pick_slot(seq.prompt)
+        cached = self._cached[slot]
+        if common < len(cached) and not lc.llama_memory_seq_rm(self._mem, slot, common, -1):
+            lc.llama_memory_seq_rm(self._mem, slot, -1, -1)
+            common = 0
+        self._free_slots.remove(slot)
+        self._cached[slot] = []
+        seq.id = slot
+        seq.n_past = common
 
-    def _shutdown(self) -> None:
-        with self._cond:
-            pending = list(self._incoming) + list(self._waiting) + self._running
-            jobs = list(self._jobs)
-        for seq in pending:
-            if not seq.finished:
-                seq.fail(EngineError("the model was unloaded"))
-            seq.free()
-        for _, future in jobs:
-            future.cancel()
-
-    def _drop_cancelled(self) -> None:
-        if any(s.cancelled for s in self._waiting):
-            for seq in [s for s in self._waiting if s.cancelled]:
-                self._waiting.remove(seq)
-                seq.free()
-        for seq in [s for s in self._running if s.cancelled]:
-            self._release(seq, keep_cache=False)
-
-    def _admit(self) -> None:
-        while self._waiting and self._free_slots:
-            seq = self._waiting.popleft()
-            slot, common = self._pick_slot(seq.prompt)
-            self._free_slots.remove(slot)
-            cached = self._cached[slot]
-            if common < len(cached) and not lc.llama_memory_seq_rm(self._mem, slot, common, -1):
-                lc.llama_memory_seq_rm(self._mem, slot, -1, -1)
-                common = 0
-            self._cached[slot] = []
-            seq.seq_id = slot
-            seq.n_past = common
-            bisect.insort(self._running, seq, key=_slot)
+    def on_leave(self, seq: Sequence, *, keep_cache: bool) -> None:
+        if keep_cache and self._reuse_prefix:
+            self._cached[seq.id] = seq.tokens()[: seq.n_past]
+        else:
+            lc.llama_memory_seq_rm(self._mem, seq.id, -1, -1)
+            self._cached[seq.id] = []
+        bisect.insort(self._free_slots, seq.id)
 
     def _pick_slot(self, prompt: list[int]) -> tuple[int, int]:
         """The free slot whose cached tokens share the longest prefix with ``prompt``; among
@@ -185,36 +101,26 @@ class BatchLoop:
         if n_prefill >= MIN_PREFILL_CHUNK:
             self._prefill_token_s = 0.7 * self._prefill_token_s + 0.3 * seconds / n_prefill
 
-    def _release(self, seq: Sequence, *, keep_cache: bool) -> None:
-        self._running.remove(seq)
-        if keep_cache and self._reuse_prefix:
-            self._cached[seq.seq_id] = seq.tokens()[: seq.n_past]
-        else:
-            lc.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
-            self._cached[seq.seq_id] = []
-        bisect.insort(self._free_slots, seq.seq_id)
-        seq.free()
-
-    def _step(self) -> None:
+    def step(self) -> None:
         b, n, outputs = self._batch, 0, []
         tokens, pos, n_seq_id, seq_ids, logits = b.token, b.pos, b.n_seq_id, b.seq_id, b.logits
-        for seq in self._running:
+        for seq in self.running:
             if seq.next_token is not None:
                 tokens[n], pos[n], n_seq_id[n], logits[n] = seq.next_token, seq.n_past, 1, 1
-                seq_ids[n][0] = seq.seq_id
+                seq_ids[n][0] = seq.id
                 seq.batch_index, seq.n_in_batch = n, 1
                 outputs.append(seq)
                 n += 1
         n_decoding = n
         limit = min(self._n_batch, n + self._prefill_budget()) if n else self._n_batch
-        for seq in self._running:
+        for seq in self.running:
             if n >= limit:
                 break
             if not seq.prefilling:
                 continue
             seq.started()
             take = min(limit - n, len(seq.prompt) - seq.n_past)
-            sid = seq.seq_id
+            sid = seq.id
             for j, token in enumerate(seq.prompt[seq.n_past : seq.n_past + take], seq.n_past):
                 tokens[n], pos[n], n_seq_id[n], logits[n] = token, j, 1, 0
                 seq_ids[n][0] = sid
@@ -225,7 +131,7 @@ class BatchLoop:
                 seq.batch_index = n - 1
                 outputs.append(seq)
         b.n_tokens = n
-        in_batch = [s for s in self._running if s.n_in_batch]
+        in_batch = [s for s in self.running if s.n_in_batch]
         started = time.perf_counter()
         rc = lc.llama_decode(self._ctx, b)
         self._measure(n - n_decoding, time.perf_counter() - started)
@@ -233,7 +139,7 @@ class BatchLoop:
             log.error("llama_decode failed with %d over %d tokens", rc, n)
             for seq in in_batch:
                 seq.fail(EngineError(f"llama.cpp failed to decode the batch (error {rc})"))
-                self._release(seq, keep_cache=False)
+                self.leave(seq, keep_cache=False)
             return
         for seq in in_batch:
             seq.n_past += seq.n_in_batch
@@ -241,23 +147,17 @@ class BatchLoop:
         for seq in outputs:
             if seq.cancelled:
                 continue
-            if seq.chain is None:  # plain greedy: the argmax, without a sampler's copy of the vocab
+            if seq.sampler is None:  # plain greedy: the argmax, without a sampler's copy of the vocab
                 row = lc.llama_get_logits_ith(self._ctx, seq.batch_index)
                 token = int(np.ctypeslib.as_array(row, shape=(self._model.n_vocab,)).argmax())
             else:
-                token = lc.llama_sampler_sample(seq.chain, self._ctx, seq.batch_index)
+                token = lc.llama_sampler_sample(seq.sampler, self._ctx, seq.batch_index)
             logprob = None
             if seq.top_logprobs is not None:
                 row = lc.llama_get_logits_ith(self._ctx, seq.batch_index)
                 logprob = token_logprob(self._model, row, token, seq.top_logprobs)
             seq.next_token = None
             seq.accept(token, logprob)
-        for seq in [s for s in self._running if s.finished]:
-            self._release(seq, keep_cache=True)
-
-
-def _slot(seq: Sequence) -> int:
-    return seq.seq_id
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

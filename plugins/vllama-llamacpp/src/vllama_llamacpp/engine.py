@@ -4,35 +4,29 @@ batch loop that serves them."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import llama_cpp as lc
 
 from vllama import gguf
+from vllama.batching import BatchEngine, chat_messages, generate_messages, top_logprobs
 from vllama.chat_inputs import is_jinja
-from vllama.engine import Engine
-from vllama.errors import BadRequest, ContextOverflow, EngineError, Unsupported
-from vllama.streams import Channel
+from vllama.errors import BadRequest, EngineError, Unsupported
 from vllama.tool_calls import FORMATS
 from vllama.types import (
     ChatRequest,
-    Done,
     Embeddings,
     EmbedRequest,
     EngineInfo,
-    Event,
     GenerateRequest,
     LoadSettings,
-    Message,
     ModelRef,
 )
 from vllama_llamacpp.batch_loop import BatchLoop
 from vllama_llamacpp.chat_template import ChatTemplate
 from vllama_llamacpp.embedding import Embedder
 from vllama_llamacpp.native import Model, new_context
-from vllama_llamacpp.sampling import build_chain, free_chain
+from vllama_llamacpp.sampling import build_chain
 from vllama_llamacpp.sequence import Sequence
 from vllama_llamacpp.tool_grammar import ToolGrammar, tool_grammar
 
@@ -40,17 +34,16 @@ from vllama_llamacpp.tool_grammar import ToolGrammar, tool_grammar
 _KV_ELEMENT_BYTES = 2
 
 
-class LlamaCppEngine(Engine):
+class LlamaCppEngine(BatchEngine[Sequence]):
     """A loaded GGUF model. The constructor blocks while it loads; run it in a thread.
 
     Each of ``settings.parallel`` sequences gets ``settings.num_ctx`` tokens of context.
     """
 
-    def __init__(
-        self, ref: ModelRef, settings: LoadSettings, *, n_threads: int, n_gpu_layers: int = 0
-    ) -> None:
-        self.name = ref.name
-        self._ref = ref
+    loop: BatchLoop
+
+    def __init__(self, ref: ModelRef, settings: LoadSettings, *, n_threads: int, n_gpu_layers: int = 0) -> None:
+        super().__init__(ref, settings)
         header = _read_header(ref)
         metadata = header.metadata
         arch = header.architecture
@@ -58,55 +51,35 @@ class LlamaCppEngine(Engine):
         self._offloaded = n_gpu_layers != 0 and bool(lc.llama_supports_gpu_offload())
         pooling_declared = metadata.get(f"{arch}.pooling_type") is not None
         self._generative = self._model.has_decoder and not pooling_declared
-        self._n_ctx = settings.num_ctx
-        self._parallel = max(1, settings.parallel)
-        n_batch = max(settings.num_batch, self._parallel)  # one decode token per sequence fits
+        n_batch = max(settings.num_batch, self.parallel)  # one decode token per sequence fits
         ctx = None
         try:
             self._template = self._chat_template(ref, str(metadata.get("tokenizer.chat_template") or ""))
             if self._generative:
                 ctx = new_context(
                     self._model,
-                    n_ctx=self._n_ctx * self._parallel,
+                    n_ctx=self.n_ctx * self.parallel,
                     n_batch=n_batch,
                     n_ubatch=n_batch,
-                    n_seq_max=self._parallel,
+                    n_seq_max=self.parallel,
                     n_threads=n_threads,
                     n_threads_batch=n_threads,
                     kv_unified=False,
                 )
             self._ctx = ctx
-            self._loop = BatchLoop(
-                self._model,
-                ctx,
-                n_batch=n_batch,
-                n_slots=self._parallel,
-                reuse_prefix=self._model.can_trim_cache,
-            )
+            self.loop = BatchLoop(self._model, ctx, n_batch=n_batch, n_slots=self.parallel, reuse_prefix=self._model.can_trim_cache)
+            self.loop.start()
         except BaseException:
             if ctx is not None:
                 lc.llama_free(ctx)
             self._model.close()
             raise
-        self._embedder = Embedder(
-            self._model, n_ctx=self._n_ctx, n_threads=n_threads, pooling_declared=pooling_declared
-        )
+        self._embedder = Embedder(self._model, n_ctx=self.n_ctx, n_threads=n_threads, pooling_declared=pooling_declared)
         self._kv_cell_bytes = _kv_cell_bytes(self._model, header)
-
-    @property
-    def active_sequences(self) -> int:
-        """Sequences currently holding a slot of the context."""
-        return self._loop.active
 
     # -- generation ------------------------------------------------------------------------
 
-    def generate(self, request: GenerateRequest) -> AsyncIterator[Event]:
-        return self._stream(lambda: self._generate_prompt(request), request)
-
-    def chat(self, request: ChatRequest) -> AsyncIterator[Event]:
-        return self._stream(lambda: self._chat_prompt(request), request)
-
-    def _generate_prompt(self, request: GenerateRequest) -> list[int]:
+    def generate_prompt(self, request: GenerateRequest) -> list[int]:
         self._check_generative()
         for token in request.context:
             if not 0 <= token < self._model.n_vocab:
@@ -118,92 +91,56 @@ class LlamaCppEngine(Engine):
         if request.raw or self._template is None:
             if not request.prompt:
                 return list(request.context)
-            return list(request.context) + self._model.tokenize(
-                request.prompt, add_special=not request.context
-            )
-        messages = []
-        system = request.system or self._ref.system
-        if system:
-            messages.append(Message(role="system", content=system))
-        messages.append(Message(role="user", content=request.prompt))
+            return list(request.context) + self._model.tokenize(request.prompt, add_special=not request.context)
+        messages = generate_messages(request, self.ref.system)
         return list(request.context) + self._model.tokenize(self._template.render(messages))
 
-    def _chat_prompt(self, request: ChatRequest) -> list[int]:
+    def chat_prompt(self, request: ChatRequest) -> list[int]:
         self._check_generative()
         if self._template is None:
             raise Unsupported(f'"{self.name}" does not support chat')
         if any(m.images for m in request.messages):
             raise Unsupported(f'"{self.name}" does not support images')
-        messages = list(request.messages)
-        if self._ref.system and not any(m.role == "system" for m in messages):
-            messages.insert(0, Message(role="system", content=self._ref.system))
-        return self._model.tokenize(self._template.render(messages, request.tools))
+        return self._model.tokenize(self._template.render(chat_messages(request, self.ref.system), request.tools))
 
     def _check_generative(self) -> None:
         if not self._generative:
             raise Unsupported(f'"{self.name}" does not support generate')
 
-    async def _stream(
-        self, prepare: Callable[[], list[int]], request: GenerateRequest | ChatRequest
-    ) -> AsyncIterator[Event]:
-        prompt = prepare()
-        if not prompt:
-            yield Done(reason="stop")
-            return
-        if len(prompt) > self._n_ctx:
-            raise ContextOverflow("the input length exceeds the context length")
+    def sequence(self, prompt: list[int], request: GenerateRequest | ChatRequest) -> Sequence:
         options = request.options
-        chain = build_chain(self._model, options, request.format, _tool_grammar(request))
-        channel = Channel(asyncio.get_running_loop())
-        seq = Sequence(
+        return Sequence(
             self._model,
             prompt,
-            chain,
-            channel,
-            num_predict=options.num_predict,
+            n_ctx=self.n_ctx,
+            sampler=build_chain(self._model, options, request.format, _tool_grammar(request)),
+            max_tokens=options.num_predict,
             ignore_eos=options.ignore_eos,
             stop=options.stop,
-            n_ctx=self._n_ctx,
-            top_logprobs=max(0, request.top_logprobs) if request.logprobs or request.top_logprobs else None,
+            top_logprobs=top_logprobs(request),
         )
-        try:
-            self._loop.submit(seq)
-        except BaseException:
-            free_chain(chain)
-            raise
-        async with contextlib.aclosing(channel.events(lambda: self._loop.cancel(seq))) as events:
-            async for event in events:
-                yield event
 
     # -- embeddings, info, close -----------------------------------------------------------
 
     async def embed(self, request: EmbedRequest) -> Embeddings:
-        future = self._loop.call(lambda: self._embedder.embed(request.inputs, request.truncate))
+        future = self.loop.call(lambda: self._embedder.embed(request.inputs, request.truncate))
         return await asyncio.wrap_future(future)
 
     def info(self) -> EngineInfo:
-        cells = (self._n_ctx * self._parallel if self._ctx else 0) + (
-            self._n_ctx if self._embedder.opened else 0
-        )
+        cells = (self.n_ctx * self.parallel if self._ctx else 0) + (self.n_ctx if self._embedder.opened else 0)
         kv_bytes = cells * self._kv_cell_bytes
         size = self._model.size + kv_bytes
-        return EngineInfo(
-            size=size,
-            size_vram=size if self._offloaded else 0,
-            context_length=self._n_ctx,
-            parallel=self._parallel,
-            info={
-                "llama.cpp.kv_cache_bytes": kv_bytes,
-                "llama.cpp.model_bytes": self._model.size,
-                "llama.cpp.n_threads": lc.llama_n_threads(self._ctx) if self._ctx else 0,
-            },
-        )
+        return self.engine_info(size, on_device=self._offloaded, info={
+            "llama.cpp.kv_cache_bytes": kv_bytes,
+            "llama.cpp.model_bytes": self._model.size,
+            "llama.cpp.n_threads": lc.llama_n_threads(self._ctx) if self._ctx else 0,
+        })  # fmt: skip
 
     async def close(self) -> None:
         await asyncio.to_thread(self._free)
 
     def _free(self) -> None:
-        self._loop.stop()
+        self.loop.stop()
         self._embedder.close()
         if self._ctx is not None:
             lc.llama_free(self._ctx)
