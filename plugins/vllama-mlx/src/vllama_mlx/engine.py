@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
-from vllama.engine import Engine
-from vllama.errors import ContextOverflow, Unsupported
-from vllama.streams import Channel
+from vllama.batching import BatchEngine, top_logprobs
+from vllama.errors import Unsupported
 from vllama.tool_calls import parse_tool_calls
 from vllama.types import (
     ChatRequest,
-    Done,
-    EmbedRequest,
     Embeddings,
+    EmbedRequest,
     EngineInfo,
     Event,
     GenerateRequest,
@@ -33,78 +30,64 @@ PROMPT_CACHE_ENTRIES = 16
 PROMPT_CACHE_BYTES = 1 << 30
 
 
-class MlxEngine(Engine):
+class MlxEngine(BatchEngine[Sequence]):
     """A loaded model. The constructor blocks while it loads; run it in a thread.
 
     Each of ``settings.parallel`` sequences gets ``settings.num_ctx`` tokens of context.
     """
 
+    loop: BatchLoop
+
     def __init__(self, ref: ModelRef, settings: LoadSettings, *, unified_memory: bool = False) -> None:
-        self.name = ref.name
-        self._ref = ref
-        self._n_ctx = settings.num_ctx
-        self._parallel = max(1, settings.parallel)
+        super().__init__(ref, settings)
         self._unified = unified_memory
-        self._loop = BatchLoop(
+        self.loop = BatchLoop(
             lambda: load_model(ref, str(settings.engine.get("dtype", "auto"))),
-            parallel=self._parallel,
+            parallel=self.parallel,
             prefill_step=settings.num_batch,
             cache_entries=PROMPT_CACHE_ENTRIES,
             cache_bytes=PROMPT_CACHE_BYTES,
         )
-        loaded = self._loop.wait_loaded()
+        self.loop.start()
+        loaded = self.loop.loaded
         self._tokenizer = loaded.tokenizer
         self._vocab_size = int(getattr(getattr(loaded.model, "args", None), "vocab_size", 0) or len(loaded.tokenizer))
         self._prompts = Prompts(loaded.tokenizer, ref)
         self._weights_bytes, self._dtype, itemsize = _weights(loaded.model)
         self._kv_token_bytes = _kv_token_bytes(loaded.model, itemsize)
 
-    @property
-    def active_sequences(self) -> int:
-        """Sequences in the running batch."""
-        return self._loop.active
-
     # -- generation ------------------------------------------------------------------------
 
-    def generate(self, request: GenerateRequest) -> AsyncIterator[Event]:
-        return self._stream(lambda: self._prompts.for_generate(request), request)
+    def generate_prompt(self, request: GenerateRequest) -> list[int]:
+        return self._prompts.for_generate(request)
+
+    def chat_prompt(self, request: ChatRequest) -> list[int]:
+        return self._prompts.for_chat(request)
 
     def chat(self, request: ChatRequest) -> AsyncIterator[Event]:
-        events = self._stream(lambda: self._prompts.for_chat(request), request)
+        events = super().chat(request)
         if not request.tools:
             return events
-        return parse_tool_calls(events, parser_for(module_name(self._ref, self._tokenizer, request.tool_format), request))
+        return parse_tool_calls(events, parser_for(module_name(self.ref, self._tokenizer, request.tool_format), request))
 
-    async def _stream(self, prepare: Callable[[], list[int]], request: GenerateRequest | ChatRequest) -> AsyncIterator[Event]:
-        prompt = prepare()
-        if not prompt:
-            yield Done(reason="stop")
-            return
-        if len(prompt) > self._n_ctx:
-            raise ContextOverflow("the input length exceeds the context length")
+    def sequence(self, prompt: list[int], request: GenerateRequest | ChatRequest) -> Sequence:
         options = request.options
-        if options.num_predict == 0:
-            yield Done(reason="length", prompt_tokens=len(prompt), context=prompt)
-            return
-        plan = sampling.plan(options, vocab_size=self._vocab_size, n_ctx=self._n_ctx)
-        sampler, processors = sampling.build(plan)
-        room = max(1, self._n_ctx - len(prompt))
-        channel = Channel(asyncio.get_running_loop())
+        plan = sampling.plan(options, vocab_size=self._vocab_size, n_ctx=self.n_ctx) if options.num_predict else None
+        sampler, processors = sampling.build(plan) if plan is not None else (None, [])
+        room = max(1, self.n_ctx - len(prompt))
         seq = Sequence(
             prompt,
             sampler=sampler,
             processors=processors,
             detokenizer=self._tokenizer.detokenizer,
-            channel=channel,
             max_tokens=min(options.num_predict, room) if options.num_predict > 0 else room,
             ignore_eos=options.ignore_eos,
             stop=options.stop,
-            top_logprobs=max(0, request.top_logprobs) if request.logprobs or request.top_logprobs else None,
+            top_logprobs=top_logprobs(request),
         )
-        self._loop.submit(seq)
-        async with contextlib.aclosing(channel.events(lambda: self._loop.cancel(seq))) as events:
-            async for event in events:
-                yield event
+        if options.num_predict == 0:  # the prompt only: nothing to run
+            seq.finish("length")
+        return seq
 
     # -- embeddings, info, close -----------------------------------------------------------
 
@@ -112,24 +95,18 @@ class MlxEngine(Engine):
         raise Unsupported(f'"{self.name}" does not support embeddings with the mlx backend (mlx-lm has no pooling path)')
 
     def info(self) -> EngineInfo:
-        kv_bytes = self._kv_token_bytes * self._n_ctx * self._parallel
+        kv_bytes = self._kv_token_bytes * self.n_ctx * self.parallel
         size = self._weights_bytes + kv_bytes
-        return EngineInfo(
-            size=size,
-            size_vram=size if self._unified else 0,
-            context_length=self._n_ctx,
-            parallel=self._parallel,
-            info={
-                "mlx.model_bytes": self._weights_bytes,
-                "mlx.dtype": self._dtype,
-                "mlx.kv_cache_bytes": kv_bytes,
-                "mlx.prompt_cache_bytes": self._loop.cache_nbytes,
-                "mlx.cached_prompts": self._loop.cached_prompts,
-            },
-        )
+        return self.engine_info(size, on_device=self._unified, info={
+            "mlx.model_bytes": self._weights_bytes,
+            "mlx.dtype": self._dtype,
+            "mlx.kv_cache_bytes": kv_bytes,
+            "mlx.prompt_cache_bytes": self.loop.cache_nbytes,
+            "mlx.cached_prompts": self.loop.cached_prompts,
+        })  # fmt: skip
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._loop.stop)
+        await asyncio.to_thread(self.loop.stop)
 
 
 def _weights(model: object) -> tuple[int, str, int]:
