@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from vllama.store.describe import describe_directory
 from vllama.testing.hf_models import smollm2_safetensors
+from vllama.testing.server import ServerProcess
 from vllama.types import ModelRef
 
 MODEL = "smollm2:135m"
@@ -23,6 +25,14 @@ def model_ref(path: Path, name: str = MODEL) -> ModelRef:
     desc = describe_directory(path)
     return ModelRef(name=name, format=desc.format, path=str(path), details=desc.details, info=desc.info,
                     capabilities=desc.capabilities, template=desc.template)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """``vllama serve`` on the MLX backend: two sequences of 1024 tokens, a store of its own."""
+    env = {"VLLAMA_BACKEND": "mlx", "VLLAMA_NUM_PARALLEL": "2", "VLLAMA_CONTEXT_LENGTH": "1024"}
+    with ServerProcess(tmp_path_factory.mktemp("server") / "models", env) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -2,26 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
-from vllama.engine import Backend
-from vllama.testing.conformance import BackendConformance
-from vllama.types import LoadSettings, ModelRef
+from vllama.testing.suite import Conformance
 from vllama_mlx.backend import MlxBackend
 
 
-class TestMlxConformance(BackendConformance):
-    @pytest.fixture(scope="class")
-    @classmethod
-    def backend(cls) -> type[Backend]:
-        return MlxBackend
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def model(cls, smollm2: ModelRef) -> ModelRef:
-        return smollm2
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def settings(cls) -> LoadSettings:
-        return LoadSettings(num_ctx=512, parallel=4)
+class TestMlxConformance(Conformance):
+    backend_class = MlxBackend  # on the conftest's smollm2; MLX has no thread setting

@@ -4,7 +4,6 @@ holds, and a context too large for the machine is refused before any load."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,13 +17,6 @@ from .conftest import model_ref
 
 #: K and V x 30 layers x 3 KV heads x 64 x 2 bytes (bf16): SmolLM2's cache per token.
 TOKEN_BYTES = 23_040
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    env = {"VLLAMA_BACKEND": "mlx", "VLLAMA_NUM_PARALLEL": "2", "VLLAMA_CONTEXT_LENGTH": "1024"}
-    with ServerProcess(tmp_path_factory.mktemp("memory") / "models", env) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ clients, and SmolLM2-135M-Instruct in safetensors created from a local directory
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,13 +21,6 @@ def create_from_dir(client: ollama.Client, name: str, directory: Path) -> None:
     """Upload each file of a model directory as a blob and create ``name`` from them."""
     files = {f.name: client.create_blob(f) for f in sorted(directory.iterdir()) if f.is_file()}
     assert client.create(model=name, files=files).status == "success"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    env = {"VLLAMA_BACKEND": "mlx", "VLLAMA_NUM_PARALLEL": "2", "VLLAMA_CONTEXT_LENGTH": "1024"}
-    with ServerProcess(tmp_path_factory.mktemp("serve") / "models", env) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -7,28 +7,16 @@ import pytest
 
 from vllama.engine import Backend, Engine
 from vllama.errors import Unsupported
-from vllama.testing.conformance import BackendConformance, collect
+from vllama.testing.conformance import collect
+from vllama.testing.suite import Conformance
 from vllama.types import EmbedRequest, GenerateRequest, LoadSettings, ModelRef
 from vllama_vllm.backend import VllmBackend
 
 pytestmark = pytest.mark.engine
 
 
-class TestVllmConformance(BackendConformance):
-    @pytest.fixture(scope="class")
-    @classmethod
-    def backend(cls) -> type[Backend]:
-        return VllmBackend
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def model(cls, smollm2: ModelRef) -> ModelRef:
-        return smollm2
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def settings(cls) -> LoadSettings:
-        return LoadSettings(num_ctx=512, parallel=4, num_thread=1)
+class TestVllmConformance(Conformance):
+    backend_class = VllmBackend
 
     async def test_embeddings(self, backend: type[Backend], engine: Engine, model: ModelRef) -> None:
         """One vLLM engine either generates or pools: a chat model refuses to embed, clearly."""
@@ -40,21 +28,10 @@ class TestVllmConformance(BackendConformance):
 EMBEDDING_TESTS = frozenset({"test_supports_its_model", "test_info", "test_embeddings", "test_generation_is_refused"})
 
 
-class TestVllmEmbeddingConformance(BackendConformance):
-    @pytest.fixture(scope="class")
-    @classmethod
-    def backend(cls) -> type[Backend]:
-        return VllmBackend
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def model(cls, minilm: ModelRef) -> ModelRef:
-        return minilm
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def settings(cls) -> LoadSettings:
-        return LoadSettings(num_ctx=256, parallel=4, num_thread=1)
+class TestVllmEmbeddingConformance(Conformance):
+    backend_class = VllmBackend
+    model_fixture = "minilm"
+    load_settings = LoadSettings(num_ctx=256, parallel=4, num_thread=1)
 
     @pytest.fixture(autouse=True)
     def _embedding_tests_only(self, request: pytest.FixtureRequest) -> None:
