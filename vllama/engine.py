@@ -131,6 +131,15 @@ class Engine(abc.ABC):
     def info(self) -> EngineInfo:
         """Memory footprint and runtime facts for /api/ps and /api/show. Cheap."""
 
+    @property
+    def alive(self) -> bool:
+        """Whether the engine can still serve requests. An engine whose library can die
+        under it (an engine process of its own that crashed, a lost device) answers False
+        from then on: the scheduler then unloads it (its running requests have failed with
+        it) and the next request loads the model again. Read before and after every request:
+        keep it cheap. The default: always True."""
+        return True
+
     @abc.abstractmethod
     async def close(self) -> None:
         """Release everything the engine holds. Called once, when the model unloads."""

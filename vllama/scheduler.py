@@ -61,7 +61,8 @@ class Runner:
 
     @property
     def alive(self) -> bool:
-        return self.engine is not None and getattr(self.engine, "alive", True)
+        """Loaded, and its engine can still serve (:attr:`Engine.alive`)."""
+        return self.engine is not None and self.engine.alive
 
 
 @dataclass

@@ -159,6 +159,35 @@ def test_stream_error_mid_way_is_a_final_error_line(tmp_path: Path, tiny_gguf: P
         assert "stopped unexpectedly" in lines[-1]["error"] and len(lines) == 3
 
 
+def test_an_error_in_a_worker_keeps_its_status_at_the_route(tmp_path: Path, tiny_gguf: Path, echo_server_with: Callable[..., ServerProcess]) -> None:
+    with echo_server_with(tmp_path) as server:
+        create_model(server.url, "small", tiny_gguf, parameters={"backend": "echo-isolated", "num_ctx": 4})
+        long = "one two three four five six"
+        overflow = {"error": "the input length exceeds the context length"}
+        for stream in (True, False):  # before any header, streaming or not
+            r = httpx.post(server.url + "/api/generate", json={"model": "small", "prompt": long, "stream": stream}, timeout=60)
+            assert (r.status_code, r.json()) == (400, overflow)
+        r = httpx.post(server.url + "/api/embed", json={"model": "small", "input": long, "truncate": False}, timeout=60)
+        assert (r.status_code, r.json()) == (400, overflow)
+        r = httpx.post(server.url + "/v1/chat/completions", json={"model": "small", "messages": [{"role": "user", "content": long}]}, timeout=60)
+        assert r.status_code == 400 and r.json()["error"]["message"] == overflow["error"]
+        assert generate(server.url, "small", "fits").json()["response"] == "fits"
+
+
+@pytest.mark.parametrize(("path", "body"), [("/api/generate", {"prompt": "one two"}), ("/api/chat", {"messages": [{"role": "user", "content": "one two"}]})])
+def test_the_request_that_loads_reports_the_load_on_its_final_chunk(
+    tmp_path: Path, tiny_gguf: Path, echo_server_with: Callable[..., ServerProcess], path: str, body: dict[str, object]
+) -> None:
+    with echo_server_with(tmp_path) as server:
+        create_model(server.url, "m", tiny_gguf, parameters={"backend": "echo-isolated"})
+        for loads in (True, False):
+            r = httpx.post(server.url + path, json={"model": "m", **body}, timeout=60)
+            *partial, final = [json.loads(line) for line in r.text.splitlines()]
+            assert len(partial) == 2 and all("load_duration" not in chunk for chunk in partial)
+            assert final["done"] is True and (final["load_duration"] > 0) == loads
+            assert final["total_duration"] >= final["load_duration"]
+
+
 @pytest.mark.parametrize("origin_env", [{"VLLAMA_ORIGINS": "https://app.example"}, {"OLLAMA_ORIGINS": "https://app.example"}])
 def test_origins_setting(tmp_path: Path, origin_env: dict[str, str], echo_server_with: Callable[..., ServerProcess]) -> None:
     with echo_server_with(tmp_path, **origin_env) as server:

@@ -26,6 +26,7 @@ from vllama.core import Vllama
 from vllama.durations import keep_alive_seconds
 from vllama.engine import Backend, Engine
 from vllama.errors import BadRequest, ClientGone, EngineError, Unsupported
+from vllama.scheduler import Lease
 from vllama.server import metrics
 from vllama.tool_calls import FORMATS, ToolCallParser, detect_format, parse_tool_calls
 from vllama.types import ChatRequest, Event, GenerateRequest, Message, ModelRef, Tool
@@ -35,7 +36,9 @@ T = TypeVar("T")
 
 @dataclass
 class Run:
-    """A primed stream: load time, and the events (the first already fetched)."""
+    """A primed stream: how long its model took to load (0 when it was loaded already), and
+    its events, the first already fetched. The events hold the engine's slot until they end
+    or are closed."""
 
     load_ns: int
     events: AsyncIterator[Event]
@@ -133,30 +136,27 @@ async def start(
     if isinstance(request, ChatRequest) and request.tools:
         request.tool_format = await tool_format(model, backend) or "json"
     admission.check(model, backend, request)
-    call: Callable[[Engine], AsyncIterator[Event]] = (
-        (lambda e: e.chat(request)) if isinstance(request, ChatRequest) else (lambda e: e.generate(request))  # type: ignore[arg-type]
-    )
 
-    async def events() -> AsyncIterator[Any]:
-        async with v.scheduler.acquire(model, keep_alive=keep_alive, options=options) as lease:
-            yield lease.load_duration_ns
-            async with contextlib.aclosing(_transformed(lease.runner.backend, request, call(lease.engine))) as stream:
-                async for event in stream:
-                    yield event
+    def call(engine: Engine) -> AsyncIterator[Event]:
+        return engine.chat(request) if isinstance(request, ChatRequest) else engine.generate(request)
 
-    stream = events()
+    held = contextlib.AsyncExitStack()  # the slot, then the stream: released in reverse
+
+    async def first_event() -> tuple[Lease, Event, AsyncIterator[Event]]:
+        lease = await held.enter_async_context(v.scheduler.acquire(model, keep_alive=keep_alive, options=options))
+        events = _transformed(lease.runner.backend, request, call(lease.engine))
+        held.push_async_callback(_aclose, events)
+        first = await anext(events, None)
+        if first is None:
+            raise EngineError(f"the engine for {model.name} ended the stream without a result")
+        return lease, first, events
+
     try:
-        load_ns, first = await _unless_disconnected(_first_two(stream), receive)
-    except StopAsyncIteration:
-        raise EngineError(f"the engine for {model.name} ended the stream without a result") from None
+        lease, first, events = await _unless_disconnected(first_event(), receive)
     except BaseException:
-        await stream.aclose()
+        await held.aclose()
         raise
-    return Run(load_ns, metrics.observe(v, model.name, started, now_ns(), _chain(first, stream)))
-
-
-async def _first_two(stream: AsyncIterator[Any]) -> tuple[Any, Any]:
-    return await anext(stream), await anext(stream)
+    return Run(lease.load_duration_ns, metrics.observe(v, model.name, started, now_ns(), _chain(first, events, held)))
 
 
 async def _unless_disconnected(work: Awaitable[T], receive: Callable[[], Awaitable[Any]] | None) -> T:
@@ -195,13 +195,19 @@ def _transformed(backend: type[Backend], request: GenerateRequest | ChatRequest,
     return events
 
 
-async def _chain(first: Event, rest: AsyncIterator[Event]) -> AsyncIterator[Event]:
-    try:
+async def _chain(first: Event, rest: AsyncIterator[Event], held: contextlib.AsyncExitStack) -> AsyncIterator[Event]:
+    async with held:
         yield first
         async for event in rest:
             yield event
-    finally:
-        await rest.aclose()  # type: ignore[attr-defined]
+
+
+async def _aclose(events: AsyncIterator[Event]) -> None:
+    """Close an engine's stream, which frees its sequence at once (an async generator's
+    ``finally``); an iterator that cannot be closed needs nothing."""
+    aclose: Callable[[], Awaitable[object]] | None = getattr(events, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 async def embed_vectors(v: Vllama, model: ModelRef, inputs: list[str], *, truncate: bool, keep_alive: float | None, options: dict[str, Any]) -> tuple[list[list[float]], int, int]:
