@@ -8,8 +8,8 @@ The same rule gives the capabilities that /api/show and /api/tags list.
 
 from __future__ import annotations
 
-from vllama.engine import Backend
 from vllama.errors import BadRequest, Unsupported
+from vllama.selection import Candidate
 from vllama.types import ChatRequest, GenerateRequest, ModelRef
 
 #: Model capabilities and the backend capability each needs ("completion": either).
@@ -17,14 +17,15 @@ _NEEDS = {"completion": ("completion", "chat"), "embedding": ("embedding",), "to
           "thinking": ("thinking",), "insert": ("insert",), "vision": ("vision",)}  # fmt: skip
 
 
-def capabilities(model: ModelRef, backend: type[Backend] | None) -> list[str]:
-    """What ``model`` can do when ``backend`` serves it (all the model's own without one)."""
-    if backend is None:
+def capabilities(model: ModelRef, serving: Candidate | None) -> list[str]:
+    """What ``model`` can do when the backend of ``serving`` serves it (all the model's own
+    without one)."""
+    if serving is None:
         return list(model.capabilities)
-    return [c for c in model.capabilities if any(b in backend.capabilities for b in _NEEDS.get(c, (c,)))]
+    return [c for c in model.capabilities if any(b in serving.capabilities for b in _NEEDS.get(c, (c,)))]
 
 
-def check(model: ModelRef, backend: type[Backend], request: GenerateRequest | ChatRequest) -> None:
+def check(model: ModelRef, serving: Candidate, request: GenerateRequest | ChatRequest) -> None:
     """Raise :class:`~vllama.errors.Unsupported` (a 400) for what the model or the engine
     cannot do, rather than ignore it silently."""
     chat = isinstance(request, ChatRequest)
@@ -50,14 +51,15 @@ def check(model: ModelRef, backend: type[Backend], request: GenerateRequest | Ch
             continue
         if model_cap is not None and model_cap not in model.capabilities:
             raise Unsupported(f'"{model.name}" does not support {what}')
-        if backend_cap not in backend.capabilities:
-            raise Unsupported(f'"{model.name}" does not support {what} with the {backend.name} backend')
+        if backend_cap not in serving.capabilities:
+            raise Unsupported(f'"{model.name}" does not support {what} with the {serving.backend.name} backend')
 
 
-def check_embed(model: ModelRef, backend: type[Backend]) -> None:
-    """Embeddings need a backend that embeds; as in Ollama, a generative model may embed."""
-    if "embedding" not in backend.capabilities:
-        raise Unsupported(f'"{model.name}" does not support embeddings with the {backend.name} backend')
+def check_embed(model: ModelRef, serving: Candidate) -> None:
+    """Embeddings need a backend that embeds this model; as in Ollama, a generative model may
+    embed where the backend allows it."""
+    if "embedding" not in serving.capabilities:
+        raise Unsupported(f'"{model.name}" does not support embeddings with the {serving.backend.name} backend')
 
 
 def check_context(model: ModelRef, context: list[int]) -> None:

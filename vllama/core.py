@@ -18,7 +18,7 @@ from vllama.errors import BadRequest, InvalidName, ModelNotFound, NoBackend
 from vllama.names import ModelName, parse_name
 from vllama.plugins import make_plugin_manager
 from vllama.scheduler import Scheduler
-from vllama.selection import choose, registered_backends
+from vllama.selection import Candidate, choose, registered_backends
 from vllama.store import ModelStore
 from vllama.types import ModelRef
 
@@ -64,20 +64,24 @@ class Vllama:
             if takers and len(errors) == len(takers):
                 raise errors[0]
 
+    def candidate_for(self, model: ModelRef) -> Candidate:
+        """The backend that would serve ``model`` here, with its answer (cheap: nothing
+        loads); :class:`~vllama.errors.NoBackend` if none can."""
+        return choose(self.pm, self.backends, model, self.hardware, self.settings.backend)
+
     def backend_for(self, model: ModelRef) -> type[Backend]:
-        """The backend that would serve ``model`` here (cheap: nothing loads);
-        :class:`~vllama.errors.NoBackend` if none can."""
-        return choose(self.pm, self.backends, model, self.hardware, self.settings.backend).backend
+        """The backend that would serve ``model`` here."""
+        return self.candidate_for(model).backend
 
     def capabilities(self, model: ModelRef) -> list[str]:
         """What ``model`` can do on the backend that would serve it, for /api/show and /api/tags."""
         from vllama import admission
 
         try:
-            backend: type[Backend] | None = self.backend_for(model)
+            serving: Candidate | None = self.candidate_for(model)
         except NoBackend:
-            backend = None
-        return admission.capabilities(model, backend)
+            serving = None
+        return admission.capabilities(model, serving)
 
     def parse(self, text: str) -> ModelName:
         return parse_name(text)

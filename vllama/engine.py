@@ -39,11 +39,16 @@ class Support(msgspec.Struct, frozen=True, kw_only=True):
     ``score`` ranks candidates: the default policy picks the highest. By convention 100 is
     "the engine this hardware is for" (vLLM on NVIDIA), 50 "a good fit", 10 "works as a fallback".
     ``parallel`` is the number of sequences it runs at once by default on this hardware.
+    ``capabilities`` narrows what the backend can do for this one model.
     """
 
     score: int
     reason: str = ""
     parallel: int = 1
+    #: What the backend can do with this model, where that is less than its class-level
+    #: :attr:`Backend.capabilities` (vLLM serves a model either as a generator or as an
+    #: embedder); None: all of them.
+    capabilities: frozenset[str] | None = None
 
 
 class Backend(abc.ABC):

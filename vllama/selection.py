@@ -20,6 +20,12 @@ class Candidate:
     backend: type[Backend]
     support: Support
 
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """What the backend can do with this model."""
+        narrowed = self.support.capabilities
+        return self.backend.capabilities if narrowed is None else self.backend.capabilities & narrowed
+
 
 def registered_backends(pm: pluggy.PluginManager) -> dict[str, type[Backend]]:
     """Collect every registered Backend class by name; a duplicate name is a PluginError."""

@@ -132,10 +132,11 @@ async def start(
     With the ASGI ``receive`` of the HTTP request, a client that hangs up while the request
     waits in the queue or for its first token gives up its place at once (:class:`ClientGone`)."""
     started = now_ns()
-    backend = v.backend_for(model)
+    serving = v.candidate_for(model)
+    backend = serving.backend
     if isinstance(request, ChatRequest) and request.tools:
         request.tool_format = await tool_format(model, backend) or "json"
-    admission.check(model, backend, request)
+    admission.check(model, serving, request)
 
     def call(engine: Engine) -> AsyncIterator[Event]:
         return engine.chat(request) if isinstance(request, ChatRequest) else engine.generate(request)
@@ -214,7 +215,7 @@ async def embed_vectors(v: Vllama, model: ModelRef, inputs: list[str], *, trunca
     """Embed inputs; return (raw vectors, prompt tokens, load ns)."""
     from vllama.types import EmbedRequest
 
-    admission.check_embed(model, v.backend_for(model))
+    admission.check_embed(model, v.candidate_for(model))
     async with v.scheduler.acquire(model, keep_alive=keep_alive, options=options) as lease:
         result = await lease.engine.embed(EmbedRequest(inputs=inputs, truncate=truncate))
         return result.vectors, result.prompt_tokens, lease.load_duration_ns

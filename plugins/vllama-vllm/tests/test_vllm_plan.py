@@ -39,6 +39,13 @@ def test_supports_safetensors_first_on_nvidia_and_as_a_fallback_on_cpu(smollm2: 
     assert VllmBackend.supports(gguf, GPUS) is None
 
 
+def test_a_model_is_served_as_a_generator_or_as_an_embedder(smollm2: ModelRef, minilm: ModelRef) -> None:
+    generator, embedder = VllmBackend.supports(smollm2, CPU), VllmBackend.supports(minilm, GPUS)
+    assert generator is not None and embedder is not None
+    assert generator.capabilities is not None and "embedding" not in generator.capabilities and "tools" in generator.capabilities
+    assert embedder.capabilities == frozenset({"embedding"})
+
+
 def test_parallel_layout_and_engine_settings_reach_engine_args(smollm2: ModelRef) -> None:
     from vllama_vllm.engine import engine_args
 

@@ -23,6 +23,11 @@ GPU_PARALLEL = 256
 CPU_PARALLEL = 8
 
 
+#: What vLLM does with an embedding model, and with any other.
+EMBEDDER = frozenset({"embedding"})
+GENERATOR = frozenset({"completion", "chat", "tools", "format", "logprobs"})
+
+
 class VllmBackend(Backend):
     """Runs safetensors models in vLLM's async engine with continuous batching.
 
@@ -61,9 +66,11 @@ class VllmBackend(Backend):
     def supports(cls, model: ModelRef, hardware: Hardware) -> Support | None:
         if model.format != "safetensors" or importlib.util.find_spec("vllm") is None:
             return None
+        # vLLM runs a model as a generator or, with its pooling runner, as an embedder.
+        serves = EMBEDDER if "embedding" in model.capabilities else GENERATOR
         if hardware.has_nvidia:
-            return Support(score=100, reason="vLLM on NVIDIA", parallel=GPU_PARALLEL)
-        return Support(score=20, reason="vLLM's CPU build, as a fallback", parallel=CPU_PARALLEL)
+            return Support(score=100, reason="vLLM on NVIDIA", parallel=GPU_PARALLEL, capabilities=serves)
+        return Support(score=20, reason="vLLM's CPU build, as a fallback", parallel=CPU_PARALLEL, capabilities=serves)
 
     @classmethod
     async def load(cls, model: ModelRef, hardware: Hardware, settings: LoadSettings) -> Engine:
