@@ -170,7 +170,8 @@ class ToolCall(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 Format = Literal["json"] | dict[str, Any] | None
-Think = bool | Literal["low", "medium", "high", "max"] | None
+ThinkLevel = Literal["low", "medium", "high", "max"]
+Think = bool | ThinkLevel | None
 
 
 class _Generation(msgspec.Struct, kw_only=True):

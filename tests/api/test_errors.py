@@ -30,6 +30,8 @@ CASES = [
     ("POST", "/api/generate", b'{"model": "echo", "prompt": "x", "raw": true, "system": "s"}', 400, "raw mode does not support"),
     ("POST", "/api/generate", b'{"model": "echo", "prompt": "x", "top_logprobs": 21}', 400, "top_logprobs must be between 0 and 20"),
     ("POST", "/api/generate", b'{"model": "echo", "prompt": "x", "format": "yaml"}', 400, "invalid format"),
+    ("POST", "/api/generate", b'{"model": "echo", "prompt": "x", "think": "extreme"}', 400, 'invalid think value: "extreme"'),
+    ("POST", "/api/chat", b'{"model": "echo", "messages": [], "think": "lots"}', 400, 'invalid think value: "lots"'),
     ("POST", "/api/generate", b'{"model": "echo", "prompt": "x", "images": ["***"]}', 400, "base64"),
     ("POST", "/api/chat", b'{"model": "echo", "messages": [{"role": "robot", "content": "x"}]}', 400, "invalid role"),
     ("POST", "/api/chat", b'{"model": "echo", "messages": "hello"}', 400, "got `str` - at `$.messages`"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypedDict
 
 from litestar import Request, post
 from litestar.response import Response, Stream
@@ -44,7 +44,18 @@ def wire_tool_calls(calls: list[ToolCall]) -> list[w.WireToolCall] | None:
     ]
 
 
-def metrics(done: Done, started: int, load_ns: int) -> dict[str, int]:
+class MetricsFields(TypedDict):
+    """The durations and counts of a final chunk (Ollama's ``Metrics``)."""
+
+    total_duration: int
+    load_duration: int
+    prompt_eval_count: int
+    prompt_eval_duration: int
+    eval_count: int
+    eval_duration: int
+
+
+def metrics(done: Done, started: int, load_ns: int) -> MetricsFields:
     return {
         "total_duration": serving.now_ns() - started,
         "load_duration": load_ns,
@@ -71,6 +82,7 @@ async def generate(request: Request[Any, Any, Any], data: w.GenerateBody) -> Res
     keep_alive = serving.parse_keep_alive(data.keep_alive)
     options, sampling = serving.merge_options(v, model, data.options)
     images = serving.decode_images(data.images)
+    think = serving.parse_think(data.think)
     if not data.prompt and not images:
         return await _load_or_unload(v, model, data.model, keep_alive, options, started, chat=False)
     req = GenerateRequest(
@@ -82,7 +94,7 @@ async def generate(request: Request[Any, Any, Any], data: w.GenerateBody) -> Res
         context=data.context or [],
         options=sampling,
         format=serving.check_format(data.format),
-        think=data.think,
+        think=think,
         logprobs=data.logprobs or data.top_logprobs > 0,
         top_logprobs=data.top_logprobs,
     )
@@ -144,13 +156,13 @@ async def _load_or_unload(
     else:
         load_ns = await v.scheduler.load(model, keep_alive=keep_alive, options=options)
         reason = "load"
-    common = {
-        "model": name, "created_at": rfc3339(), "done": True, "done_reason": reason,
-        "load_duration": load_ns, "total_duration": serving.now_ns() - started,
-    }  # fmt: skip
+    total = serving.now_ns() - started
     if chat:
-        return Response(w.ChatChunk(message=w.ChatChunkMessage(role="assistant", content=""), **common))
-    return Response(w.GenerateChunk(response="", **common))
+        message = w.ChatChunkMessage(role="assistant", content="")
+        return Response(w.ChatChunk(model=name, created_at=rfc3339(), message=message, done=True, done_reason=reason,
+                                    load_duration=load_ns, total_duration=total))  # fmt: skip
+    return Response(w.GenerateChunk(model=name, created_at=rfc3339(), response="", done=True, done_reason=reason,
+                                    load_duration=load_ns, total_duration=total))  # fmt: skip
 
 
 # -- /api/chat ---------------------------------------------------------------------------
@@ -189,6 +201,7 @@ async def chat(request: Request[Any, Any, Any], data: w.ChatBody) -> Response[An
     options, sampling = serving.merge_options(v, model, data.options)
     messages = to_messages(data.messages or [])
     tools = serving.parse_tools(data.tools)
+    think = serving.parse_think(data.think)
     if not messages:
         return await _load_or_unload(v, model, data.model, keep_alive, options, started, chat=True)
     req = ChatRequest(
@@ -196,7 +209,7 @@ async def chat(request: Request[Any, Any, Any], data: w.ChatBody) -> Response[An
         tools=tools,
         options=sampling,
         format=serving.check_format(data.format),
-        think=data.think,
+        think=think,
         logprobs=data.logprobs or data.top_logprobs > 0,
         top_logprobs=data.top_logprobs,
     )

@@ -29,7 +29,7 @@ from vllama.errors import BadRequest, ClientGone, EngineError, Unsupported
 from vllama.scheduler import Lease
 from vllama.server import metrics
 from vllama.tool_calls import FORMATS, ToolCallParser, detect_format, parse_tool_calls
-from vllama.types import ChatRequest, Event, GenerateRequest, Message, ModelRef, Tool
+from vllama.types import ChatRequest, Event, GenerateRequest, Message, ModelRef, Think, ThinkLevel, Tool
 
 T = TypeVar("T")
 
@@ -103,6 +103,18 @@ def merge_options(v: Vllama, model: ModelRef, request_options: dict[str, Any] | 
     opts.check_for_model({**model.parameters, **options}, model.info)
     v.check_engine_settings(options, model)
     return options, opts.sampling(model.parameters, options)
+
+
+_THINK_LEVELS: dict[str, ThinkLevel] = {"low": "low", "medium": "medium", "high": "high", "max": "max"}
+
+
+def parse_think(value: bool | str | None) -> Think:
+    """Ollama's ``think``: true, false or a level; any other string is a 400, as in Ollama."""
+    if value is None or isinstance(value, bool):
+        return value
+    if value in _THINK_LEVELS:
+        return _THINK_LEVELS[value]
+    raise BadRequest(f'invalid think value: "{value[:100]}" (must be "high", "medium", "low", "max", true, or false)')
 
 
 def check_format(value: Any) -> Any:
