@@ -91,7 +91,7 @@ def probe_nvidia() -> list[Device] | None:
 
 def _nvml_devices() -> list[Device] | None:
     try:
-        import pynvml  # type: ignore[import-not-found]
+        import pynvml
     except ImportError:
         return None
     try:

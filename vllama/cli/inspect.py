@@ -8,7 +8,7 @@ import msgspec
 from vllama.cli.main import cli
 
 
-def _pm():  # type: ignore[no-untyped-def]
+def _pm():
     from vllama.config import Settings
     from vllama.plugins import make_plugin_manager
 

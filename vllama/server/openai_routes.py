@@ -263,7 +263,7 @@ async def embeddings(request: Request[Any, Any, Any], data: o.EmbeddingsBody) ->
     if data.dimensions is not None and data.dimensions < 1:
         raise BadRequest("dimensions must be a positive integer")
     model = await v.find(data.model)
-    vectors, tokens, _ = await serving.embed_vectors(v, model, inputs, truncate=True, keep_alive=None, options={})  # type: ignore[arg-type]
+    vectors, tokens, _ = await serving.embed_vectors(v, model, inputs, truncate=True, keep_alive=None, options={})
     out = []
     for i, vec in enumerate(vectors):
         unit = serving.normalize(vec, data.dimensions)

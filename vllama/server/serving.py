@@ -83,7 +83,7 @@ async def tool_format(model: ModelRef, backend: type[Backend]) -> str | None:
     if named is None:
         return detect_format(model.template)
     if named in FORMATS or (backend.parses_tool_calls and isinstance(named, str) and named in await asyncio.to_thread(backend.tool_parsers)):
-        return named  # type: ignore[no-any-return]
+        return named
     extra = f" or a tool parser of the {backend.name} backend" if backend.parses_tool_calls else ""
     raise BadRequest(f"invalid tool_parser {str(named)[:100]!r}: use one of {', '.join(FORMATS)}{extra}")
 

@@ -194,7 +194,7 @@ def _limit(tokens: list[str], options: SamplingOptions) -> tuple[list[str], Lite
 
 
 @hookimpl
-def register_backends(register) -> None:  # type: ignore[no-untyped-def]
+def register_backends(register) -> None:
     register(EchoBackend)
     register(IsolatedEchoBackend)
     register(TextEchoBackend)

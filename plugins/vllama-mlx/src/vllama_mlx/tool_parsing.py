@@ -50,7 +50,7 @@ def parser_for(name: str | None, request: ChatRequest) -> ToolCallParser:
     names = [t.function.name for t in request.tools]
     fmt = request.tool_format if request.tool_format in FORMATS else "json"
     if name is None or name not in available():
-        return ToolCallParser(fmt, names, parallel=request.parallel_tool_calls)  # type: ignore[arg-type]
+        return ToolCallParser(fmt, names, parallel=request.parallel_tool_calls)
     module: ModuleType = importlib.import_module(f"mlx_lm.tool_parsers.{name}")
     specs = template_tools(request.tools)
 

@@ -10,7 +10,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import Any
 
 from vllm import AsyncEngineArgs
@@ -35,6 +35,7 @@ from vllama.types import (
     ModelRef,
     SamplingOptions,
     TokenLogprob,
+    ToolCall,
     TopLogprob,
 )
 from vllama_vllm.plan import Plan
@@ -162,7 +163,7 @@ class VllmEngine(Engine):
                     first = time.perf_counter_ns()
                 generated.extend(piece.token_ids)
                 logprobs = _logprobs(piece.token_ids, piece.logprobs, top) if top is not None else []
-                text, tool_calls = piece.text, []
+                text, tool_calls = piece.text, list[ToolCall]()
                 if calls is not None:
                     text, tool_calls = calls.feed(piece.text, piece.token_ids, prompt, finished=out.finished)
                 if text or logprobs or tool_calls:
@@ -184,7 +185,7 @@ class VllmEngine(Engine):
             context=prompt + generated,
         )
 
-    async def _guard(self, outputs: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async def _guard(self, outputs: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
         """vLLM's stream, with an engine that died turned into an EngineError."""
         try:
             async for out in outputs:

@@ -76,7 +76,8 @@ class ModelShape:
 
 
 def _context_limit(root: Path, text: dict[str, object]) -> int:
-    limits = [int(text["max_position_embeddings"])] if isinstance(text.get("max_position_embeddings"), int) else []
+    trained = text.get("max_position_embeddings")
+    limits = [trained] if isinstance(trained, int) else []
     try:
         sbert = json.loads((root / "sentence_bert_config.json").read_text())
         if isinstance(sbert.get("max_seq_length"), int):

@@ -125,4 +125,4 @@ def core_parser(request: ChatRequest, *, after_vllm: bool) -> ToolCallParser:
     and fenced JSON calls ("json"), else the request's own format."""
     fmt = "json" if after_vllm or request.tool_format not in FORMATS else request.tool_format
     names = [t.function.name for t in request.tools]
-    return ToolCallParser(fmt, names, parallel=request.parallel_tool_calls)  # type: ignore[arg-type]
+    return ToolCallParser(fmt, names, parallel=request.parallel_tool_calls)
