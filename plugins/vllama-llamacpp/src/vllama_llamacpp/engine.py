@@ -168,7 +168,7 @@ def _tool_grammar(request: GenerateRequest | ChatRequest) -> ToolGrammar | None:
     required = request.tool_choice == "required"
     if not required and request.format is not None:
         return None  # the reply's format wins over lazily constrained calls
-    return tool_grammar(request.tools, fmt, parallel=request.parallel_tool_calls, lazy=not required)  # type: ignore[arg-type]
+    return tool_grammar(request.tools, fmt, parallel=request.parallel_tool_calls, lazy=not required)
 
 
 def _read_header(ref: ModelRef) -> gguf.GGUFFile:
