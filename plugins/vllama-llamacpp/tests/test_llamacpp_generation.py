@@ -51,9 +51,7 @@ async def test_generate_raw_continues_the_prompt(engine: LlamaCppEngine) -> None
 
 
 async def test_generate_wraps_the_prompt_in_the_template(engine: LlamaCppEngine) -> None:
-    request = GenerateRequest(
-        prompt="What is the capital of France?", system="You are a helpful assistant.", options=GREEDY
-    )
+    request = GenerateRequest(prompt="What is the capital of France?", system="You are a helpful assistant.", options=GREEDY)
     text, _, _ = await collect(engine.generate(request))
     assert "Paris" in text
 
@@ -70,9 +68,7 @@ async def test_stream_then_done_with_counts(engine: LlamaCppEngine) -> None:
 
 
 async def test_num_predict_cuts_with_length(engine: LlamaCppEngine) -> None:
-    request = GenerateRequest(
-        prompt="Write a long story about a dragon.", options=SamplingOptions(temperature=0, num_predict=5)
-    )
+    request = GenerateRequest(prompt="Write a long story about a dragon.", options=SamplingOptions(temperature=0, num_predict=5))
     _, _, done = await collect(engine.generate(request))
     assert (done.reason, done.completion_tokens) == ("length", 5)
 
@@ -266,9 +262,7 @@ async def test_more_requests_than_slots_wait_their_turn(engine: LlamaCppEngine) 
 
 
 async def test_a_repeated_prefix_is_not_evaluated_again(engine: LlamaCppEngine) -> None:
-    system = Message(
-        role="system", content="You are a helpful assistant. " + "Always be concise and precise. " * 20
-    )
+    system = Message(role="system", content="You are a helpful assistant. " + "Always be concise and precise. " * 20)
 
     def request(question: str) -> ChatRequest:
         return ChatRequest(
