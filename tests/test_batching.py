@@ -16,10 +16,9 @@ from vllama.batching import (
     BatchEngine,
     BatchLoop,
     Sequence,
-    chat_messages,
-    generate_messages,
     top_logprobs,
 )
+from vllama.chat_inputs import generate_messages
 from vllama.errors import ContextOverflow, EngineError
 from vllama.testing.conformance import collect
 from vllama.types import (
@@ -278,13 +277,8 @@ def test_helpers() -> None:
     assert top_logprobs(GenerateRequest(prompt="x")) is None
     assert top_logprobs(GenerateRequest(prompt="x", logprobs=True)) == 0
     assert top_logprobs(GenerateRequest(prompt="x", top_logprobs=3)) == 3
-    assert generate_messages(GenerateRequest(prompt="q"), "") == [Message(role="user", content="q")]
-    assert [m.content for m in generate_messages(GenerateRequest(prompt="q"), "model")] == ["model", "q"]
-    assert [m.content for m in generate_messages(GenerateRequest(prompt="q", system="mine"), "model")] == ["mine", "q"]
-    chat = ChatRequest(messages=[Message(role="user", content="q")])
-    assert [m.content for m in chat_messages(chat, "model")] == ["model", "q"]
-    own = ChatRequest(messages=[Message(role="system", content="mine"), Message(role="user", content="q")])
-    assert [m.content for m in chat_messages(own, "model")] == ["mine", "q"]
+    assert generate_messages(GenerateRequest(prompt="q")) == [Message(role="user", content="q")]
+    assert [m.content for m in generate_messages(GenerateRequest(prompt="q", system="mine"))] == ["mine", "q"]
 
 
 async def test_done_is_the_last_event_and_info_is_the_engines() -> None:

@@ -43,7 +43,6 @@ from vllama.types import (
     FinishReason,
     GenerateRequest,
     LoadSettings,
-    Message,
     ModelRef,
     TokenLogprob,
 )
@@ -462,18 +461,3 @@ class BatchEngine(Engine, Generic[S]):
 def top_logprobs(request: GenerateRequest | ChatRequest) -> int | None:
     """How many alternatives a request wants with each token's logprob; None for no logprobs."""
     return max(0, request.top_logprobs) if request.logprobs or request.top_logprobs else None
-
-
-def generate_messages(request: GenerateRequest, system: str) -> list[Message]:
-    """A generate request as one user turn, after the request's system prompt (else ``system``,
-    the model's)."""
-    system = request.system or system
-    head = [Message(role="system", content=system)] if system else []
-    return [*head, Message(role="user", content=request.prompt)]
-
-
-def chat_messages(request: ChatRequest, system: str) -> list[Message]:
-    """A chat request's messages, with ``system`` (the model's) first unless they have one."""
-    if system and not any(m.role == "system" for m in request.messages):
-        return [Message(role="system", content=system), *request.messages]
-    return list(request.messages)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from vllama.types import Message, Tool
+from vllama.types import GenerateRequest, Message, Tool
 
 #: Ollama's Go templates (``{{ .Prompt }}``, ``{{ if .System }}``) are not Jinja.
 _GO_TEMPLATE = re.compile(r"\{\{-?\s*(\.|if\s|range\s|end\b|else\b|with\s|template\s)")
@@ -53,3 +53,10 @@ def template_tools(tools: list[Tool]) -> list[dict[str, Any]] | None:
                                       "parameters": t.function.parameters or {"type": "object", "properties": {}}}}
         for t in tools
     ]  # fmt: skip
+
+
+def generate_messages(request: GenerateRequest) -> list[Message]:
+    """A generate request as chat turns for the template: its system prompt (the core has put
+    the model's there already), then the prompt as one user turn."""
+    head = [Message(role="system", content=request.system)] if request.system else []
+    return [*head, Message(role="user", content=request.prompt)]

@@ -9,7 +9,8 @@ from pathlib import Path
 import llama_cpp as lc
 
 from vllama import gguf
-from vllama.batching import BatchEngine, chat_messages, generate_messages, top_logprobs
+from vllama.batching import BatchEngine, top_logprobs
+from vllama.chat_inputs import generate_messages
 from vllama.chat_inputs import is_jinja
 from vllama.errors import BadRequest, EngineError, Unsupported
 from vllama.tool_calls import FORMATS
@@ -92,7 +93,7 @@ class LlamaCppEngine(BatchEngine[Sequence]):
             if not request.prompt:
                 return list(request.context)
             return list(request.context) + self._model.tokenize(request.prompt, add_special=not request.context)
-        messages = generate_messages(request, self.ref.system)
+        messages = generate_messages(request)
         return list(request.context) + self._model.tokenize(self._template.render(messages))
 
     def chat_prompt(self, request: ChatRequest) -> list[int]:
@@ -101,7 +102,7 @@ class LlamaCppEngine(BatchEngine[Sequence]):
             raise Unsupported(f'"{self.name}" does not support chat')
         if any(m.images for m in request.messages):
             raise Unsupported(f'"{self.name}" does not support images')
-        return self._model.tokenize(self._template.render(chat_messages(request, self.ref.system), request.tools))
+        return self._model.tokenize(self._template.render(request.messages, request.tools))
 
     def _check_generative(self) -> None:
         if not self._generative:

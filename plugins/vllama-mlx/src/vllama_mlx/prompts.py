@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vllama.chat_inputs import is_jinja, template_messages, template_tools
+from vllama.chat_inputs import generate_messages, is_jinja, template_messages, template_tools
 from vllama.errors import BadRequest, Unsupported
 from vllama.types import ChatRequest, GenerateRequest, Message, ModelRef, Tool
 
@@ -15,7 +15,6 @@ class Prompts:
     def __init__(self, tokenizer: Any, ref: ModelRef) -> None:
         self._tokenizer = tokenizer
         self._name = ref.name
-        self._system = ref.system
         self._template = ref.template if is_jinja(ref.template) else None
         self.has_template = self._template is not None or bool(tokenizer.has_chat_template)
 
@@ -27,19 +26,12 @@ class Prompts:
             if not request.prompt:
                 return context
             return context + list(self._tokenizer.encode(request.prompt, add_special_tokens=not context))
-        messages = []
-        if system := request.system or self._system:
-            messages.append(Message(role="system", content=system))
-        messages.append(Message(role="user", content=request.prompt))
-        return context + self._render(messages, request.think, [])
+        return context + self._render(generate_messages(request), request.think, [])
 
     def for_chat(self, request: ChatRequest) -> list[int]:
         if not self.has_template:
             raise Unsupported(f'"{self._name}" does not support chat')
-        messages = list(request.messages)
-        if self._system and not any(m.role == "system" for m in messages):
-            messages.insert(0, Message(role="system", content=self._system))
-        return self._render(messages, request.think, request.tools)
+        return self._render(request.messages, request.think, request.tools)
 
     def _render(self, messages: list[Message], think: Any, tools: list[Tool]) -> list[int]:
         kwargs: dict[str, Any] = {"add_generation_prompt": True, "tools": template_tools(tools)}
@@ -49,7 +41,7 @@ class Prompts:
             kwargs["enable_thinking"] = False
         try:
             text = self._tokenizer.apply_chat_template(template_messages(messages), tokenize=False, **kwargs)
-        except Exception as e:  # noqa: BLE001  # jinja2 and transformers raise many kinds
+        except Exception as e:  # jinja2 and transformers raise many kinds
             raise BadRequest(f"failed to render the chat template: {e}") from None
         return list(self._tokenizer.encode(text, add_special_tokens=False))
 

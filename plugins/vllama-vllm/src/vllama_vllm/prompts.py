@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vllama.chat_inputs import is_jinja, template_messages, template_tools
+from vllama.chat_inputs import generate_messages, is_jinja, template_messages, template_tools
 from vllama.errors import Unsupported
 from vllama.types import ChatRequest, GenerateRequest, Message, ModelRef, Tool
 
@@ -24,10 +24,7 @@ class PromptBuilder:
             raise Unsupported(f'"{self._ref.name}" does not support chat')
         if any(m.images for m in request.messages):
             raise Unsupported(f'"{self._ref.name}" does not support images')
-        messages = list(request.messages)
-        if self._ref.system and not any(m.role == "system" for m in messages):
-            messages.insert(0, Message(role="system", content=self._ref.system))
-        return self._render(messages, request.tools)
+        return self._render(request.messages, request.tools)
 
     def generate(self, request: GenerateRequest) -> list[int]:
         if request.images:
@@ -38,11 +35,7 @@ class PromptBuilder:
             if not request.prompt:
                 return list(request.context)
             return list(request.context) + self.tokenize(request.prompt, special=not request.context)
-        messages = []
-        if system := request.system or self._ref.system:
-            messages.append(Message(role="system", content=system))
-        messages.append(Message(role="user", content=request.prompt))
-        return list(request.context) + self._render(messages, [])
+        return list(request.context) + self._render(generate_messages(request), [])
 
     def tokenize(self, text: str, *, special: bool) -> list[int]:
         return list(self._tokenizer.encode(text, add_special_tokens=special))
