@@ -193,9 +193,8 @@ class EngineVariant:
         self.engine: Any = None
 
     async def open(self) -> None:
-        from vllama_llamacpp.backend import LlamaCppBackend
-
         from vllama.types import Hardware, LoadSettings, ModelRef
+        from vllama_llamacpp.backend import LlamaCppBackend
 
         ref = ModelRef(name="bench", format="gguf", path=self.model)
         settings = LoadSettings(num_ctx=self.args.ctx, parallel=self.args.parallel, num_thread=self.args.threads)
@@ -319,9 +318,7 @@ class LlamaVariant:
         t_start = time.perf_counter()
         t_first = t_last = None
         parts, finish = [], None
-        for chunk in self.llm.create_completion(
-            self.args.prompt, max_tokens=self.args.num_predict, temperature=0.0, seed=0, stream=True
-        ):
+        for chunk in self.llm.create_completion(self.args.prompt, max_tokens=self.args.num_predict, temperature=0.0, seed=0, stream=True):
             now = time.perf_counter()
             choice = chunk["choices"][0]
             if choice.get("text"):
@@ -362,8 +359,10 @@ async def bench(args: argparse.Namespace, model: str) -> dict[str, Any]:
             for v in order:
                 run = await v.once()
                 runs[v.name].append(run)
-                log(f"round {r + 1}/{args.rounds} {v.name:<42} {run['tokens']:>4} tok  {run['decode_tps']:7.1f} tok/s"
-                    f"  {run['cpu_tps']:7.1f} tok/cpu-s  load {run['loadavg']:.2f}")
+                log(
+                    f"round {r + 1}/{args.rounds} {v.name:<42} {run['tokens']:>4} tok  {run['decode_tps']:7.1f} tok/s"
+                    f"  {run['cpu_tps']:7.1f} tok/cpu-s  load {run['loadavg']:.2f}"
+                )
     finally:
         for v in variants:
             with contextlib.suppress(Exception):
@@ -435,8 +434,10 @@ def main() -> None:
         return
     print(f"\nConfig: {json.dumps(config)}")
     print(f"Load average after the run: {after}  ({time.perf_counter() - started:.0f}s)\n")
-    head = (f"{'variant':<42} {'tokens':>6} {'decode tok/s median [min-max]':>30} {'x base':>6} {'paired':>6}"
-            f" {'tok/cpu-s':>9} {'x base':>6} {'TTFT ms':>7} {'same text':>9}")
+    head = (
+        f"{'variant':<42} {'tokens':>6} {'decode tok/s median [min-max]':>30} {'x base':>6} {'paired':>6}"
+        f" {'tok/cpu-s':>9} {'x base':>6} {'TTFT ms':>7} {'same text':>9}"
+    )
     print(head)
     print("-" * len(head))
     for r in result["rows"]:
@@ -445,9 +446,11 @@ def main() -> None:
         print(f"{r['variant']:<42} {r['tokens']:>6.0f} {spread:>30} {r['ratio_vs_baseline']:>6.3f} {paired:>6}"
               f" {r['cpu_tps_median']:>9.1f} {r['cpu_ratio_vs_baseline']:>6.3f} {r['ttft_ms_median']:>7.1f}"
               f" {'yes' if r['same_text_as_baseline'] else 'NO':>9}")  # fmt: skip
-    print(f"\nbaseline: {result['baseline']}. 'x base' = median / the baseline's median; 'paired' = median of the"
-          " per-round ratios;\n'tok/cpu-s' = tokens per CPU-second of the process (of the server + client for HTTP), robust"
-          " to a busy machine\nwith --threads 1. Target: vllama decode >= 0.95x llama-cpp-python.")
+    print(
+        f"\nbaseline: {result['baseline']}. 'x base' = median / the baseline's median; 'paired' = median of the"
+        " per-round ratios;\n'tok/cpu-s' = tokens per CPU-second of the process (of the server + client for HTTP), robust"
+        " to a busy machine\nwith --threads 1. Target: vllama decode >= 0.95x llama-cpp-python."
+    )
 
 
 if __name__ == "__main__":

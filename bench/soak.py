@@ -335,8 +335,13 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2:135m", help="model to pull, or the name for --gguf (default smollm2:135m)")
     parser.add_argument("--gguf", type=Path, help="create --model from this GGUF file in the fresh store instead of pulling it")
     parser.add_argument("--threads", type=int, help="num_thread for the model (default the engine's: one per core)")
-    parser.add_argument("--parameter", action="append", default=[], metavar="KEY=VALUE",
-                        help="a model parameter, as a Modelfile's PARAMETER (num_ctx=2048; repeatable)")
+    parser.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a model parameter, as a Modelfile's PARAMETER (num_ctx=2048; repeatable)",
+    )
     parser.add_argument("--max-requests", type=int, default=100_000, help="no more requests than this (default 100000)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds one request may take (default 120)")
     parser.add_argument("--start-timeout", type=float, default=180.0, help="seconds to start the server and load the model")

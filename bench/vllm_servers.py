@@ -63,7 +63,9 @@ def engine_plan(model_dir: str, args: argparse.Namespace) -> tuple[list[str], di
 
     desc = describe_directory(Path(model_dir))
     ref = ModelRef(name=MODEL_NAME, format=desc.format, path=model_dir, info=desc.info, capabilities=desc.capabilities)
-    layout = plan(ref, probe(make_plugin_manager(allow=["vllm"])), LoadSettings(num_ctx=args.ctx, parallel=args.parallel, num_thread=args.threads))
+    layout = plan(
+        ref, probe(make_plugin_manager(allow=["vllm"])), LoadSettings(num_ctx=args.ctx, parallel=args.parallel, num_thread=args.threads)
+    )
     flags = []
     for key, value in layout.kwargs.items():
         if key in _NOT_FLAGS:
@@ -144,8 +146,10 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
         cpu_theirs = statistics.median(r["vllm_cpu_ms_per_token"] for r in rs)
         print(f"{level:>4} {len(rs):>4} {mine:>12.1f} {theirs:>10.1f} {ratio:>5.3f}x {t_mine:>7.0f}/{t_theirs:<8.0f} {t_ratio:>9.2f}x"
               f" {'met' if ok else 'missed':>8} {cpu_mine:>6.2f}/{cpu_theirs:<7.2f} {sum(r['errors'] for r in rs):>4}")  # fmt: skip
-    print(f"\nratio = vllama tok/s / vLLM tok/s (medians over the runs); target >= {THROUGHPUT_TARGET}x and TTFT ratio <= {TTFT_TOLERANCE}x."
-          "\nCPU ms/tok: CPU of each server's own process (not its engine processes) per generated token over the level's run.")
+    print(
+        f"\nratio = vllama tok/s / vLLM tok/s (medians over the runs); target >= {THROUGHPUT_TARGET}x and TTFT ratio <= {TTFT_TOLERANCE}x."
+        "\nCPU ms/tok: CPU of each server's own process (not its engine processes) per generated token over the level's run."
+    )
 
 
 def main() -> None:

@@ -57,7 +57,11 @@ def calls(app: Litestar) -> list[tuple[str, str]]:
     for route in app.routes:
         if isinstance(route, HTTPRoute):
             path = re.sub(r"\{[^}]+\}", "x", route.path)
-            out += [(method, path) for method in sorted(route.methods) if method != "OPTIONS" and not (path == "/" and method in ("GET", "HEAD"))]
+            out += [
+                (method, path)
+                for method in sorted(route.methods)
+                if method != "OPTIONS" and not (path == "/" and method in ("GET", "HEAD"))
+            ]
     return out
 
 
@@ -100,7 +104,12 @@ def test_a_wrong_key_is_401_in_each_routes_error_format(client: Client, headers:
     assert native.status_code == 401 and native.json()["error"].startswith("unauthorized")
     openai = client.get("/v1/models", headers=headers)
     assert openai.status_code == 401
-    assert openai.json()["error"] | {"message": ""} == {"message": "", "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}
+    assert openai.json()["error"] | {"message": ""} == {
+        "message": "",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "invalid_api_key",
+    }
 
 
 def test_a_wrong_key_beside_a_right_one_still_passes(client: Client) -> None:
@@ -149,7 +158,7 @@ def test_the_read_only_key_reaches_the_route_with_the_body_intact(client: Client
     assert bad.status_code == 400 and bad.json()["error"].startswith("invalid JSON")
 
 
-@given(st.one_of(st.integers(-10**6, 10**6), st.floats(-1e6, 1e6, allow_nan=False)))
+@given(st.one_of(st.integers(-(10**6), 10**6), st.floats(-1e6, 1e6, allow_nan=False)))
 def test_manages_models_is_keep_alive_at_most_zero(seconds: float) -> None:
     assert manages_models(f'{{"keep_alive": {seconds!r}}}'.encode()) == (seconds <= 0)
 

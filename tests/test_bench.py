@@ -68,7 +68,9 @@ def test_counts_tokens_and_rates(servers: tuple[ServerProcess, ServerProcess], a
 @pytest.mark.parametrize("api", ["ollama", "openai"])
 def test_without_streaming(servers: tuple[ServerProcess, ServerProcess], api: str) -> None:
     fast, _ = servers
-    result = bench_json("echo", "--url", fast.url, "--api", api, "-c", "2", "-n", "4", "--no-stream", "--prompt", PROMPT, "--num-predict", "7")
+    result = bench_json(
+        "echo", "--url", fast.url, "--api", api, "-c", "2", "-n", "4", "--no-stream", "--prompt", PROMPT, "--num-predict", "7"
+    )
     (stats,) = result["levels"][0]["results"]
     assert (stats["errors"], stats["output_tokens"]) == (0, 28)
     assert stats["ttft_s"] is None and stats["itl_s"] is None
@@ -90,7 +92,9 @@ def test_table(servers: tuple[ServerProcess, ServerProcess]) -> None:
 def test_against_reports_both_and_ratios(servers: tuple[ServerProcess, ServerProcess]) -> None:
     fast, slow = servers
     common = ("-c", "1,2", "-n", "4", "--prompt", PROMPT, "--num-predict", "8")
-    result = bench_json("echo", "--url", fast.url, "--name", "fast", "--against", slow.url, "--against-api", "openai", "--against-name", "slow", *common)
+    result = bench_json(
+        "echo", "--url", fast.url, "--name", "fast", "--against", slow.url, "--against-api", "openai", "--against-name", "slow", *common
+    )
     assert [t["name"] for t in result["targets"]] == ["fast", "slow"]
     assert [t["api"] for t in result["targets"]] == ["ollama", "openai"]
     for level in result["levels"]:

@@ -162,9 +162,7 @@ def test_without_a_server_commands_say_how_to_start_one() -> None:
 
 
 def test_run_prints_the_answer_and_the_thinking(echo_server: ServerProcess) -> None:
-    assert ok(echo_server, "run", "echo", "hello there") == (
-        "Thinking...\nThe user said 2 words.\n...done thinking.\n\nhello there\n\n"
-    )
+    assert ok(echo_server, "run", "echo", "hello there") == ("Thinking...\nThe user said 2 words.\n...done thinking.\n\nhello there\n\n")
     assert ok(echo_server, "run", "echo", "--hidethinking", "hello", "there") == "hello there\n\n"
     assert ok(echo_server, "run", "--think=false", "echo", "no thoughts") == "no thoughts\n\n"
     assert ok(echo_server, "run", "--think", "echo", "hi").startswith("Thinking...")

@@ -63,7 +63,9 @@ def test_empty_values_mean_unset(name: str) -> None:
     assert Settings.from_env({f"OLLAMA_{name}": ""}) == Settings.from_env({})
 
 
-@pytest.mark.parametrize("name", ["BACKEND", "PLUGINS", "PLUGIN_MODULES", "ISOLATE_ENGINES", "NUM_PARALLEL_MODELS", "LOG_FORMAT", "ACCESS_LOG"])
+@pytest.mark.parametrize(
+    "name", ["BACKEND", "PLUGINS", "PLUGIN_MODULES", "ISOLATE_ENGINES", "NUM_PARALLEL_MODELS", "LOG_FORMAT", "ACCESS_LOG"]
+)
 def test_vllama_only_settings_have_no_ollama_alias(name: str) -> None:
     assert env(name, {f"OLLAMA_{name}": "x"}) is None
     assert env(name, {f"VLLAMA_{name}": "x"}) == "x"

@@ -45,7 +45,9 @@ def _generate(client: Client, **options: Any) -> None:
 def test_num_ctx_past_the_trained_context_is_capped_with_a_warning(client: Client, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level("WARNING", logger="vllama.scheduler"):
         _generate(client, num_ctx=100_000)
-    assert [r.getMessage() for r in caplog.records] == [f"requested context size too large for echo:latest: num_ctx 100000, using the trained {TRAINED}"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"requested context size too large for echo:latest: num_ctx 100000, using the trained {TRAINED}"
+    ]
     runner, settings = _settings(client)
     assert settings.num_ctx == TRAINED
     _generate(client, num_ctx=200_000)  # capped to the same: the same engine

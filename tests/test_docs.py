@@ -78,7 +78,5 @@ BLOCKS = runnable_blocks()
 def test_example_runs(block_id: str, code: str, tmp_path: Path) -> None:
     script = tmp_path / "example.py"
     script.write_text(code)
-    result = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120
-    )
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"{block_id} failed:\n{result.stdout}\n{result.stderr}"

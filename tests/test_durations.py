@@ -12,7 +12,7 @@ from vllama.durations import FOREVER, env_keep_alive, keep_alive_seconds, parse_
 
 
 def test_forever_is_infinite() -> None:
-    assert FOREVER == math.inf
+    assert math.inf == FOREVER
 
 
 @pytest.mark.parametrize(
@@ -110,8 +110,7 @@ def test_any_string_is_a_number_or_a_value_error(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("300", 300.0), ("0", 0.0), ("-1", FOREVER), ("-5", FOREVER), ("5m", 300.0), ("1h30m", 5400.0), ("-1m", FOREVER),
-     ("24h", 86400.0)],  # fmt: skip
+    [("300", 300.0), ("0", 0.0), ("-1", FOREVER), ("-5", FOREVER), ("5m", 300.0), ("1h30m", 5400.0), ("-1m", FOREVER), ("24h", 86400.0)],
 )
 def test_env_keep_alive(text: str, expected: float) -> None:
     assert env_keep_alive(text) == expected

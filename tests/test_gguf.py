@@ -316,7 +316,7 @@ def test_single_byte_corruptions_of_header_only_raise_invalid_gguf(tmp_path: Pat
             gguf.read(path)
         except InvalidGGUF:
             pass
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             other.append((pos, value, repr(e)))
     assert other == []
 

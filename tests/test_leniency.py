@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -82,7 +81,9 @@ def test_unknown_fields_and_options_are_ignored_with_one_warning_each(client: Cl
         ("DELETE", "/api/delete", {"model": "echo3"}),
     ],
 )
-def test_every_native_body_ignores_unknown_fields(client: Client, caplog: pytest.LogCaptureFixture, method: str, path: str, body: dict[str, Any]) -> None:
+def test_every_native_body_ignores_unknown_fields(
+    client: Client, caplog: pytest.LogCaptureFixture, method: str, path: str, body: dict[str, Any]
+) -> None:
     with caplog.at_level("WARNING"):
         r = client.request(method, path, json={**body, "foo": 1})
     assert r.status_code == 200, r.text
@@ -98,7 +99,9 @@ def test_pull_ignores_unknown_fields(client: Client, caplog: pytest.LogCaptureFi
 
 def test_no_warning_for_known_fields(client: Client, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level("WARNING"):
-        r = client.post("/api/chat", json={"model": "echo", "messages": HI, "stream": False, "options": {"temperature": 0}, "keep_alive": "5m"})
+        r = client.post(
+            "/api/chat", json={"model": "echo", "messages": HI, "stream": False, "options": {"temperature": 0}, "keep_alive": "5m"}
+        )
     assert r.status_code == 200 and warnings(caplog) == []
 
 
@@ -128,7 +131,9 @@ json_values = st.recursive(
     st.dictionaries(st.text(max_size=10).filter(lambda k: k not in WireMessage.__struct_encode_fields__), json_values, max_size=2),
     st.dictionaries(st.text(max_size=10), st.none() | st.integers() | st.text(max_size=5), max_size=2),
 )
-def test_random_unknown_fields_never_make_a_400(client: Client, extra: dict[str, Any], in_message: dict[str, Any], options: dict[str, Any]) -> None:
+def test_random_unknown_fields_never_make_a_400(
+    client: Client, extra: dict[str, Any], in_message: dict[str, Any], options: dict[str, Any]
+) -> None:
     options = {k: v for k, v in options.items() if k not in ("temperature", "top_k", "stop", "num_predict", "num_ctx", "seed")}
     body = {"model": "echo", "stream": False, **extra, "messages": [{**HI[0], **in_message}], "options": options}
     r = client.post("/api/chat", json=body)
@@ -168,7 +173,9 @@ def test_unload_echoes_the_name_and_ps_keeps_the_full_name(client: Client) -> No
 
 
 @pytest.mark.parametrize("stream", [True, False])
-@pytest.mark.parametrize(("path", "body"), [("/api/generate", {"prompt": "hi"}), ("/api/chat", {"messages": HI}), ("/api/chat", {"messages": []})])
+@pytest.mark.parametrize(
+    ("path", "body"), [("/api/generate", {"prompt": "hi"}), ("/api/chat", {"messages": HI}), ("/api/chat", {"messages": []})]
+)
 def test_final_chunks_carry_both_durations(client: Client, path: str, body: dict[str, Any], stream: bool) -> None:
     client.post("/api/generate", json={"model": "echo"})  # loaded: the load takes no time
     chunks = lines(client.post(path, json={"model": "echo", "stream": stream, **body}).text)

@@ -55,7 +55,9 @@ def test_a_load_that_cannot_fit_is_refused_with_the_sizes() -> None:
     with pytest.raises(memory.InsufficientMemory) as info:
         memory.check_fits(_model(), huge, cpu)
     assert info.value.status == 400
-    assert info.value.message.startswith("model requires more system memory (") and "num_ctx 16777216 with 256 parallel" in info.value.message
+    assert (
+        info.value.message.startswith("model requires more system memory (") and "num_ctx 16777216 with 256 parallel" in info.value.message
+    )
 
 
 def test_accelerator_memory_and_idle_models_count_as_room() -> None:
@@ -170,7 +172,10 @@ def test_the_dtype_setting_sizes_weights_and_cache(smollm2_dir: Path, tmp_path: 
     path = smollm2_dir
     f32 = LoadSettings(num_ctx=1024, parallel=2, engine={"dtype": "float32"})
     assert memory.needed_bytes(_ref(path), f32) == 2 * 269_030_016 + 2 * SMOLLM2_TOKEN * 1024 * 2
-    assert memory.needed_bytes(_ref(path), LoadSettings(num_ctx=1024, parallel=2, engine={"dtype": "auto"})) == 269_030_016 + SMOLLM2_TOKEN * 2048
+    assert (
+        memory.needed_bytes(_ref(path), LoadSettings(num_ctx=1024, parallel=2, engine={"dtype": "auto"}))
+        == 269_030_016 + SMOLLM2_TOKEN * 2048
+    )
     quantized = _model_dir(tmp_path / "q4", SMOLLM2_CONFIG, {"w": ("U32", 60_000_000), "s": ("BF16", 8_000_000)})
     assert memory.needed_bytes(_ref(quantized, "mlx"), LoadSettings(num_ctx=100, parallel=1)) == 68_000_000 + SMOLLM2_TOKEN * 100
 
@@ -218,7 +223,9 @@ def test_a_backend_that_sizes_its_own_load_is_asked_first(smollm2_dir: Path) -> 
         memory.check_fits(model, huge, Hardware(), backend=IsolatedEchoBackend)
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("8GiB", 8 * 2**30), ("512MB", 512 * 10**6), ("1000", 1000), ("off", 0), ("0", 0), ("1.5g", 1_500_000_000)])
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("8GiB", 8 * 2**30), ("512MB", 512 * 10**6), ("1000", 1000), ("off", 0), ("0", 0), ("1.5g", 1_500_000_000)]
+)
 def test_worker_memory_setting(raw: str, expected: int) -> None:
     assert parse_size("VLLAMA_WORKER_MEMORY", raw) == expected
     assert Settings.from_env({"VLLAMA_WORKER_MEMORY": raw}).worker_memory == expected
@@ -251,7 +258,9 @@ class HungryBackend(IsolatedEchoBackend):
 def _start(hungry: int, limit: int | None) -> Any:
     async def go() -> Any:
         model = ModelRef(name="hungry", format="gguf", path="/none")
-        engine = await WorkerEngine.start(HungryBackend, model, Hardware(), LoadSettings(engine={"hungry_bytes": hungry}), memory_limit=limit)
+        engine = await WorkerEngine.start(
+            HungryBackend, model, Hardware(), LoadSettings(engine={"hungry_bytes": hungry}), memory_limit=limit
+        )
         await engine.close()
         return engine
 

@@ -22,14 +22,14 @@ _FLOAT_OPTIONS = ["top_p", "min_p", "typical_p", "temperature", "repeat_penalty"
 # str.splitlines() also breaks on are all fair game.
 _SPLITLINES_ONLY = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 _CHARS = st.characters(codec="utf-8", exclude_categories=("Cs",))
-_TRICKY = st.sampled_from(['"', '"""', "\n", "\r\n", "\r", " ", "\t", "#", "\\", "'", "PARAMETER ", "\nFROM y\n",
-                           *_SPLITLINES_ONLY])
+_TRICKY = st.sampled_from(['"', '"""', "\n", "\r\n", "\r", " ", "\t", "#", "\\", "'", "PARAMETER ", "\nFROM y\n", *_SPLITLINES_ONLY])
 texts = st.lists(st.one_of(st.text(_CHARS, max_size=10), _TRICKY), max_size=6).map("".join)
 _line = st.text(_CHARS, min_size=1, max_size=20).filter(lambda t: t.strip() != "")
 
 stop_words = st.one_of(
-    st.sampled_from(["<|im_end|>", "<|eot_id|>", "</s>", "User:", "###", "a b", '"quoted"', "\t", " lead", "trail ",
-                     "\n", "\n\n", "User:\n"]),
+    st.sampled_from(
+        ["<|im_end|>", "<|eot_id|>", "</s>", "User:", "###", "a b", '"quoted"', "\t", " lead", "trail ", "\n", "\n\n", "User:\n"]
+    ),
     texts.filter(bool),
 )
 
@@ -39,7 +39,11 @@ def parameters(draw: st.DrawFn) -> dict:
     out: dict = {}
     for key in draw(st.lists(st.sampled_from(_INT_OPTIONS), unique=True, max_size=4)):
         r = RANGES[key]
-        out[key] = draw(st.integers(max(int(r.low), -(2**31)) if r.low is not None else -(2**31), min(int(r.high), 2**31) if r.high is not None else 2**31))
+        out[key] = draw(
+            st.integers(
+                max(int(r.low), -(2**31)) if r.low is not None else -(2**31), min(int(r.high), 2**31) if r.high is not None else 2**31
+            )
+        )
     for key in draw(st.lists(st.sampled_from(_FLOAT_OPTIONS), unique=True, max_size=4)):
         r = RANGES[key]
         out[key] = draw(st.floats(r.low, r.high, exclude_min=r.open_low, allow_nan=False, allow_infinity=False, width=64))

@@ -191,8 +191,11 @@ def test_invalid_name_messages() -> None:
         parse_name("m:" + "t" * 81)
 
 
-@given(st.from_regex(r"[a-z0-9][a-z0-9_.-]{0,20}(:[a-z0-9][a-z0-9_.-]{0,10})?", fullmatch=True),
-       st.sampled_from(" \t\n\r\x0b\x0c\u00a0\u2003"), st.integers(min_value=0))
+@given(
+    st.from_regex(r"[a-z0-9][a-z0-9_.-]{0,20}(:[a-z0-9][a-z0-9_.-]{0,10})?", fullmatch=True),
+    st.sampled_from(" \t\n\r\x0b\x0c\u00a0\u2003"),
+    st.integers(min_value=0),
+)
 def test_whitespace_anywhere_is_invalid(name: str, space: str, at: int) -> None:
     """A valid name with whitespace put anywhere in it is refused, never read as the name."""
     at %= len(name) + 1

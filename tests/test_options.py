@@ -73,7 +73,7 @@ def test_valid_options_are_accepted_unchanged_with_ollama_types(opts: dict[str, 
         kind = value_type(key)
         assert kind is not None
         if kind is float:
-            assert type(value) is float and value == opts[key]
+            assert type(value) is float and value == float(opts[key])  # an int becomes the nearest float
         elif kind is int:
             assert type(value) is int and value == opts[key]
         elif kind is bool:
@@ -318,8 +318,15 @@ def test_load_settings_defaults() -> None:
 def test_load_settings_layers_and_engine() -> None:
     ls = load_settings(
         {"num_ctx": 2048, "gpu_memory_utilization": 0.5, "backend": "vllm", "temperature": 0.1, "stop": ["x"]},
-        {"num_ctx": 8192, "num_parallel": 3, "num_batch": 64, "num_thread": 8, "num_gpu": 0,
-         "gpu_memory_utilization": 0.9, "tensor_parallel_size": 2},  # fmt: skip
+        {
+            "num_ctx": 8192,
+            "num_parallel": 3,
+            "num_batch": 64,
+            "num_thread": 8,
+            "num_gpu": 0,
+            "gpu_memory_utilization": 0.9,
+            "tensor_parallel_size": 2,
+        },
         num_ctx=4096,
         parallel=1,
     )

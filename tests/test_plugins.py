@@ -312,11 +312,7 @@ def test_choose_with_echo(pm) -> None:  # type: ignore[no-untyped-def]
 
 
 def _hookspecs() -> dict[str, inspect.Signature]:
-    return {
-        name: inspect.signature(fn)
-        for name, fn in vars(hookspecs).items()
-        if inspect.isfunction(fn) and hasattr(fn, "vllama_spec")
-    }
+    return {name: inspect.signature(fn) for name, fn in vars(hookspecs).items() if inspect.isfunction(fn) and hasattr(fn, "vllama_spec")}
 
 
 def test_hookspecs_are_the_documented_set() -> None:

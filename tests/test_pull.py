@@ -29,8 +29,7 @@ from vllama.testing.server import ServerProcess, free_port
 from vllama.types import Device, Hardware
 
 sys.path.insert(0, str(Path(__file__).parent))
-from hub_standin import Fault, HubStandin  # noqa: E402
-
+from hub_standin import Fault, HubStandin
 
 
 def _smollm2() -> Path:
@@ -274,7 +273,10 @@ def test_repo_name_pulls_a_snapshot_of_engine_files(hub: HubStandin, server: Ser
     ref = ModelStore(server.models_dir).get(parse_name(repo))
     assert ref is not None and ref.format == fmt and ref.details.format == fmt
     assert sorted(p.name for p in Path(ref.path).iterdir()) == [
-        "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
     ]
     assert "{{ m.content }}" in ref.template
     assert listed(server.url)[f"{repo}:latest".lower()]["details"]["format"] == fmt

@@ -15,7 +15,7 @@ from vllama.errors import BadRequest, ModelNotFound, NotFound
 from vllama.gguf import InvalidGGUF
 from vllama.names import parse_name
 from vllama.store import ModelStore
-from vllama.store.blobs import Blobs, parse_digest
+from vllama.store.blobs import parse_digest
 from vllama.store.store import FILE, MODEL, PARAMS, SYSTEM, TEMPLATE
 from vllama.testing.gguf import tiny_model, write_gguf
 from vllama.types import Message
@@ -107,9 +107,7 @@ def test_blob_chunk_failure_leaves_nothing(store: ModelStore) -> None:
     assert blob_files(store) == set()
 
 
-@pytest.mark.parametrize(
-    "digest", ["", "sha256:abc", "md5:" + "0" * 64, "sha256:" + "g" * 64, "sha256:" + "A" * 64, "../" + "0" * 64]
-)
+@pytest.mark.parametrize("digest", ["", "sha256:abc", "md5:" + "0" * 64, "sha256:" + "g" * 64, "sha256:" + "A" * 64, "../" + "0" * 64])
 def test_bad_digests(store: ModelStore, digest: str) -> None:
     with pytest.raises(BadRequest, match="invalid digest format"):
         parse_digest(digest)
@@ -460,7 +458,7 @@ def test_create_from_base_keeps_weights_and_changes_parameters(store: ModelStore
     assert derived.path == base.path  # same weights blob
     base_manifest = json.loads((store.root / "manifests/registry.ollama.ai/library/base/latest").read_bytes())
     derived_manifest = json.loads((store.root / "manifests/registry.ollama.ai/library/derived/latest").read_bytes())
-    weights = lambda m: [layer["digest"] for layer in m["layers"] if layer["mediaType"] == MODEL]  # noqa: E731
+    weights = lambda m: [layer["digest"] for layer in m["layers"] if layer["mediaType"] == MODEL]
     assert weights(base_manifest) == weights(derived_manifest)
     assert len(weights(derived_manifest)) == 1
     assert derived.parameters == {"temperature": 0.1, "top_k": 10}
@@ -478,8 +476,10 @@ def test_create_from_base_inherits_unset_fields(store: ModelStore, gguf_file: Pa
     derived = store.create(parse_name("child"), base=base)
     assert (derived.parameters, derived.template, derived.system, derived.license) == ({"top_k": 3}, "T", "S", ["L"])
     assert derived.messages == [Message(role="user", content="u")]
-    media = [layer["mediaType"] for layer in
-             json.loads((store.root / "manifests/registry.ollama.ai/library/child/latest").read_bytes())["layers"]]
+    media = [
+        layer["mediaType"]
+        for layer in json.loads((store.root / "manifests/registry.ollama.ai/library/child/latest").read_bytes())["layers"]
+    ]
     assert media.count(MODEL) == 1 and TEMPLATE in media and PARAMS in media
 
 

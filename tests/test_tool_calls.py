@@ -27,7 +27,7 @@ calls = st.lists(st.tuples(st.sampled_from(NAMES), arguments), min_size=1, max_s
 def run(fmt: str, text: str, cuts: list[int], names: tuple[str, ...] = NAMES) -> tuple[str, list[tuple[str, dict]]]:
     parser = ToolCallParser(fmt, names)  # type: ignore[arg-type]
     out, found = [], []
-    for a, b in zip([0, *cuts], [*cuts, len(text)]):
+    for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True):
         t, c = parser.feed(text[a:b])
         out.append(t)
         found += c
@@ -190,7 +190,9 @@ def test_what_the_backend_lacks_is_refused_before_any_load(models: ServerProcess
     ("echo-text", "echo", 400),     # the core parses for this backend: only its formats
     ("echo", "pythonic", 400),      # nobody's
 ])  # fmt: skip
-def test_a_named_tool_parser_is_the_cores_or_the_backends(echo_server: ServerProcess, tiny_gguf: Path, backend: str, parser: str, status: int) -> None:
+def test_a_named_tool_parser_is_the_cores_or_the_backends(
+    echo_server: ServerProcess, tiny_gguf: Path, backend: str, parser: str, status: int
+) -> None:
     name = f"named-{backend}-{parser}"
     create_model(echo_server.url, name, tiny_gguf, parameters={"backend": backend, "tool_parser": parser})
     body = {"model": name, "messages": [{"role": "user", "content": "hi"}], "tools": [WEATHER], "stream": False}

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from vllama.server.lenient import unknown_fields
 from vllama.server.ollama_wire import (
     ChatBody,
     ChatChunk,
@@ -26,7 +27,6 @@ from vllama.server.ollama_wire import (
     WireToolCall,
     WireToolCallFunction,
 )
-from vllama.server.lenient import unknown_fields
 
 decode = msgspec.json.decode
 encode = msgspec.json.encode
@@ -204,7 +204,7 @@ json_values = st.recursive(
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
     max_leaves=8,
 )
-opt = lambda s: st.one_of(st.none(), s)  # noqa: E731
+opt = lambda s: st.one_of(st.none(), s)
 
 generate_bodies = st.builds(
     GenerateBody,
@@ -217,8 +217,12 @@ generate_bodies = st.builds(
     stream=opt(st.booleans()),
     raw=st.booleans(),
     format=st.one_of(st.none(), st.just("json"), st.text(), st.dictionaries(st.text(max_size=8), json_values, max_size=3)),
-    keep_alive=st.one_of(st.none(), st.integers(-(2**31), 2**31), st.floats(allow_nan=False, allow_infinity=False),
-                         st.sampled_from(["5m", "0", "-1", "1h30m"])),  # fmt: skip
+    keep_alive=st.one_of(
+        st.none(),
+        st.integers(-(2**31), 2**31),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.sampled_from(["5m", "0", "-1", "1h30m"]),
+    ),
     images=opt(st.lists(st.text(alphabet="ABCDEFabcdef0123456789+/=", max_size=12), max_size=2)),
     options=opt(st.dictionaries(st.text(max_size=12), json_values, max_size=4)),
     think=st.one_of(st.none(), st.booleans(), st.sampled_from(["low", "medium", "high"])),
@@ -241,9 +245,21 @@ messages = st.builds(
     content=st.text(),
     thinking=st.text(max_size=5),
     images=opt(st.lists(st.text(max_size=5), max_size=2)),
-    tool_calls=opt(st.lists(st.builds(WireToolCall, function=st.builds(
-        WireToolCallFunction, name=st.text(min_size=1), arguments=st.dictionaries(st.text(max_size=5), json_values, max_size=2),
-        index=st.integers(0, 10)), id=st.text(max_size=5)), max_size=2)),  # fmt: skip
+    tool_calls=opt(
+        st.lists(
+            st.builds(
+                WireToolCall,
+                function=st.builds(
+                    WireToolCallFunction,
+                    name=st.text(min_size=1),
+                    arguments=st.dictionaries(st.text(max_size=5), json_values, max_size=2),
+                    index=st.integers(0, 10),
+                ),
+                id=st.text(max_size=5),
+            ),
+            max_size=2,
+        )
+    ),
     tool_name=st.text(max_size=5),
 )
 

@@ -21,8 +21,8 @@ from vllama.types import (
     ChatRequest,
     Delta,
     Done,
-    EmbedRequest,
     Embeddings,
+    EmbedRequest,
     EngineInfo,
     Event,
     GenerateRequest,
@@ -88,7 +88,10 @@ TO_WORKER = [
 FROM_WORKER = [
     Loaded(EngineInfo(size=10, context_length=512, parallel=4, info={"kv": 3, "dtype": "bfloat16"})),
     LoadFailed(_failure(errors.EngineError("no"))),
-    Output(1, Delta(text="a", thinking="b", tool_calls=[_call("f", x=[1.5, None])], logprobs=[TokenLogprob(token="a", logprob=-0.5, bytes=[97])])),
+    Output(
+        1,
+        Delta(text="a", thinking="b", tool_calls=[_call("f", x=[1.5, None])], logprobs=[TokenLogprob(token="a", logprob=-0.5, bytes=[97])]),
+    ),
     Output(1, Done(reason="length", prompt_tokens=3, completion_tokens=2, prompt_eval_ns=5, eval_ns=7, context=[1, 2, 3])),
     End(1),
     Result(3, Embeddings(vectors=[[0.25, -1.0]], prompt_tokens=2)),
@@ -158,13 +161,23 @@ class Teapot(errors.BadRequest):
     ("raised", "cls", "status", "message"),
     [
         (errors.BadRequest("bad"), errors.BadRequest, 400, "bad"),
-        (errors.ContextOverflow("the input length exceeds the context length"), errors.ContextOverflow, 400, "the input length exceeds the context length"),
+        (
+            errors.ContextOverflow("the input length exceeds the context length"),
+            errors.ContextOverflow,
+            400,
+            "the input length exceeds the context length",
+        ),
         (errors.ModelNotFound("m"), errors.ModelNotFound, 404, "model 'm' not found"),
         (errors.ServerBusy(), errors.ServerBusy, 503, "server busy, please try again.  maximum pending requests exceeded"),
         (PluginUnsupported('"m" does not support insert'), errors.Unsupported, 400, '"m" does not support insert'),
         (Teapot("short and stout"), errors.BadRequest, 418, "short and stout"),
         (ValueError("boom"), errors.EngineError, 500, "ValueError: boom"),
-        (MemoryError(), errors.EngineError, 500, "the engine ran out of memory: it needs more than its limit (VLLAMA_WORKER_MEMORY) or than the machine has"),
+        (
+            MemoryError(),
+            errors.EngineError,
+            500,
+            "the engine ran out of memory: it needs more than its limit (VLLAMA_WORKER_MEMORY) or than the machine has",
+        ),
     ],
 )
 def test_an_error_keeps_its_core_class_and_status_across_the_pipe(

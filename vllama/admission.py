@@ -67,5 +67,5 @@ def check_context(model: ModelRef, context: list[int]) -> None:
     the size (``<arch>.vocab_size``); engines check against their own tokenizer too."""
     vocab = model.info.get(f"{model.info.get('general.architecture', '')}.vocab_size")
     for token in context:
-        if token < 0 or isinstance(vocab, int) and token >= vocab:
+        if token < 0 or (isinstance(vocab, int) and token >= vocab):
             raise BadRequest(f"invalid context: token id {token} is out of range")

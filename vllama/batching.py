@@ -108,7 +108,7 @@ class Sequence(abc.ABC):
         """Whether the reply has reached its length (after a token was output)."""
         return 0 < self.max_tokens <= len(self.generated)
 
-    def free(self) -> None:  # noqa: B027  # an optional hook
+    def free(self) -> None:  # an optional hook
         """Free the engine's per-request state (loop thread, or the consumer if never submitted)."""
 
     # -- the hand-off ------------------------------------------------------------------------

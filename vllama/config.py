@@ -191,7 +191,7 @@ def parse_size(name: str, raw: str) -> int:
     if text in ("off", "none", "0"):
         return 0
     number = text.rstrip("kmgtib")
-    unit = text[len(number):]
+    unit = text[len(number) :]
     try:
         value = float(number) * _UNITS[unit]
     except (ValueError, KeyError):

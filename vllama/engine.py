@@ -16,8 +16,8 @@ import msgspec
 
 from vllama.types import (
     ChatRequest,
-    EmbedRequest,
     Embeddings,
+    EmbedRequest,
     EngineInfo,
     Event,
     GenerateRequest,
@@ -28,9 +28,7 @@ from vllama.types import (
 
 #: Capabilities a backend may declare. The server answers 400 for a request that needs one
 #: the backend lacks (e.g. ``format`` without "format").
-CAPABILITIES = frozenset(
-    {"completion", "chat", "embedding", "tools", "thinking", "vision", "insert", "format", "logprobs"}
-)
+CAPABILITIES = frozenset({"completion", "chat", "embedding", "tools", "thinking", "vision", "insert", "format", "logprobs"})
 
 
 class Support(msgspec.Struct, frozen=True, kw_only=True):

@@ -61,9 +61,7 @@ def resolve_model(name: ModelName, store: ModelStore, hardware: Hardware) -> Mod
 
 
 @hookspec(firstresult=True)
-def select_backend(
-    model: ModelRef, hardware: Hardware, candidates: Sequence[Candidate]
-) -> Candidate | None:
+def select_backend(model: ModelRef, hardware: Hardware, candidates: Sequence[Candidate]) -> Candidate | None:
     """Choose the backend for a model among those whose ``supports()`` accepted it.
 
     Stops at the first non-None result. The built-in policy runs last: the backend named by

@@ -88,9 +88,9 @@ class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         info = current.get()
         if not hasattr(record, "request_id"):
-            setattr(record, "request_id", info.id if info else None)
+            record.request_id = info.id if info else None
         if getattr(record, "model", None) is None:
-            setattr(record, "model", info.model if info and info.model else self.model)
+            record.model = info.model if info and info.model else self.model
         return True
 
 

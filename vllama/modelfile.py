@@ -188,4 +188,3 @@ def _quote(text: str, *, triple: bool = False) -> str:
         and text == text.lstrip()
     )
     return f'"""{text}"""' if readable else json.dumps(text, ensure_ascii=False)
-

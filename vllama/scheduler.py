@@ -91,7 +91,9 @@ class Scheduler:
     # -- the request path -------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def acquire(self, model: ModelRef, *, keep_alive: float | None = None, options: dict[str, Any] | None = None) -> AsyncIterator[Lease]:
+    async def acquire(
+        self, model: ModelRef, *, keep_alive: float | None = None, options: dict[str, Any] | None = None
+    ) -> AsyncIterator[Lease]:
         """Hold a slot on the model's engine for one request, loading it if needed."""
         logs.note_model(model.name)
         if self.pending >= self.settings.max_queue:
@@ -199,7 +201,9 @@ class Scheduler:
     async def _load(self, runner: Runner) -> Engine:
         start = time.perf_counter_ns()
         backend, model = runner.backend, runner.model
-        log.info("loading %s with %s (parallel %d, num_ctx %d)", model.name, backend.name, runner.settings.parallel, runner.settings.num_ctx)
+        log.info(
+            "loading %s with %s (parallel %d, num_ctx %d)", model.name, backend.name, runner.settings.parallel, runner.settings.num_ctx
+        )
         if backend.isolated and self.settings.isolate_engines:
             limit = memory.worker_limit(self.settings.worker_memory)
             engine: Engine = await WorkerEngine.start(backend, model, self.hardware, runner.settings, memory_limit=limit)
@@ -233,7 +237,7 @@ class Scheduler:
     # -- lifetimes ------------------------------------------------------------------------
 
     async def _idle_check(self, runner: Runner) -> None:
-        if not runner.alive or runner.draining and runner.active == 0:
+        if not runner.alive or (runner.draining and runner.active == 0):
             await self.unload(runner)
             return
         if runner.active == 0:

@@ -60,7 +60,7 @@ class Channel:
                 await asyncio.shield(self.released)
 
     def _call(self, fn: Callable[[Any], None], arg: Any) -> None:
-        try:  # noqa: SIM105  # once per token: a plain try costs less than contextlib.suppress
+        try:  # once per token: a plain try costs less than contextlib.suppress
             self.loop.call_soon_threadsafe(fn, arg)
         except RuntimeError:  # the consumer's event loop is closed: nobody is listening
             pass

@@ -134,7 +134,13 @@ class ToolCallParser:
     """
 
     def __init__(
-        self, fmt: ToolFormat, names: Collection[str], *, parallel: bool = True, markers: Markers | None = None, body: BodyParser | None = None
+        self,
+        fmt: ToolFormat,
+        names: Collection[str],
+        *,
+        parallel: bool = True,
+        markers: Markers | None = None,
+        body: BodyParser | None = None,
     ) -> None:
         self._markers = markers or MARKERS[fmt]
         self._names = frozenset(names)

@@ -26,7 +26,7 @@ import msgspec
 
 from vllama import errors, logs, memory
 from vllama.engine import Backend, Engine
-from vllama.types import ChatRequest, EmbedRequest, Embeddings, EngineInfo, Event, GenerateRequest, Hardware, LoadSettings, ModelRef
+from vllama.types import ChatRequest, Embeddings, EmbedRequest, EngineInfo, Event, GenerateRequest, Hardware, LoadSettings, ModelRef
 
 log = logging.getLogger("vllama.worker")
 
@@ -250,9 +250,7 @@ class WorkerEngine(Engine):
             if process.is_alive():
                 process.kill()
                 await asyncio.to_thread(process.join, 5)
-            raise errors.EngineError(
-                f"the engine for {model.name} exited while loading (exit code {process.exitcode})"
-            ) from None
+            raise errors.EngineError(f"the engine for {model.name} exited while loading (exit code {process.exitcode})") from None
         if not isinstance(first, Loaded):
             await asyncio.to_thread(process.join, 5)
             raise _error(first.error) if isinstance(first, LoadFailed) else errors.EngineError(f"the engine for {model.name} did not load")
@@ -385,7 +383,9 @@ def _worker_main(conn: Connection, backend: type[Backend], model: ModelRef, hard
     asyncio.run(_serve(_worker_end(conn), backend, model, hardware, settings))
 
 
-async def _serve(pipe: _Pipe[FromWorker, ToWorker], backend: type[Backend], model: ModelRef, hardware: Hardware, settings: LoadSettings) -> None:
+async def _serve(
+    pipe: _Pipe[FromWorker, ToWorker], backend: type[Backend], model: ModelRef, hardware: Hardware, settings: LoadSettings
+) -> None:
     try:
         engine = await backend.load(model, hardware, settings)
         pipe.send(Loaded(engine.info()))

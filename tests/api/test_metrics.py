@@ -27,11 +27,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def parse(text: str) -> Samples:
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+    return {(s.name, frozenset(s.labels.items())): s.value for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def scrape(url: str) -> Samples:
@@ -106,7 +102,9 @@ def test_running_and_queued_gauges(tmp_path: Path, tiny_gguf: Path, echo_server_
         assert value(scrape(url), "vllama_models_loaded") == 0
         words = " ".join(f"w{i}" for i in range(15))
         threads = [
-            threading.Thread(target=httpx.post, args=(url + "/api/generate",), kwargs={"json": {"model": "slow", "prompt": words}, "timeout": 30})
+            threading.Thread(
+                target=httpx.post, args=(url + "/api/generate",), kwargs={"json": {"model": "slow", "prompt": words}, "timeout": 30}
+            )
             for _ in range(2)
         ]
         for t in threads:
@@ -117,7 +115,10 @@ def test_running_and_queued_gauges(tmp_path: Path, tiny_gguf: Path, echo_server_
         def busy() -> bool:  # one scrape is one consistent view of the scheduler
             now.clear()
             now.update(scrape(url))
-            return value(now, "vllama_requests_running", model="slow:latest") == 1 and value(now, "vllama_requests_queued", model="slow:latest") == 1
+            return (
+                value(now, "vllama_requests_running", model="slow:latest") == 1
+                and value(now, "vllama_requests_queued", model="slow:latest") == 1
+            )
 
         assert wait_for(busy), now
         assert value(now, "vllama_queue_depth") == 1
@@ -150,7 +151,15 @@ class ReportingEngine(Engine):
 
 def test_engine_info_gauges() -> None:
     model = ModelRef(name="m:latest", format="gguf", path="/nowhere")
-    runner = Runner(model=model, backend=EchoBackend, settings=LoadSettings(parallel=2), keep_alive=0, slots=asyncio.Semaphore(2), engine=ReportingEngine(), active=1)
+    runner = Runner(
+        model=model,
+        backend=EchoBackend,
+        settings=LoadSettings(parallel=2),
+        keep_alive=0,
+        slots=asyncio.Semaphore(2),
+        engine=ReportingEngine(),
+        active=1,
+    )
     registry = CollectorRegistry()
     registry.register(SchedulerCollector(SimpleNamespace(runners={"m:latest": runner}, pending=3)))  # type: ignore[arg-type]
     samples = parse(generate_latest(registry).decode())

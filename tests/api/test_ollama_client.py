@@ -111,7 +111,7 @@ def test_create_blob_and_create_with_parameters(client: ollama.Client, tiny_gguf
     assert progress[-1].status == "success"
     assert client.generate(model="terse", prompt="many words here").response == "many "
     show = client.show("terse")
-    assert "SYSTEM \"\"\"Be terse.\"\"\"" in show.modelfile and "num_predict" in show.parameters
+    assert 'SYSTEM """Be terse."""' in show.modelfile and "num_predict" in show.parameters
     client.create(model="terse2", from_="terse", system="Other.")
     assert "Other." in client.show("terse2").modelfile
     assert client.generate(model="terse2", prompt="many words here").response == "many "

@@ -25,9 +25,17 @@ def _outside(field: str) -> st.SearchStrategy[Any]:
     whole = field in INTEGERS
     sides = []
     if low is not None:
-        sides.append(st.integers(max_value=int(low) - 1) if whole else st.floats(max_value=low, exclude_max=True, allow_nan=False, allow_infinity=False))
+        sides.append(
+            st.integers(max_value=int(low) - 1)
+            if whole
+            else st.floats(max_value=low, exclude_max=True, allow_nan=False, allow_infinity=False)
+        )
     if high is not None:
-        sides.append(st.integers(min_value=int(high) + 1) if whole else st.floats(min_value=high, exclude_min=True, allow_nan=False, allow_infinity=False))
+        sides.append(
+            st.integers(min_value=int(high) + 1)
+            if whole
+            else st.floats(min_value=high, exclude_min=True, allow_nan=False, allow_infinity=False)
+        )
     return st.one_of(sides)
 
 

@@ -4,7 +4,6 @@ engine isolation, all through the API of a real server."""
 from __future__ import annotations
 
 import contextlib
-
 import json
 import threading
 import time
@@ -65,7 +64,9 @@ def _stream_in_thread(url: str, model: str, results: list, prompt: str = WORDS) 
     return t
 
 
-def test_per_model_parallelism_and_queue_visibility(tmp_path: Path, tiny_gguf: Path, echo_server_with: Callable[..., ServerProcess]) -> None:
+def test_per_model_parallelism_and_queue_visibility(
+    tmp_path: Path, tiny_gguf: Path, echo_server_with: Callable[..., ServerProcess]
+) -> None:
     with echo_server_with(tmp_path, VLLAMA_NUM_PARALLEL_MODELS="wide=3") as server:
         create_model(server.url, "slow", tiny_gguf, parameters={"echo_delay": 0.05, "num_parallel": 2})
         create_model(server.url, "wide", tiny_gguf, parameters={"echo_delay": 0.05, "num_parallel": 2})
@@ -114,7 +115,9 @@ def test_disconnect_frees_the_slot_at_once(tmp_path: Path, tiny_gguf: Path, echo
         assert time.monotonic() - started < 5
 
 
-def test_a_queued_client_that_hangs_up_leaves_the_queue_at_once(tmp_path: Path, tiny_gguf: Path, echo_server_with: Callable[..., ServerProcess]) -> None:
+def test_a_queued_client_that_hangs_up_leaves_the_queue_at_once(
+    tmp_path: Path, tiny_gguf: Path, echo_server_with: Callable[..., ServerProcess]
+) -> None:
     with echo_server_with(tmp_path) as server:
         create_model(server.url, "slow", tiny_gguf, parameters={"echo_delay": 0.2, "num_parallel": 1})
         generate(server.url, "slow", "")
@@ -148,9 +151,13 @@ def test_an_engine_crash_is_not_a_server_crash(tmp_path: Path, tiny_gguf: Path, 
         assert ps(server.url)["fragile:latest"]["backend"] == "echo-isolated"
 
 
-def test_stream_error_mid_way_is_a_final_error_line(tmp_path: Path, tiny_gguf: Path, echo_server_with: Callable[..., ServerProcess]) -> None:
+def test_stream_error_mid_way_is_a_final_error_line(
+    tmp_path: Path, tiny_gguf: Path, echo_server_with: Callable[..., ServerProcess]
+) -> None:
     with echo_server_with(tmp_path) as server:
-        create_model(server.url, "fragile", tiny_gguf, parameters={"backend": "echo-isolated", "echo_allow_crash": True, "echo_delay": 0.05})
+        create_model(
+            server.url, "fragile", tiny_gguf, parameters={"backend": "echo-isolated", "echo_allow_crash": True, "echo_delay": 0.05}
+        )
         r = httpx.post(server.url + "/api/chat", json={"model": "fragile", "messages": [
             {"role": "user", "content": "one two #crash three"}]}, timeout=30)  # fmt: skip
         assert r.status_code == 200
@@ -159,7 +166,9 @@ def test_stream_error_mid_way_is_a_final_error_line(tmp_path: Path, tiny_gguf: P
         assert "stopped unexpectedly" in lines[-1]["error"] and len(lines) == 3
 
 
-def test_an_error_in_a_worker_keeps_its_status_at_the_route(tmp_path: Path, tiny_gguf: Path, echo_server_with: Callable[..., ServerProcess]) -> None:
+def test_an_error_in_a_worker_keeps_its_status_at_the_route(
+    tmp_path: Path, tiny_gguf: Path, echo_server_with: Callable[..., ServerProcess]
+) -> None:
     with echo_server_with(tmp_path) as server:
         create_model(server.url, "small", tiny_gguf, parameters={"backend": "echo-isolated", "num_ctx": 4})
         long = "one two three four five six"
@@ -169,12 +178,16 @@ def test_an_error_in_a_worker_keeps_its_status_at_the_route(tmp_path: Path, tiny
             assert (r.status_code, r.json()) == (400, overflow)
         r = httpx.post(server.url + "/api/embed", json={"model": "small", "input": long, "truncate": False}, timeout=60)
         assert (r.status_code, r.json()) == (400, overflow)
-        r = httpx.post(server.url + "/v1/chat/completions", json={"model": "small", "messages": [{"role": "user", "content": long}]}, timeout=60)
+        r = httpx.post(
+            server.url + "/v1/chat/completions", json={"model": "small", "messages": [{"role": "user", "content": long}]}, timeout=60
+        )
         assert r.status_code == 400 and r.json()["error"]["message"] == overflow["error"]
         assert generate(server.url, "small", "fits").json()["response"] == "fits"
 
 
-@pytest.mark.parametrize(("path", "body"), [("/api/generate", {"prompt": "one two"}), ("/api/chat", {"messages": [{"role": "user", "content": "one two"}]})])
+@pytest.mark.parametrize(
+    ("path", "body"), [("/api/generate", {"prompt": "one two"}), ("/api/chat", {"messages": [{"role": "user", "content": "one two"}]})]
+)
 def test_the_request_that_loads_reports_the_load_on_its_final_chunk(
     tmp_path: Path, tiny_gguf: Path, echo_server_with: Callable[..., ServerProcess], path: str, body: dict[str, object]
 ) -> None:

@@ -26,7 +26,9 @@ JSON = st.recursive(
     lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
     max_leaves=12,
 )
-FIELDS = st.sampled_from(["model", "prompt", "messages", "input", "options", "stream", "source", "destination", "from", "format", "keep_alive"])
+FIELDS = st.sampled_from(
+    ["model", "prompt", "messages", "input", "options", "stream", "source", "destination", "from", "format", "keep_alive"]
+)
 BODIES = (
     JSON.map(lambda v: json.dumps(v).encode())
     | st.dictionaries(FIELDS, JSON, max_size=4).map(lambda v: json.dumps(v).encode())
@@ -60,7 +62,9 @@ QUERY = st.dictionaries(st.text(max_size=8), st.text(max_size=16), max_size=3)
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(route=st.sampled_from(PATH_ROUTES), segment=SEGMENT, query=QUERY, body=st.binary(max_size=64))
-def test_no_5xx_from_paths_and_queries(echo_server: ServerProcess, route: tuple[str, str], segment: str, query: dict[str, str], body: bytes) -> None:
+def test_no_5xx_from_paths_and_queries(
+    echo_server: ServerProcess, route: tuple[str, str], segment: str, query: dict[str, str], body: bytes
+) -> None:
     method, template = route
     path = re.sub(r"\{[^}]*\}", lambda _: quote(segment, safe=":"), template)
     r = httpx.request(method, echo_server.url + path, params=query, content=body if method == "POST" else None, timeout=30)

@@ -68,5 +68,9 @@ def table(result: BenchResult) -> str:
     if any(s.estimated_tokens for level in result.levels for s in level.results):
         notes.append("*: the server reported no token usage; tokens are counted as streamed chunks.")
     for level in result.levels:
-        notes += [f"{s.target} level {s.concurrency}: {s.errors} of {s.requests} failed; first: {s.first_error}" for s in level.results if s.errors]
+        notes += [
+            f"{s.target} level {s.concurrency}: {s.errors} of {s.requests} failed; first: {s.first_error}"
+            for s in level.results
+            if s.errors
+        ]
     return "\n".join([*lines, *([""] + notes if notes else [])])

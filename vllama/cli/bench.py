@@ -33,7 +33,12 @@ def _levels(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int
 @click.option("--stream/--no-stream", default=True, show_default=True, help="Stream responses (TTFT and ITL need it).")
 @click.option("--prompt", default="short", show_default=True, help="short, long (about 1,500 tokens) or the prompt's text.")
 @click.option("--num-predict", type=click.IntRange(min=1), default=128, show_default=True, help="Tokens to generate per request.")
-@click.option("--ignore-eos/--no-ignore-eos", default=True, show_default=True, help="Send ignore_eos on the OpenAI API, so every reply is --num-predict long.")
+@click.option(
+    "--ignore-eos/--no-ignore-eos",
+    default=True,
+    show_default=True,
+    help="Send ignore_eos on the OpenAI API, so every reply is --num-predict long.",
+)
 @click.option("--temperature", type=float, default=0.0, show_default=True)
 @click.option("--warmup", type=click.IntRange(min=0), default=1, show_default=True, help="Requests per server before measuring.")
 @click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds one request may take.")

@@ -116,7 +116,7 @@ def table(rows: list[list[str]], *, indent: str = "", err: bool = False) -> None
     columns = max(len(r) for r in rows)
     widths = [max((len(r[i]) for r in rows if i < len(r)), default=0) for i in range(columns)]
     for row in rows:
-        click.echo((indent + "    ".join(cell.ljust(w) for cell, w in zip(row, widths))).rstrip(), err=err)
+        click.echo((indent + "    ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))).rstrip(), err=err)
 
 
 @cli.command("list")

@@ -110,7 +110,10 @@ def print_timings(done: dict[str, Any]) -> None:
         lines.append(f"total duration:       {go_duration(total)}")
     if (load := done.get("load_duration", 0)) > 0:
         lines.append(f"load duration:        {go_duration(load)}")
-    for label, count_key, duration_key in (("prompt eval", "prompt_eval_count", "prompt_eval_duration"), ("eval", "eval_count", "eval_duration")):
+    for label, count_key, duration_key in (
+        ("prompt eval", "prompt_eval_count", "prompt_eval_duration"),
+        ("eval", "eval_count", "eval_duration"),
+    ):
         count, duration = done.get(count_key, 0), done.get(duration_key, 0)
         if count > 0:
             lines.append(f"{label + ' count:':<22}{count} token(s)")

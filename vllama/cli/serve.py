@@ -24,7 +24,9 @@ ENGINE_FLAGS: tuple[tuple[str, str, click.ParamType, str, str], ...] = (
 
 def _engine_options(f: Any) -> Any:
     for flag, setting, kind, metavar, text in reversed(ENGINE_FLAGS):
-        f = click.option(flag, setting, type=kind, metavar=metavar, help=f"{text} Engine setting {setting}, for the backends that take it.")(f)
+        f = click.option(
+            flag, setting, type=kind, metavar=metavar, help=f"{text} Engine setting {setting}, for the backends that take it."
+        )(f)
     return f
 
 
@@ -34,7 +36,9 @@ def _engine_options(f: Any) -> Any:
               help="Load this model at start and keep it loaded; repeat for more (VLLAMA_PRELOAD).")  # fmt: skip
 @click.option("--engine", "backend", metavar="NAME", help="Force one backend for every model (VLLAMA_BACKEND).")
 @click.option("--parallel", type=click.IntRange(min=1), metavar="N", help="Parallel requests per model (VLLAMA_NUM_PARALLEL).")
-@click.option("--ctx-size", "context_length", type=click.IntRange(min=1), metavar="N", help="Default context length (VLLAMA_CONTEXT_LENGTH).")
+@click.option(
+    "--ctx-size", "context_length", type=click.IntRange(min=1), metavar="N", help="Default context length (VLLAMA_CONTEXT_LENGTH)."
+)
 @_engine_options
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               help="Log level (default info, or debug with VLLAMA_DEBUG).")  # fmt: skip

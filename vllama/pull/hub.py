@@ -66,10 +66,7 @@ def list_files(repo: str, revision: str | None) -> Listing:
 
     with hub_errors(repo, revision):
         info = HfApi().model_info(repo, revision=revision, files_metadata=True)
-    files = tuple(
-        RemoteFile(s.rfilename, s.size or 0, s.lfs.sha256 if s.lfs else "", s.blob_id or "")
-        for s in info.siblings or ()
-    )
+    files = tuple(RemoteFile(s.rfilename, s.size or 0, s.lfs.sha256 if s.lfs else "", s.blob_id or "") for s in info.siblings or ())
     return Listing(repo, info.sha or "", files)
 
 

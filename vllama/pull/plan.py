@@ -55,8 +55,7 @@ def make_plan(name: ModelName, text: str, hardware: Hardware) -> Plan:
         if name.host.lower() not in (DEFAULT_HOST, HF_HOST):
             raise BadRequest(f"pull model manifest: pulling from '{name.host}' is not supported; {_ASK}")
         raise NotFound(
-            f"pull model manifest: '{text}' is not in vllama's model library, and pulling from Ollama's registry "
-            f"is not supported; {_ASK}"
+            f"pull model manifest: '{text}' is not in vllama's model library, and pulling from Ollama's registry is not supported; {_ASK}"
         )
     if isinstance(source, GgufSource):
         listing = hub.list_files(source.repo, None)
@@ -70,10 +69,7 @@ def pick_gguf(listing: hub.Listing, tag: str) -> hub.RemoteFile:
     exact file name, or for ``latest`` the first of DEFAULT_QUANTS the repo has."""
     ggufs = [f for f in listing.files if f.path.lower().endswith(".gguf") and not _base(f).startswith("mmproj")]
     if not ggufs:
-        raise BadRequest(
-            f"'{listing.repo}' has no GGUF files; to pull its safetensors weights, name it without hf.co/: "
-            + listing.repo
-        )
+        raise BadRequest(f"'{listing.repo}' has no GGUF files; to pull its safetensors weights, name it without hf.co/: " + listing.repo)
     single = [f for f in ggufs if not _SPLIT.search(f.path)]
     if tag.lower() == "latest":
         found = next((m for q in DEFAULT_QUANTS if (m := _with_quant(single, q))), single or ggufs)
@@ -85,8 +81,7 @@ def pick_gguf(listing: hub.Listing, tag: str) -> hub.RemoteFile:
     if not chosen:
         if found:
             raise BadRequest(
-                f"the {tag} GGUF of '{listing.repo}' is split into several files, which vllama cannot pull; "
-                "choose another quant"
+                f"the {tag} GGUF of '{listing.repo}' is split into several files, which vllama cannot pull; choose another quant"
             )
         names = ", ".join(sorted(posixpath.basename(f.path) for f in ggufs)[:12])
         raise NotFound(f"pull model manifest: '{listing.repo}' has no GGUF file for the tag '{tag}'; it has: {names}")

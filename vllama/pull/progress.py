@@ -29,9 +29,7 @@ class Cancelled(Exception):
 class FileProgress:
     """Reports one file's bytes as Progress lines, throttled; raises Cancelled once cancelled."""
 
-    def __init__(
-        self, emit: Callable[[Progress], None], status: str, digest: str, total: int, cancelled: threading.Event
-    ) -> None:
+    def __init__(self, emit: Callable[[Progress], None], status: str, digest: str, total: int, cancelled: threading.Event) -> None:
         self._emit, self._status, self._digest, self._total = emit, status, digest, total
         self._cancelled = cancelled
         self._sent = -1

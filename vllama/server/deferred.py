@@ -70,7 +70,9 @@ class DeferredApp:
             self._ready.set_exception(e)
             raise
         await self._to_app.put({"type": "lifespan.startup"})
-        runner = asyncio.ensure_future(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, self._to_app.get, self._from_app.put))
+        runner = asyncio.ensure_future(
+            app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, self._to_app.get, self._from_app.put)
+        )
         reply = await self._from_app.get()
         if reply["type"] != "lifespan.startup.complete":
             self._ready.set_exception(RuntimeError(f"the app failed to start: {reply.get('message', reply['type'])}"))

@@ -1,7 +1,7 @@
 """An embedded server: vllama on a background thread, for apps and tests.
 
-    with EmbeddedServer() as server:
-        ollama.Client(host=server.url).chat(...)
+with EmbeddedServer() as server:
+    ollama.Client(host=server.url).chat(...)
 """
 
 from __future__ import annotations

@@ -106,9 +106,13 @@ class SchedulerCollector(Collector):
         running = GaugeMetricFamily("vllama_requests_running", "Requests generating on a model now.", labels=["model"])
         queued = GaugeMetricFamily("vllama_requests_queued", "Requests waiting for a free slot on a loaded model.", labels=["model"])
         parallel = GaugeMetricFamily("vllama_model_parallel", "Requests a model runs at once.", labels=["model"])
-        memory = GaugeMetricFamily("vllama_model_memory_bytes", "Bytes a loaded model holds (weights and cache).", labels=["model", "backend"])
+        memory = GaugeMetricFamily(
+            "vllama_model_memory_bytes", "Bytes a loaded model holds (weights and cache).", labels=["model", "backend"]
+        )
         vram = GaugeMetricFamily("vllama_model_vram_bytes", "Bytes of a loaded model on an accelerator.", labels=["model", "backend"])
-        info = GaugeMetricFamily("vllama_engine_info", "Numeric facts a loaded engine reports (such as its KV cache), by key.", labels=["model", "key"])
+        info = GaugeMetricFamily(
+            "vllama_engine_info", "Numeric facts a loaded engine reports (such as its KV cache), by key.", labels=["model", "key"]
+        )
         for r in runners:
             running.add_metric([r.name], r.active)
             queued.add_metric([r.name], r.waiting)

@@ -39,7 +39,9 @@ def wire_tool_calls(calls: list[ToolCall]) -> list[w.WireToolCall] | None:
     if not calls:
         return None
     return [
-        w.WireToolCall(id=c.id, function=w.WireToolCallFunction(name=c.function.name, arguments=c.function.arguments, index=c.function.index or 0))
+        w.WireToolCall(
+            id=c.id, function=w.WireToolCallFunction(name=c.function.name, arguments=c.function.arguments, index=c.function.index or 0)
+        )
         for c in calls
     ]
 
@@ -181,7 +183,9 @@ def to_messages(messages: list[w.WireMessage]) -> list[Message]:
                 thinking=m.thinking,
                 images=serving.decode_images(m.images),
                 tool_calls=[
-                    ToolCall(id=c.id, function=ToolCallFunction(name=c.function.name, arguments=c.function.arguments, index=c.function.index))
+                    ToolCall(
+                        id=c.id, function=ToolCallFunction(name=c.function.name, arguments=c.function.arguments, index=c.function.index)
+                    )
                     for c in m.tool_calls or []
                 ],
                 tool_name=m.tool_name,

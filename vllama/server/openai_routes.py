@@ -17,9 +17,8 @@ from litestar.response import Response, Stream
 
 from vllama.errors import BadRequest, ModelNotFound
 from vllama.names import parse_name
-from vllama.server import openai_limits
+from vllama.server import openai_limits, serving
 from vllama.server import openai_wire as o
-from vllama.server import serving
 from vllama.server.ndjson import sse
 from vllama.server.ollama_generate import vllama_of
 from vllama.types import ChatRequest, Delta, Done, Event, GenerateRequest, Message, Tool, ToolCall, ToolCallFunction
@@ -130,8 +129,11 @@ def _tool_calls(calls: list[ToolCall], start: int = 0) -> list[o.ToolCall] | Non
     if not calls:
         return None
     return [
-        o.ToolCall(id=c.id or f"call_{secrets.token_hex(4)}", index=start + i,
-                   function=o.FunctionCall(name=c.function.name, arguments=json.dumps(c.function.arguments)))  # fmt: skip
+        o.ToolCall(
+            id=c.id or f"call_{secrets.token_hex(4)}",
+            index=start + i,
+            function=o.FunctionCall(name=c.function.name, arguments=json.dumps(c.function.arguments)),
+        )
         for i, c in enumerate(calls)
     ]
 
@@ -192,7 +194,9 @@ async def chat_completions(request: Request[Any, Any, Any], data: o.ChatCompleti
     ))  # fmt: skip
 
 
-async def _chat_chunks(events: AsyncIterator[Event], rid: str, created: int, model: str, include_usage: bool) -> AsyncIterator[o.ChatCompletionChunk]:
+async def _chat_chunks(
+    events: AsyncIterator[Event], rid: str, created: int, model: str, include_usage: bool
+) -> AsyncIterator[o.ChatCompletionChunk]:
     def chunk(delta: o.ResponseMessage, finish: str | None = None, logprobs: o.ChoiceLogprobs | None = None) -> o.ChatCompletionChunk:
         return o.ChatCompletionChunk(id=rid, created=created, model=model,
                                      choices=[o.ChunkChoice(delta=delta, finish_reason=finish, logprobs=logprobs)])  # fmt: skip
@@ -203,7 +207,9 @@ async def _chat_chunks(events: AsyncIterator[Event], rid: str, created: int, mod
         if isinstance(event, Delta):
             calls = _tool_calls(event.tool_calls, n_calls)
             n_calls += len(event.tool_calls)
-            yield chunk(o.ResponseMessage(content=event.text or None, reasoning=event.thinking or None, tool_calls=calls), logprobs=_logprobs(event))
+            yield chunk(
+                o.ResponseMessage(content=event.text or None, reasoning=event.thinking or None, tool_calls=calls), logprobs=_logprobs(event)
+            )
         else:
             yield chunk(o.ResponseMessage(), "tool_calls" if n_calls else event.reason)
             if include_usage:
@@ -242,7 +248,9 @@ async def completions(request: Request[Any, Any, Any], data: o.CompletionBody) -
                                  choices=[o.CompletionChoice(text="".join(text), finish_reason=done.reason)]))  # fmt: skip
 
 
-async def _completion_chunks(events: AsyncIterator[Event], rid: str, created: int, model: str, include_usage: bool) -> AsyncIterator[o.Completion]:
+async def _completion_chunks(
+    events: AsyncIterator[Event], rid: str, created: int, model: str, include_usage: bool
+) -> AsyncIterator[o.Completion]:
     async for event in events:
         if isinstance(event, Delta):
             yield o.Completion(id=rid, created=created, model=model, choices=[o.CompletionChoice(text=event.text)])

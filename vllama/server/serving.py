@@ -25,7 +25,7 @@ from vllama import options as opts
 from vllama.core import Vllama
 from vllama.durations import keep_alive_seconds
 from vllama.engine import Backend, Engine
-from vllama.errors import BadRequest, ClientGone, EngineError, Unsupported
+from vllama.errors import BadRequest, ClientGone, EngineError
 from vllama.scheduler import Lease
 from vllama.server import metrics
 from vllama.tool_calls import FORMATS, ToolCallParser, detect_format, parse_tool_calls
@@ -82,7 +82,9 @@ async def tool_format(model: ModelRef, backend: type[Backend]) -> str | None:
     named = model.parameters.get("tool_parser")
     if named is None:
         return detect_format(model.template)
-    if named in FORMATS or (backend.parses_tool_calls and isinstance(named, str) and named in await asyncio.to_thread(backend.tool_parsers)):
+    if named in FORMATS or (
+        backend.parses_tool_calls and isinstance(named, str) and named in await asyncio.to_thread(backend.tool_parsers)
+    ):
         return named
     extra = f" or a tool parser of the {backend.name} backend" if backend.parses_tool_calls else ""
     raise BadRequest(f"invalid tool_parser {str(named)[:100]!r}: use one of {', '.join(FORMATS)}{extra}")
@@ -223,7 +225,9 @@ async def _aclose(events: AsyncIterator[Event]) -> None:
         await aclose()
 
 
-async def embed_vectors(v: Vllama, model: ModelRef, inputs: list[str], *, truncate: bool, keep_alive: float | None, options: dict[str, Any]) -> tuple[list[list[float]], int, int]:
+async def embed_vectors(
+    v: Vllama, model: ModelRef, inputs: list[str], *, truncate: bool, keep_alive: float | None, options: dict[str, Any]
+) -> tuple[list[list[float]], int, int]:
     """Embed inputs; return (raw vectors, prompt tokens, load ns)."""
     from vllama.types import EmbedRequest
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-
 import tempfile
 from collections.abc import AsyncIterable, Iterable
 from pathlib import Path
@@ -73,7 +72,7 @@ class Blobs:
                     h.update(chunk)
                     f.write(chunk)
             except BaseException:
-                Path(f.name).unlink(missing_ok=True)
+                _discard(f.name)
                 raise
         return self._commit(Path(f.name), h.hexdigest(), expected)
 
@@ -86,7 +85,7 @@ class Blobs:
                     h.update(chunk)
                     f.write(chunk)
             except BaseException:
-                Path(f.name).unlink(missing_ok=True)
+                _discard(f.name)
                 raise
         return self._commit(Path(f.name), h.hexdigest(), expected)
 
@@ -111,3 +110,8 @@ class Blobs:
 
     def remove(self, digest: str) -> None:
         self.path(digest).unlink(missing_ok=True)
+
+
+def _discard(path: str) -> None:
+    """Remove a failed write's temporary file."""
+    Path(path).unlink(missing_ok=True)

@@ -97,7 +97,7 @@ def describe_directory(path: Path) -> Description:
         if src in text_config:
             info[f"{family}.{key}"] = text_config[src]
     template = _hf_chat_template(path)
-    is_embedding = (path / "modules.json").is_file() or arch.endswith(("Model", "ForMaskedLM")) and "CausalLM" not in arch
+    is_embedding = (path / "modules.json").is_file() or (arch.endswith(("Model", "ForMaskedLM")) and "CausalLM" not in arch)
     capabilities = with_template(["embedding"] if is_embedding else ["completion"], template)
     level = f"Q{quant['bits']}" if is_mlx and "bits" in quant else (str(quant.get("quant_method") or "").upper() or dtype)
     details = ModelDetails(

@@ -210,7 +210,9 @@ class ModelStore:
             raise NotFound(f"no such file or directory: {source}")
         return self.import_files(model_files(source), progress)
 
-    def import_files(self, files: Mapping[str, Path], progress: Progress = lambda _: None, new: builtins.list[str] | None = None) -> dict[str, str]:
+    def import_files(
+        self, files: Mapping[str, Path], progress: Progress = lambda _: None, new: builtins.list[str] | None = None
+    ) -> dict[str, str]:
         """Copy files into blobs: ``{name: digest}``; digests the store did not hold are appended to ``new``."""
         out = {}
         for rel, path in files.items():

@@ -45,6 +45,6 @@ def mismatches(url: str, model: str, *, timeout: float = 600) -> list[str]:
         response = httpx.post(url + route, json=body, timeout=timeout)
         refused = response.status_code == 400 and "does not support" in response.text
         accepted = response.status_code == 200
-        if capability in listed and not accepted or capability not in listed and not refused and capability != "embedding":
+        if (capability in listed and not accepted) or (capability not in listed and not refused and capability != "embedding"):
             out.append(f"{capability} ({'listed' if capability in listed else 'not listed'}): {response.status_code} {response.text[:200]}")
     return out

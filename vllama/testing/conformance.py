@@ -203,7 +203,16 @@ class BackendConformance:
         first_done = min(finished)
         started_before = {i for t, i in arrivals if t < first_done}
         assert started_before == set(range(n)), "every stream must make progress before any finishes"
-        alone = [(await collect(engine.generate(GenerateRequest(prompt=f"Count from {i} to {i + 20}:", options=SamplingOptions(temperature=0.0, num_predict=16)))))[0] for i in range(n)]
+        alone = [
+            (
+                await collect(
+                    engine.generate(
+                        GenerateRequest(prompt=f"Count from {i} to {i + 20}:", options=SamplingOptions(temperature=0.0, num_predict=16))
+                    )
+                )
+            )[0]
+            for i in range(n)
+        ]
         assert texts == alone, "batched greedy output must equal the output of each request alone"
 
     async def test_cancel_frees_the_sequence(self, engine: Engine, settings: LoadSettings) -> None:
@@ -219,7 +228,13 @@ class BackendConformance:
             await stream.aclose()  # type: ignore[attr-defined]
             return seen
 
-        other = asyncio.create_task(collect(engine.generate(GenerateRequest(prompt="Tell me about mountains.", options=SamplingOptions(temperature=0.0, num_predict=24)))))
+        other = asyncio.create_task(
+            collect(
+                engine.generate(
+                    GenerateRequest(prompt="Tell me about mountains.", options=SamplingOptions(temperature=0.0, num_predict=24))
+                )
+            )
+        )
         assert await partial() == 2
         text, _, done = await other
         assert text and done.completion_tokens > 0, "the other stream runs to its end"

@@ -47,9 +47,7 @@ EMBEDDING_DIM = 8
 class EchoBackend(Backend):
     name: ClassVar[str] = "echo"
     formats: ClassVar[frozenset[str]] = frozenset({"gguf", "safetensors", "mlx"})
-    capabilities: ClassVar[frozenset[str]] = frozenset(
-        {"completion", "chat", "embedding", "tools", "thinking", "format", "logprobs"}
-    )
+    capabilities: ClassVar[frozenset[str]] = frozenset({"completion", "chat", "embedding", "tools", "thinking", "format", "logprobs"})
     isolated: ClassVar[bool] = False
     #: It emits one structured call of the first tool offered.
     parses_tool_calls: ClassVar[bool] = True

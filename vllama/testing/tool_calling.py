@@ -142,7 +142,11 @@ class ToolCalling:
         (call,) = functions(required.choices[0].message)
         assert call.name in ("get_weather", "get_time") and json.loads(call.arguments)
         named = oai.chat.completions.create(
-            model=MODEL, messages=asked, tools=[WEATHER, TIME], temperature=0, max_tokens=64,
+            model=MODEL,
+            messages=asked,
+            tools=[WEATHER, TIME],
+            temperature=0,
+            max_tokens=64,
             tool_choice={"type": "function", "function": {"name": "get_weather"}},
         )
         calls = functions(named.choices[0].message)

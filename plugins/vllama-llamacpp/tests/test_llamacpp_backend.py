@@ -13,11 +13,7 @@ GGUF = ModelRef(name="m", format="gguf", path="/m.gguf")
 
 
 def test_importing_the_plugin_does_not_import_the_engine() -> None:
-    code = (
-        "import sys, vllama_llamacpp\n"
-        "bad = [m for m in ('llama_cpp', 'numpy', 'jinja2') if m in sys.modules]\n"
-        "assert not bad, bad\n"
-    )
+    code = "import sys, vllama_llamacpp\nbad = [m for m in ('llama_cpp', 'numpy', 'jinja2') if m in sys.modules]\nassert not bad, bad\n"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -30,10 +26,7 @@ def test_registers_the_backend() -> None:
 
 
 def test_supports_gguf_only() -> None:
-    assert (
-        LlamaCppBackend.supports(ModelRef(name="m", format="safetensors", path="/m"), Hardware((CPU,)))
-        is None
-    )
+    assert LlamaCppBackend.supports(ModelRef(name="m", format="safetensors", path="/m"), Hardware((CPU,))) is None
 
 
 def test_scores() -> None:

@@ -71,7 +71,9 @@ def test_disconnect_storm_frees_every_slot(server: ServerProcess) -> None:
             await asyncio.gather(*(client(http, wait) for wait in waits))
 
     asyncio.run(storm())
-    assert wait_for(lambda: ps(server.url)["running"] == ps(server.url)["queued"] == 0, timeout=30), {k: ps(server.url)[k] for k in ("running", "queued")}
+    assert wait_for(lambda: ps(server.url)["running"] == ps(server.url)["queued"] == 0, timeout=30), {
+        k: ps(server.url)[k] for k in ("running", "queued")
+    }
     assert server.alive() and server.worker_pids() == workers
     assert answers(server.url)
 

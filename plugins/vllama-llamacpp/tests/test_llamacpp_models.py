@@ -31,9 +31,7 @@ async def test_a_file_that_is_not_gguf_fails_to_load(tmp_path: Path, hardware: H
     path = tmp_path / "model.gguf"
     path.write_bytes(b"PK\x03\x04 this is a zip file, not a model" * 100)
     with pytest.raises(EngineError, match="failed to load model bad"):
-        await LlamaCppBackend.load(
-            ModelRef(name="bad", format="gguf", path=str(path)), hardware, LoadSettings()
-        )
+        await LlamaCppBackend.load(ModelRef(name="bad", format="gguf", path=str(path)), hardware, LoadSettings())
 
 
 async def test_a_truncated_gguf_fails_to_load(tmp_path: Path, smollm2: ModelRef, hardware: Hardware) -> None:
@@ -41,9 +39,7 @@ async def test_a_truncated_gguf_fails_to_load(tmp_path: Path, smollm2: ModelRef,
     with open(smollm2.path, "rb") as f:
         path.write_bytes(f.read(os.path.getsize(smollm2.path) // 2))
     with pytest.raises(EngineError, match="truncated"):
-        await LlamaCppBackend.load(
-            ModelRef(name="cut", format="gguf", path=str(path)), hardware, LoadSettings()
-        )
+        await LlamaCppBackend.load(ModelRef(name="cut", format="gguf", path=str(path)), hardware, LoadSettings())
 
 
 async def test_llama_cpp_errors_are_reported(tmp_path: Path, smollm2: ModelRef, hardware: Hardware) -> None:
@@ -55,9 +51,7 @@ async def test_llama_cpp_errors_are_reported(tmp_path: Path, smollm2: ModelRef, 
     path = tmp_path / "arch.gguf"
     path.write_bytes(bytes(data))
     with pytest.raises(EngineError, match="nomod"):
-        await LlamaCppBackend.load(
-            ModelRef(name="arch", format="gguf", path=str(path)), hardware, LoadSettings()
-        )
+        await LlamaCppBackend.load(ModelRef(name="arch", format="gguf", path=str(path)), hardware, LoadSettings())
 
 
 async def test_model_without_template_cannot_chat(gemma_engine: LlamaCppEngine) -> None:
@@ -67,9 +61,7 @@ async def test_model_without_template_cannot_chat(gemma_engine: LlamaCppEngine) 
 
 
 async def test_model_without_template_generates_from_the_bare_prompt(gemma_engine: LlamaCppEngine) -> None:
-    request = GenerateRequest(
-        prompt="Monday, Tuesday, Wednesday,", options=SamplingOptions(temperature=0, num_predict=8)
-    )
+    request = GenerateRequest(prompt="Monday, Tuesday, Wednesday,", options=SamplingOptions(temperature=0, num_predict=8))
     text = "".join([e.text async for e in gemma_engine.generate(request) if isinstance(e, Delta)])
     assert "Thursday" in text
 
@@ -94,9 +86,7 @@ async def test_embedding_overflow(tiny_engine: LlamaCppEngine) -> None:
 
 
 async def test_a_full_context_ends_with_length(tiny_engine: LlamaCppEngine) -> None:
-    request = GenerateRequest(
-        prompt="Once upon a time, there was", raw=True, options=SamplingOptions(temperature=0)
-    )
+    request = GenerateRequest(prompt="Once upon a time, there was", raw=True, options=SamplingOptions(temperature=0))
     events = [e async for e in tiny_engine.generate(request)]
     done = events[-1]
     assert isinstance(done, Done) and done.reason == "length"
@@ -110,9 +100,7 @@ def _cosine(a: list[float], b: list[float]) -> float:
 
 async def test_closing_the_engine_ends_open_streams(smollm2: ModelRef, hardware: Hardware) -> None:
     engine = await LlamaCppBackend.load(smollm2, hardware, LoadSettings(num_ctx=256, num_thread=1))
-    stream = engine.generate(
-        GenerateRequest(prompt="Write a story.", options=SamplingOptions(num_predict=200))
-    )
+    stream = engine.generate(GenerateRequest(prompt="Write a story.", options=SamplingOptions(num_predict=200)))
     assert isinstance(await anext(stream), Delta)
     await engine.close()
     with pytest.raises(EngineError, match="unloaded"):

@@ -103,7 +103,7 @@ def test_bad_gguf_input_is_a_clear_error(server: ServerProcess, client: ollama.C
 
     source = starter_path()
     assert source is not None
-    weights.write_bytes(source.read_bytes()[: 50_000_000])
+    weights.write_bytes(source.read_bytes()[:50_000_000])
     with pytest.raises(RuntimeError, match="truncated"):
         create_model(server.url, "truncated", weights)
     (tmp_path / "text.gguf").write_text("not a model")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 import jsonschema
-import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -45,7 +44,13 @@ async def call_of(engine: LlamaCppEngine, tool: Tool, choice: str, ask: str = "C
     return [c async for e in events if isinstance(e, Delta) for c in e.tool_calls]
 
 
-@settings(max_examples=8, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate], suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=8,
+    deadline=None,
+    derandomize=True,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(schema=schemas(), name=names)
 def test_required_calls_validate_against_any_schema(qwen_engine: LlamaCppEngine, schema: dict, name: str) -> None:
     tool = Tool(function=ToolFunction(name=name, description="A tool.", parameters=schema))

@@ -10,6 +10,7 @@ from vllama.store.describe import describe_directory
 from vllama.testing.hf_models import minilm_dir, smollm2_safetensors
 from vllama.types import ModelRef
 
+
 def ref_for(name: str, path: Path) -> ModelRef:
     desc = describe_directory(path)
     return ModelRef(name=name, format=desc.format, path=str(path), details=desc.details, info=desc.info,

@@ -12,7 +12,7 @@ from vllama.errors import BadRequest, Unsupported
 from vllama.probes import cpu_device
 from vllama.types import Device, Hardware, LoadSettings, ModelRef, SamplingOptions
 from vllama_vllm.backend import VllmBackend
-from vllama_vllm.memory import GiB, DoesNotFit, GpuMemory, ModelShape
+from vllama_vllm.memory import DoesNotFit, GiB, GpuMemory, ModelShape
 from vllama_vllm.plan import host_bytes, plan
 from vllama_vllm.sampling import sampling_kwargs, sampling_params
 
@@ -80,7 +80,10 @@ def test_the_default_gpu_share_shrinks_to_what_other_models_left(smollm2: ModelR
     assert layout.kwargs["gpu_memory_utilization"] == pytest.approx(41 / 80 - 0.02, abs=1e-3)
     with pytest.raises(DoesNotFit, match=r"gpu_memory_utilization 0.9 claims 72.0 GiB of GPU 0 but only 41.0 GiB is free"):
         plan(smollm2, GPUS, LoadSettings(engine={"gpu_memory_utilization": 0.9}), gpu_memory=half_used)
-    assert plan(smollm2, GPUS, LoadSettings(engine={"gpu_memory_utilization": 0.45}), gpu_memory=half_used).kwargs["gpu_memory_utilization"] == 0.45
+    assert (
+        plan(smollm2, GPUS, LoadSettings(engine={"gpu_memory_utilization": 0.45}), gpu_memory=half_used).kwargs["gpu_memory_utilization"]
+        == 0.45
+    )
 
 
 def test_weights_larger_than_the_gpu_share_do_not_fit(smollm2: ModelRef) -> None:
@@ -152,7 +155,10 @@ def test_ollama_options_become_sampling_params() -> None:
     unlimited = sampling_kwargs(SamplingOptions(num_predict=-1, top_k=0), prompt_tokens=10, max_model_len=512)
     assert unlimited["max_tokens"] == 502 and unlimited["top_k"] == 0
     schema = {"type": "object", "properties": {"city": {"type": "string"}}}
-    assert sampling_params(**sampling_kwargs(SamplingOptions(), prompt_tokens=1, max_model_len=64, format=schema)).structured_outputs.json == schema
+    assert (
+        sampling_params(**sampling_kwargs(SamplingOptions(), prompt_tokens=1, max_model_len=64, format=schema)).structured_outputs.json
+        == schema
+    )
     with pytest.raises(Unsupported, match="typical_p"):
         sampling_kwargs(SamplingOptions(typical_p=0.5), prompt_tokens=1, max_model_len=64)
     with pytest.raises(BadRequest, match="presence_penalty"):

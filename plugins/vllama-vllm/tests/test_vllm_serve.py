@@ -49,7 +49,9 @@ def test_a_model_directory_loads_visibly_and_answers(server: ServerProcess, clie
     assert listed[MODEL].details.format == "safetensors"
     replies: list[Any] = []
     question = [{"role": "user", "content": "What is the capital of France?"}]
-    chat = threading.Thread(target=lambda: replies.append(client.chat(model=MODEL, messages=question, options={"temperature": 0, "num_predict": 32})))
+    chat = threading.Thread(
+        target=lambda: replies.append(client.chat(model=MODEL, messages=question, options={"temperature": 0, "num_predict": 32}))
+    )
     chat.start()
     assert wait_for(lambda: ps(server).get(MODEL, {}).get("status") == "loading", 30), "a loading model is listed as loading"
     chat.join(300)
@@ -85,7 +87,9 @@ def _stream(url: str, content: str, arrivals: list, index: int, stop_after: int 
 
 def test_concurrent_streams_interleave_and_a_closed_one_is_aborted(server: ServerProcess) -> None:
     arrivals: list = []
-    threads = [threading.Thread(target=_stream, args=(server.url, f"Write about {t}.", arrivals, i)) for i, t in enumerate(["the sea", "the moon"])]
+    threads = [
+        threading.Thread(target=_stream, args=(server.url, f"Write about {t}.", arrivals, i)) for i, t in enumerate(["the sea", "the moon"])
+    ]
     for t in threads:
         t.start()
     _stream(server.url, "Write a long story about a dog.", arrivals, 2, stop_after=3)
@@ -106,7 +110,9 @@ def test_openai_client_and_vllms_own_metrics(server: ServerProcess) -> None:
     full = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Say hi."}], max_tokens=24,
                                           temperature=0, extra_body={"ignore_eos": True})  # fmt: skip
     assert full.usage.completion_tokens == 24 and full.choices[0].finish_reason == "length"
-    chunks = list(client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Count to five."}], max_tokens=16, stream=True))
+    chunks = list(
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Count to five."}], max_tokens=16, stream=True)
+    )
     assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) > 1
     text = httpx.get(server.url + "/metrics").text
     generated = re.search(r'vllama_engine_info\{key="vllm\.generation_tokens_total",model="smollm2-hf[^"]*"\} (\S+)', text)

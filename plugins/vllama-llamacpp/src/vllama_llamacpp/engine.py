@@ -10,8 +10,7 @@ import llama_cpp as lc
 
 from vllama import gguf
 from vllama.batching import BatchEngine, top_logprobs
-from vllama.chat_inputs import generate_messages
-from vllama.chat_inputs import is_jinja
+from vllama.chat_inputs import generate_messages, is_jinja
 from vllama.errors import BadRequest, EngineError, Unsupported
 from vllama.tool_calls import FORMATS
 from vllama.types import (

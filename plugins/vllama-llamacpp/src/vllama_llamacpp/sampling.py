@@ -38,9 +38,7 @@ def build_chain(model: Model, options: SamplingOptions, fmt: Format, tools: Tool
     the batch loop takes the argmax of the logits itself, which costs a fraction of a sampler call.
     """
     grammar = tools.gbnf if tools is not None else grammar_for(fmt)
-    penalties = options.repeat_last_n != 0 and (
-        options.repeat_penalty != 1.0 or options.frequency_penalty or options.presence_penalty
-    )
+    penalties = options.repeat_last_n != 0 and (options.repeat_penalty != 1.0 or options.frequency_penalty or options.presence_penalty)
     if options.temperature <= 0 and grammar is None and not penalties:
         return None
     chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
@@ -90,9 +88,7 @@ def _grammar_sampler(model: Model, grammar: str, triggers: tuple[str, ...]) -> A
         return lc.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
     patterns = (ctypes.c_char_p * len(triggers))(*(t.encode() for t in triggers))
     no_tokens = (lc.llama_token * 1)()
-    return lc.llama_sampler_init_grammar_lazy_patterns(
-        model.vocab, grammar.encode(), b"root", patterns, len(triggers), no_tokens, 0
-    )
+    return lc.llama_sampler_init_grammar_lazy_patterns(model.vocab, grammar.encode(), b"root", patterns, len(triggers), no_tokens, 0)
 
 
 def free_chain(chain: Any | None) -> None:

@@ -42,13 +42,13 @@ def tool_grammar(tools: list[Tool], fmt: ToolFormat, *, parallel: bool, lazy: bo
     except Exception as e:  # the converter raises bare Exceptions and KeyErrors
         raise BadRequest(f"invalid JSON schema in tools: {e}") from None
     rules = re.sub(r"^root ::=", "tc-call ::=", rules, count=1, flags=re.M)
-    more = ' (tc-ws tc-call)*' if parallel else ""
+    more = " (tc-ws tc-call)*" if parallel else ""
     alternatives = [f"tc-call{more}"]
     triggers = [_BARE_TRIGGER]
     if markers is not None:
         start = json.dumps(markers.start)
         if markers.end:
-            tagged = f'{start} tc-ws tc-call tc-ws {json.dumps(markers.end)}'
+            tagged = f"{start} tc-ws tc-call tc-ws {json.dumps(markers.end)}"
             alternatives.insert(0, f"{tagged}" + (f" (tc-ws {tagged})*" if parallel else ""))
         elif fmt == "mistral":
             alternatives.insert(0, f'{start} "[" tc-call' + (' ("," tc-ws tc-call)*' if parallel else "") + ' "]"')

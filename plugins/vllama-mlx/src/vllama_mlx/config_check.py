@@ -40,7 +40,7 @@ def overrides(config: dict[str, Any], fields: Collection[str]) -> dict[str, Any]
     if not (isinstance(params, dict) and isinstance(params.get("rope_theta"), (int, float))):
         raise EngineError(
             "config.json gives rope_theta only inside rope_parameters, in a form mlx-lm cannot read "
-            f"({json.dumps(params)[:120]}); add a top-level \"rope_theta\" to config.json"
+            f'({json.dumps(params)[:120]}); add a top-level "rope_theta" to config.json'
         )
     fixed: dict[str, Any] = {"rope_theta": float(params["rope_theta"])}
     scaling = {k: v for k, v in params.items() if k != "rope_theta"}

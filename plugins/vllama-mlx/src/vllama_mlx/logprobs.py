@@ -16,7 +16,7 @@ def token_logprob(tokenizer: Any, row: Any, token: int, top_n: int) -> TokenLogp
     if top_n > 0:
         ids = mx.argpartition(-row, kth=top_n - 1)[:top_n]
         values = row[ids].tolist()
-        for value, tid in sorted(zip(values, ids.tolist()), reverse=True):
+        for value, tid in sorted(zip(values, ids.tolist(), strict=True), reverse=True):
             top.append(_top(tokenizer, int(tid), float(value)))
     text = _text(tokenizer, token)
     return TokenLogprob(token=text, logprob=float(row[token].item()), bytes=list(text.encode()), top_logprobs=top)

@@ -44,4 +44,3 @@ class Prompts:
         except Exception as e:  # jinja2 and transformers raise many kinds
             raise BadRequest(f"failed to render the chat template: {e}") from None
         return list(self._tokenizer.encode(text, add_special_tokens=False))
-

@@ -57,7 +57,7 @@ def parser_for(name: str | None, request: ChatRequest) -> ToolCallParser:
     def body(text: str) -> list[ToolCall] | None:
         try:
             parsed = module.parse_tool_call(text, specs)
-        except Exception:  # noqa: BLE001  # mlx-lm's parsers raise what their format does: not a call
+        except Exception:  # mlx-lm's parsers raise what their format does: not a call
             return None
         return calls_from_values(parsed if isinstance(parsed, list) else [parsed], names)
 

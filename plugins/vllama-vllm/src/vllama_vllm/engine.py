@@ -77,7 +77,7 @@ def start(ref: ModelRef, plan: Plan) -> VllmEngine:
     with _ENV_LOCK, _environment(env):
         try:
             llm = AsyncLLM.from_engine_args(engine_args(plan), stat_loggers=[logger_factory(stats)])
-        except Exception as e:  # noqa: BLE001  # vLLM raises many kinds; the user gets one clear error
+        except Exception as e:  # vLLM raises many kinds; the user gets one clear error
             raise EngineError(f"failed to load model {ref.name}: {type(e).__name__}: {e}") from None
     return VllmEngine(llm, ref, plan, stats)
 

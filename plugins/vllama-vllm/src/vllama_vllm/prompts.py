@@ -49,4 +49,3 @@ class PromptBuilder:
             tokenize=False,
         )  # fmt: skip
         return self.tokenize(text, special=False)
-

@@ -114,7 +114,7 @@ def tool_calls_for(tokenizer: Any, request: ChatRequest) -> VllmToolCalls | None
         parser_cls = ParserManager.get_parser(tool_parser_name=name, enable_auto_tools=True)
         assert parser_cls is not None
         parser = parser_cls(tokenizer, wire.tools)
-    except Exception as e:  # noqa: BLE001  # vLLM raises many kinds for a tokenizer it cannot use
+    except Exception as e:  # vLLM raises many kinds for a tokenizer it cannot use
         log.warning("vLLM's %s tool parser cannot be used with this model (%s); the core parses calls", name, e)
         return None
     return VllmToolCalls(parser, wire, request.parallel_tool_calls)
