@@ -11,8 +11,19 @@ from hypothesis import strategies as st
 
 from vllama import options
 from vllama.errors import BadRequest
-from vllama.options import RANGES, REMOVED, check_for_model, is_option, load_settings, sampling, validate, value_type
+from vllama.options import RANGES, REMOVED, check_for_model, is_option, merge, validate, value_type
 from vllama.types import LoadSettings, SamplingOptions
+
+
+def sampling(*layers: dict[str, Any]) -> SamplingOptions:
+    """What sampling uses, from layers merged once."""
+    return merge(*layers).sampling
+
+
+def load_settings(*layers: dict[str, Any], num_ctx: int, parallel: int) -> LoadSettings:
+    """What loading uses, from the same merge, with the scheduler's context default and parallelism."""
+    return merge(*layers).load.settings(num_ctx=num_ctx, parallel=parallel)
+
 
 INT_OPTIONS = ["num_keep", "seed", "top_k", "repeat_last_n", "num_gpu", "main_gpu", "num_thread"]
 POSITIVE_INT_OPTIONS = ["num_ctx", "num_batch", "num_parallel"]

@@ -166,31 +166,54 @@ def validate(options: Mapping[str, Any], *, engine_settings: frozenset[str] = fr
     return out
 
 
-def sampling(*layers: Mapping[str, Any]) -> SamplingOptions:
-    """Build SamplingOptions from validated option layers, later layers winning."""
-    merged: dict[str, Any] = {}
-    for layer in layers:
-        merged.update({k: v for k, v in layer.items() if k in _SAMPLING})
-    if merged.get("seed", 0) < 0:
-        merged["seed"] = None
-    return msgspec.convert(merged, SamplingOptions)
+class LoadOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """What a request asks of the load: each None where no layer sets it (the scheduler's
+    default applies), and the engine settings by name."""
+
+    num_ctx: int | None = None
+    num_batch: int | None = None
+    num_thread: int | None = None
+    num_gpu: int | None = None
+    engine: dict[str, Any] = {}
+
+    def settings(self, *, num_ctx: int, parallel: int) -> LoadSettings:
+        """The LoadSettings, with ``num_ctx`` as the default context (``parallel`` is the
+        scheduler's decision)."""
+        return LoadSettings(
+            num_ctx=num_ctx if self.num_ctx is None else self.num_ctx,
+            parallel=parallel,
+            num_batch=512 if self.num_batch is None else self.num_batch,
+            num_thread=0 if self.num_thread is None else self.num_thread,
+            num_gpu=-1 if self.num_gpu is None else self.num_gpu,
+            engine=dict(self.engine),
+        )
 
 
-def load_settings(*layers: Mapping[str, Any], num_ctx: int, parallel: int) -> LoadSettings:
-    """Build LoadSettings (``parallel`` is decided by the scheduler); engine settings
-    (anything not an Ollama option) go to ``engine``."""
+class RequestOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """A request's options, checked and merged once over the model's PARAMETER lines (and
+    the server's engine defaults): what sampling uses, and what loading uses."""
+
+    sampling: SamplingOptions = msgspec.field(default_factory=SamplingOptions)
+    load: LoadOptions = msgspec.field(default_factory=LoadOptions)
+
+
+def merge(*layers: Mapping[str, Any]) -> RequestOptions:
+    """Merge validated option layers, later layers winning: sampling options, load options,
+    and engine settings (anything not an Ollama option or a model setting)."""
     merged: dict[str, Any] = {}
     for layer in layers:
         merged.update(layer)
-    engine = {k: v for k, v in merged.items() if k not in _SAMPLING and k not in _LOAD and k not in MODEL_SETTINGS}
-    return LoadSettings(
-        num_ctx=merged.get("num_ctx", num_ctx),
-        parallel=parallel,
-        num_batch=merged.get("num_batch", 512),
-        num_thread=merged.get("num_thread", 0),
-        num_gpu=merged.get("num_gpu", -1),
-        engine=engine,
+    sampling = {k: v for k, v in merged.items() if k in _SAMPLING}
+    if sampling.get("seed", 0) < 0:
+        sampling["seed"] = None
+    load = LoadOptions(
+        num_ctx=merged.get("num_ctx"),
+        num_batch=merged.get("num_batch"),
+        num_thread=merged.get("num_thread"),
+        num_gpu=merged.get("num_gpu"),
+        engine={k: v for k, v in merged.items() if k not in _SAMPLING and k not in _LOAD and k not in MODEL_SETTINGS},
     )
+    return RequestOptions(sampling=msgspec.convert(sampling, SamplingOptions), load=load)
 
 
 def is_option(key: str) -> bool:

@@ -16,7 +16,6 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import pluggy
 
@@ -92,9 +91,11 @@ class Scheduler:
 
     @contextlib.asynccontextmanager
     async def acquire(
-        self, model: ModelRef, *, keep_alive: float | None = None, options: dict[str, Any] | None = None
+        self, model: ModelRef, *, keep_alive: float | None = None, options: opts.RequestOptions | None = None
     ) -> AsyncIterator[Lease]:
-        """Hold a slot on the model's engine for one request, loading it if needed."""
+        """Hold a slot on the model's engine for one request, loading it if needed. ``options``
+        are the request's, merged over the model's (:func:`vllama.options.merge`); without
+        them, the model's own."""
         logs.note_model(model.name)
         if self.pending >= self.settings.max_queue:
             raise ServerBusy()
@@ -102,7 +103,8 @@ class Scheduler:
         queued = True
         runner: Runner | None = None
         try:
-            runner, load_ns = await self._runner_for(model, options or {})
+            load = (options or opts.merge(self.settings.engine_defaults, model.parameters)).load
+            runner, load_ns = await self._runner_for(model, load)
             runner.waiting += 1
             try:
                 await runner.slots.acquire()
@@ -127,18 +129,18 @@ class Scheduler:
             if queued:
                 self.pending -= 1
 
-    async def _runner_for(self, model: ModelRef, options: dict[str, Any]) -> tuple[Runner, int]:
+    async def _runner_for(self, model: ModelRef, load: opts.LoadOptions) -> tuple[Runner, int]:
         while True:
             runner = self.runners.get(model.name)
             if runner is not None and runner.ready and not runner.alive:
                 await self.unload(runner)
                 continue
-            if runner is not None and (runner.draining or self._needs_reload(runner, model, options)):
+            if runner is not None and (runner.draining or self._needs_reload(runner, model, load)):
                 runner.draining = True
                 await self._wait_gone(runner)
                 continue
             if runner is None:
-                runner = await self._new_runner(model, options)
+                runner = await self._new_runner(model, load)
             if runner.loading is not None:
                 loading = runner.loading
                 try:
@@ -151,19 +153,18 @@ class Scheduler:
                 return runner, runner.load_duration_ns
             return runner, 0
 
-    def _needs_reload(self, runner: Runner, model: ModelRef, options: dict[str, Any]) -> bool:
+    def _needs_reload(self, runner: Runner, model: ModelRef, load: opts.LoadOptions) -> bool:
         if runner.model.digest != model.digest:
             return True
-        return self._load_settings(model, options, runner.backend, runner.settings.parallel) != runner.settings
+        return self._load_settings(model, load, runner.backend, runner.settings.parallel) != runner.settings
 
-    def _load_settings(self, model: ModelRef, options: dict[str, Any], backend: type[Backend], parallel: int,
+    def _load_settings(self, model: ModelRef, load: opts.LoadOptions, backend: type[Backend], parallel: int,
                        *, loading: bool = False) -> LoadSettings:  # fmt: skip
         trained = model.info.get(f"{model.info.get('general.architecture', '')}.context_length")
-        layers = (self.settings.engine_defaults, model.parameters, options)
-        settings = opts.load_settings(*layers, num_ctx=self.settings.context_length, parallel=parallel)
+        settings = load.settings(num_ctx=self.settings.context_length, parallel=parallel)
         if isinstance(trained, int) and trained > 0 and settings.num_ctx > trained:
             if loading:  # as Ollama: capped with a warning when asked for, a note for the server default
-                asked = any("num_ctx" in layer for layer in layers)
+                asked = load.num_ctx is not None
                 log.log(logging.WARNING if asked else logging.INFO, "requested context size too large for %s: num_ctx %d, using the trained %d",
                         model.name, settings.num_ctx, trained)  # fmt: skip
             settings.num_ctx = trained
@@ -180,10 +181,10 @@ class Scheduler:
             return int(model.parameters["num_parallel"])
         return self.settings.num_parallel or default
 
-    async def _new_runner(self, model: ModelRef, options: dict[str, Any]) -> Runner:
+    async def _new_runner(self, model: ModelRef, load: opts.LoadOptions) -> Runner:
         candidate = choose(self.pm, self.backends, model, self.hardware, self.settings.backend)
         parallel = self._parallel(model, candidate.support.parallel)
-        settings = self._load_settings(model, options, candidate.backend, parallel, loading=True)
+        settings = self._load_settings(model, load, candidate.backend, parallel, loading=True)
         idle = sum(r.engine.info().size for r in self.runners.values() if r.engine is not None and r.active == 0 and r.waiting == 0)
         memory.check_fits(model, settings, self.hardware, reclaimable=idle, backend=candidate.backend)
         await self._make_room()
@@ -283,7 +284,7 @@ class Scheduler:
         async with self._changed:
             self._changed.notify_all()
 
-    async def load(self, model: ModelRef, *, keep_alive: float | None, options: dict[str, Any] | None = None) -> int:
+    async def load(self, model: ModelRef, *, keep_alive: float | None, options: opts.RequestOptions | None = None) -> int:
         """Load a model without running anything (an empty prompt); returns load ns."""
         async with self.acquire(model, keep_alive=keep_alive, options=options) as lease:
             return lease.load_duration_ns

@@ -8,6 +8,7 @@ from typing import Any, TypedDict
 from litestar import Request, post
 from litestar.response import Response, Stream
 
+from vllama import options as opts
 from vllama.core import Vllama
 from vllama.errors import BadRequest
 from vllama.server import ollama_wire as w
@@ -82,7 +83,8 @@ async def generate(request: Request[Any, Any, Any], data: w.GenerateBody) -> Res
         raise BadRequest("template overrides are not supported; create a model with a TEMPLATE instead")
     serving.check_top_logprobs(data.top_logprobs)
     keep_alive = serving.parse_keep_alive(data.keep_alive)
-    options, sampling = serving.merge_options(v, model, data.options)
+    options = serving.merge_options(v, model, data.options)
+    sampling = options.sampling
     images = serving.decode_images(data.images)
     think = serving.parse_think(data.think)
     if not data.prompt and not images:
@@ -149,7 +151,7 @@ async def _concat_generate(chunks: AsyncIterator[w.GenerateChunk]) -> w.Generate
 
 
 async def _load_or_unload(
-    v: Vllama, model: Any, name: str, keep_alive: float | None, options: dict[str, Any], started: int, *, chat: bool
+    v: Vllama, model: Any, name: str, keep_alive: float | None, options: opts.RequestOptions, started: int, *, chat: bool
 ) -> Response[Any]:
     """Answer a request with nothing to run; ``name`` is the model as the request named it."""
     if keep_alive == 0:
@@ -202,7 +204,8 @@ async def chat(request: Request[Any, Any, Any], data: w.ChatBody) -> Response[An
     model = await v.find(data.model)
     serving.check_top_logprobs(data.top_logprobs)
     keep_alive = serving.parse_keep_alive(data.keep_alive)
-    options, sampling = serving.merge_options(v, model, data.options)
+    options = serving.merge_options(v, model, data.options)
+    sampling = options.sampling
     messages = to_messages(data.messages or [])
     tools = serving.parse_tools(data.tools)
     think = serving.parse_think(data.think)
@@ -271,7 +274,7 @@ async def embed(request: Request[Any, Any, Any], data: w.EmbedBody) -> w.EmbedRe
     v = vllama_of(request)
     model = await v.find(data.model)
     keep_alive = serving.parse_keep_alive(data.keep_alive)
-    options, _ = serving.merge_options(v, model, data.options)
+    options = serving.merge_options(v, model, data.options)
     inputs = [data.input] if isinstance(data.input, str) else list(data.input or [])
     if data.dimensions is not None and data.dimensions < 1:
         raise BadRequest("dimensions must be a positive integer")
@@ -295,7 +298,7 @@ async def embeddings(request: Request[Any, Any, Any], data: w.EmbeddingsBody) ->
     v = vllama_of(request)
     model = await v.find(data.model)
     keep_alive = serving.parse_keep_alive(data.keep_alive)
-    options, _ = serving.merge_options(v, model, data.options)
+    options = serving.merge_options(v, model, data.options)
     if not data.prompt:
         await v.scheduler.load(model, keep_alive=keep_alive, options=options)
         return w.EmbeddingsResponse(embedding=[])

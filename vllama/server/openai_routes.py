@@ -159,7 +159,8 @@ async def chat_completions(request: Request[Any, Any, Any], data: o.ChatCompleti
         raise BadRequest("[] is too short - 'messages'")
     openai_limits.check(data)
     model = await v.find(data.model)
-    options, sampling = serving.merge_options(v, model, _options(data, data.max_completion_tokens or data.max_tokens))
+    options = serving.merge_options(v, model, _options(data, data.max_completion_tokens or data.max_tokens))
+    sampling = options.sampling
     sampling.ignore_eos = data.ignore_eos
     tools, tool_choice = _tool_choice(data.tool_choice, serving.parse_tools(data.tools))
     think = _think(data)
@@ -230,7 +231,8 @@ async def completions(request: Request[Any, Any, Any], data: o.CompletionBody) -
         prompt = prompt[0]
     openai_limits.check(data)
     model = await v.find(data.model)
-    options, sampling = serving.merge_options(v, model, _options(data, data.max_tokens))
+    options = serving.merge_options(v, model, _options(data, data.max_tokens))
+    sampling = options.sampling
     sampling.ignore_eos = data.ignore_eos
     req = GenerateRequest(prompt=prompt, system=model.system, suffix=data.suffix or "", options=sampling)
     run = await serving.start(v, model, req, keep_alive=None, options=options, receive=request.receive)
@@ -271,7 +273,9 @@ async def embeddings(request: Request[Any, Any, Any], data: o.EmbeddingsBody) ->
     if data.dimensions is not None and data.dimensions < 1:
         raise BadRequest("dimensions must be a positive integer")
     model = await v.find(data.model)
-    vectors, tokens, _ = await serving.embed_vectors(v, model, inputs, truncate=True, keep_alive=None, options={})
+    vectors, tokens, _ = await serving.embed_vectors(
+        v, model, inputs, truncate=True, keep_alive=None, options=serving.merge_options(v, model, None)
+    )
     out = []
     for i, vec in enumerate(vectors):
         unit = serving.normalize(vec, data.dimensions)

@@ -98,13 +98,13 @@ def with_model_prompt(model: ModelRef, messages: list[Message]) -> list[Message]
     return out
 
 
-def merge_options(v: Vllama, model: ModelRef, request_options: dict[str, Any] | None) -> tuple[dict[str, Any], Any]:
-    """Validate request options (types and ranges, the model's limits too); return them
-    and the resolved SamplingOptions."""
+def merge_options(v: Vllama, model: ModelRef, request_options: dict[str, Any] | None) -> opts.RequestOptions:
+    """Check a request's options (types and ranges, the model's limits and engine settings
+    too) and merge them, once, over the server's engine defaults and the model's parameters."""
     options = opts.validate(request_options or {}, engine_settings=v.engine_settings)
     opts.check_for_model({**model.parameters, **options}, model.info)
     v.check_engine_settings(options, model)
-    return options, opts.sampling(model.parameters, options)
+    return opts.merge(v.settings.engine_defaults, model.parameters, options)
 
 
 _THINK_LEVELS: dict[str, ThinkLevel] = {"low": "low", "medium": "medium", "high": "high", "max": "max"}
@@ -138,7 +138,7 @@ async def start(
     request: GenerateRequest | ChatRequest,
     *,
     keep_alive: float | None,
-    options: dict[str, Any],
+    options: opts.RequestOptions,
     receive: Callable[[], Awaitable[Any]] | None = None,
 ) -> Run:
     """Schedule the request and fetch its first event, so that errors come before headers.
@@ -226,7 +226,7 @@ async def _aclose(events: AsyncIterator[Event]) -> None:
 
 
 async def embed_vectors(
-    v: Vllama, model: ModelRef, inputs: list[str], *, truncate: bool, keep_alive: float | None, options: dict[str, Any]
+    v: Vllama, model: ModelRef, inputs: list[str], *, truncate: bool, keep_alive: float | None, options: opts.RequestOptions
 ) -> tuple[list[list[float]], int, int]:
     """Embed inputs; return (raw vectors, prompt tokens, load ns)."""
     from vllama.types import EmbedRequest
