@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
+from vllama.errors import BadRequest
 from vllama.types import (
     ChatRequest,
     Embeddings,
@@ -49,6 +50,14 @@ class Support(msgspec.Struct, frozen=True, kw_only=True):
     capabilities: frozenset[str] | None = None
 
 
+class EngineSettings(msgspec.Struct, kw_only=True):
+    """A backend's engine settings, typed. Subclass it with one field per setting and its
+    default, constrained with msgspec (``Annotated[int, msgspec.Meta(ge=1)]``, ``Literal``
+    choices), and name it in :attr:`Backend.settings_type`: the core derives
+    :attr:`Backend.engine_settings` from its fields and checks every value a Modelfile, a
+    request or ``vllama serve --engine`` gives before any load."""
+
+
 class Backend(abc.ABC):
     """A family of engines (llama.cpp, vLLM, MLX, ...). Subclass and register the class.
 
@@ -68,8 +77,17 @@ class Backend(abc.ABC):
     #: Run each engine in its own worker process, so a crash or an unload returns memory.
     isolated: ClassVar[bool] = True
     #: Engine settings it accepts beyond Ollama's options (Modelfile PARAMETER lines);
-    #: they reach :meth:`load` in ``LoadSettings.engine``.
+    #: they reach :meth:`load` in ``LoadSettings.engine``. Derived from :attr:`settings_type`
+    #: when the backend has one.
     engine_settings: ClassVar[frozenset[str]] = frozenset()
+    #: Its engine settings as a typed struct, which checks their values itself.
+    settings_type: ClassVar[type[EngineSettings] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        typed = cls.__dict__.get("settings_type")
+        if typed is not None:
+            cls.engine_settings = frozenset(f.encode_name for f in msgspec.structs.fields(typed))
 
     @classmethod
     def memory_needed(cls, model: ModelRef, hardware: Hardware, settings: LoadSettings) -> int | None:
@@ -95,7 +113,17 @@ class Backend(abc.ABC):
         """Raise :class:`~vllama.errors.BadRequest` naming a setting whose value is outside
         its valid range. ``settings`` holds those of :attr:`engine_settings` that a request
         or a Modelfile sets; this runs before any load and when a model is created, so a bad
-        value costs no load. The default accepts every value."""
+        value costs no load. The default checks them against :attr:`settings_type`, and
+        accepts every value without one."""
+        if cls.settings_type is None:
+            return
+        for key, value in settings.items():
+            try:
+                msgspec.convert({key: value}, cls.settings_type, strict=False)
+            except msgspec.ValidationError as e:
+                reason = str(e).split(" - at ")[0]
+                got = "" if ", got " in reason or repr(value) in reason else f", got {value!r}"
+                raise BadRequest(f'engine setting "{key}": {reason}{got}') from None
 
     @classmethod
     @abc.abstractmethod

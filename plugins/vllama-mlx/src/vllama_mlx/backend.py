@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-from typing import ClassVar
+from typing import ClassVar, Literal
 
-from vllama.engine import Backend, Engine, Support
+from vllama.engine import Backend, Engine, EngineSettings, Support
 from vllama.types import Hardware, LoadSettings, ModelRef
 
 #: Sequences an engine runs at once by default.
@@ -22,6 +22,13 @@ def mlx_installed() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("mlx", "mlx_lm"))
 
 
+class MlxSettings(EngineSettings):
+    """The MLX engine's settings."""
+
+    #: Compute in this type instead of the weights' own ("auto"); vLLM's names.
+    dtype: Literal["auto", "float32", "float", "float16", "half", "bfloat16"] = "auto"
+
+
 class MlxBackend(Backend):
     """Runs Hugging Face safetensors and MLX models with mlx-lm, batching concurrent requests."""
 
@@ -30,8 +37,7 @@ class MlxBackend(Backend):
     capabilities: ClassVar[frozenset[str]] = frozenset({"completion", "chat", "tools", "logprobs"})
     #: Calls are parsed in the engine, with mlx-lm's own parsers where it has one.
     parses_tool_calls: ClassVar[bool] = True
-    #: ``dtype``: compute in float32, float16 or bfloat16 instead of the weights' own type ("auto").
-    engine_settings: ClassVar[frozenset[str]] = frozenset({"dtype"})
+    settings_type: ClassVar[type[EngineSettings]] = MlxSettings
 
     @classmethod
     def tool_parsers(cls) -> frozenset[str]:
