@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -39,7 +39,7 @@ from vllama.types import (
     Delta,
     Done,
     EngineInfo,
-    Event,
+    EventStream,
     FinishReason,
     GenerateRequest,
     LoadSettings,
@@ -410,10 +410,10 @@ class BatchEngine(Engine, Generic[S]):
         """Sequences admitted to the batch."""
         return self.loop.active
 
-    def generate(self, request: GenerateRequest) -> AsyncIterator[Event]:
+    def generate(self, request: GenerateRequest) -> EventStream:
         return self._stream(lambda: self.generate_prompt(request), request)
 
-    def chat(self, request: ChatRequest) -> AsyncIterator[Event]:
+    def chat(self, request: ChatRequest) -> EventStream:
         return self._stream(lambda: self.chat_prompt(request), request)
 
     @abc.abstractmethod
@@ -431,7 +431,7 @@ class BatchEngine(Engine, Generic[S]):
         One already finished (``finish`` called) is not submitted: its ``Done`` comes at once.
         """
 
-    async def _stream(self, prepare: Callable[[], list[int]], request: GenerateRequest | ChatRequest) -> AsyncIterator[Event]:
+    async def _stream(self, prepare: Callable[[], list[int]], request: GenerateRequest | ChatRequest) -> EventStream:
         prompt = prepare()
         if not prompt:
             yield Done(reason="stop")

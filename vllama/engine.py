@@ -9,7 +9,7 @@ path never goes through a hook.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, ClassVar
 
 import msgspec
@@ -20,7 +20,7 @@ from vllama.types import (
     Embeddings,
     EmbedRequest,
     EngineInfo,
-    Event,
+    EventStream,
     GenerateRequest,
     Hardware,
     LoadSettings,
@@ -145,11 +145,11 @@ class Engine(abc.ABC):
     client went away), the engine must free the sequence at once, in ``finally``."""
 
     @abc.abstractmethod
-    def generate(self, request: GenerateRequest) -> AsyncIterator[Event]:
+    def generate(self, request: GenerateRequest) -> EventStream:
         """Stream a completion: :class:`~vllama.types.Delta` events, then one ``Done``."""
 
     @abc.abstractmethod
-    def chat(self, request: ChatRequest) -> AsyncIterator[Event]:
+    def chat(self, request: ChatRequest) -> EventStream:
         """Stream a chat reply with the model's own template; ``Done`` comes last."""
 
     async def embed(self, request: EmbedRequest) -> Embeddings:

@@ -24,11 +24,11 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from vllama.types import Delta, Done, Event, ToolCall, ToolCallFunction
+from vllama.types import Delta, Done, EventStream, ToolCall, ToolCallFunction
 
 ToolFormat = Literal["hermes", "llama3", "mistral", "json"]
 FORMATS: tuple[ToolFormat, ...] = ("hermes", "llama3", "mistral", "json")
@@ -274,7 +274,7 @@ def _partial_suffix(text: str, marker: str) -> int:
     return 0
 
 
-async def parse_tool_calls(events: AsyncIterator[Event], parser: ToolCallParser) -> AsyncIterator[Event]:
+async def parse_tool_calls(events: EventStream, parser: ToolCallParser) -> EventStream:
     """The stream transform: text deltas through ``parser``, calls as ``Delta.tool_calls``."""
     try:
         async for event in events:
@@ -288,4 +288,4 @@ async def parse_tool_calls(events: AsyncIterator[Event], parser: ToolCallParser)
             if text or calls or event.thinking or event.logprobs or event.tool_calls:
                 yield Delta(text=text, thinking=event.thinking, tool_calls=event.tool_calls + calls, logprobs=event.logprobs)
     finally:
-        await events.aclose()  # type: ignore[attr-defined]
+        await events.aclose()

@@ -6,6 +6,7 @@ as cheaply as they cross a function call.
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from typing import Any, Literal
 
 import msgspec
@@ -260,6 +261,8 @@ class Done(msgspec.Struct, tag="done", kw_only=True):
 
 
 Event = Delta | Done
+#: What an engine streams and the core reads: events, closed by the core when its client leaves.
+EventStream = AsyncGenerator[Event, None]
 
 
 class Embeddings(msgspec.Struct, kw_only=True):

@@ -18,7 +18,6 @@ import itertools
 import logging
 import multiprocessing
 import threading
-from collections.abc import AsyncIterator
 from multiprocessing.connection import Connection
 from typing import Any, Generic, TypeVar
 
@@ -26,7 +25,18 @@ import msgspec
 
 from vllama import errors, logs, memory
 from vllama.engine import Backend, Engine
-from vllama.types import ChatRequest, Embeddings, EmbedRequest, EngineInfo, Event, GenerateRequest, Hardware, LoadSettings, ModelRef
+from vllama.types import (
+    ChatRequest,
+    Embeddings,
+    EmbedRequest,
+    EngineInfo,
+    Event,
+    EventStream,
+    GenerateRequest,
+    Hardware,
+    LoadSettings,
+    ModelRef,
+)
 
 log = logging.getLogger("vllama.worker")
 
@@ -319,7 +329,7 @@ class WorkerEngine(Engine):
             except errors.EngineError:
                 pass
 
-    async def _stream(self, msg: Generate | Chat) -> AsyncIterator[Event]:
+    async def _stream(self, msg: Generate | Chat) -> EventStream:
         queue = self._open(msg)
         finished = False
         try:
@@ -335,10 +345,10 @@ class WorkerEngine(Engine):
         finally:
             self._done(msg.id, finished)
 
-    def generate(self, request: GenerateRequest) -> AsyncIterator[Event]:
+    def generate(self, request: GenerateRequest) -> EventStream:
         return self._stream(Generate(next(self._ids), request))
 
-    def chat(self, request: ChatRequest) -> AsyncIterator[Event]:
+    def chat(self, request: ChatRequest) -> EventStream:
         return self._stream(Chat(next(self._ids), request))
 
     async def embed(self, request: EmbedRequest) -> Embeddings:
@@ -432,7 +442,7 @@ async def _serve(
         except OSError:  # the server is gone; the reader closes the engine
             pass
 
-    async def stream(rid: int, events: AsyncIterator[Event]) -> None:
+    async def stream(rid: int, events: EventStream) -> None:
         outcome: End | Failed | None = None
         try:
             async for event in events:

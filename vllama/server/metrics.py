@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from litestar import Request, get
@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 from vllama.asgi import ASGIApp, Message, Receive, Scope, Send
 from vllama.core import Vllama
 from vllama.scheduler import Runner, Scheduler
-from vllama.types import Delta, Done, Event
+from vllama.types import Delta, Done, EventStream
 
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10, 30, 60)
@@ -70,7 +70,7 @@ class Metrics:
     def loaded(self, runner: Runner) -> None:
         self.load_duration.labels(runner.name, runner.backend.name).observe(runner.load_duration_ns / 1e9)
 
-    async def observe(self, model: str, started_ns: int, first_ns: int, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    async def observe(self, model: str, started_ns: int, first_ns: int, events: EventStream) -> EventStream:
         """Pass a primed stream through, timing its first output and counting its tokens.
 
         ``started_ns`` is when the generation was scheduled, ``first_ns`` when its first event came.
@@ -89,7 +89,7 @@ class Metrics:
                         self.tpot.labels(model).observe(per_token)
                 yield event
         finally:
-            await events.aclose()  # type: ignore[attr-defined]
+            await events.aclose()
 
 
 class SchedulerCollector(Collector):
@@ -170,7 +170,7 @@ def metrics_for(vllama: Vllama) -> Metrics:
     return metrics
 
 
-def observe(vllama: Vllama, model: str, started_ns: int, first_ns: int, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+def observe(vllama: Vllama, model: str, started_ns: int, first_ns: int, events: EventStream) -> EventStream:
     """:meth:`Metrics.observe` for this core's metrics."""
     return metrics_for(vllama).observe(model, started_ns, first_ns, events)
 

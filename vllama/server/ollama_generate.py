@@ -15,7 +15,7 @@ from vllama.server import ollama_wire as w
 from vllama.server import serving
 from vllama.server.ndjson import ndjson
 from vllama.server.timefmt import rfc3339
-from vllama.types import ChatRequest, Delta, Done, Event, GenerateRequest, Message, ToolCall, ToolCallFunction
+from vllama.types import ChatRequest, Delta, Done, EventStream, GenerateRequest, Message, ToolCall, ToolCallFunction
 
 
 def vllama_of(request: Request[Any, Any, Any]) -> Vllama:
@@ -227,7 +227,7 @@ async def chat(request: Request[Any, Any, Any], data: w.ChatBody) -> Response[An
     return ndjson(chunks)
 
 
-async def chat_chunks(name: str, events: AsyncIterator[Event], started: int, load_ns: int) -> AsyncIterator[w.ChatChunk]:
+async def chat_chunks(name: str, events: EventStream, started: int, load_ns: int) -> AsyncIterator[w.ChatChunk]:
     async for event in events:
         if isinstance(event, Delta):
             yield w.ChatChunk(

@@ -21,7 +21,7 @@ from vllama.server import openai_limits, serving
 from vllama.server import openai_wire as o
 from vllama.server.ndjson import sse
 from vllama.server.ollama_generate import vllama_of
-from vllama.types import ChatRequest, Delta, Done, Event, GenerateRequest, Message, Tool, ToolCall, ToolCallFunction
+from vllama.types import ChatRequest, Delta, Done, EventStream, GenerateRequest, Message, Tool, ToolCall, ToolCallFunction
 
 _EFFORT = {"none": False, "minimal": "low", "low": "low", "medium": "medium", "high": "high", "max": "max", "xhigh": "max", "ultra": "max"}
 
@@ -196,7 +196,7 @@ async def chat_completions(request: Request[Any, Any, Any], data: o.ChatCompleti
 
 
 async def _chat_chunks(
-    events: AsyncIterator[Event], rid: str, created: int, model: str, include_usage: bool
+    events: EventStream, rid: str, created: int, model: str, include_usage: bool
 ) -> AsyncIterator[o.ChatCompletionChunk]:
     def chunk(delta: o.ResponseMessage, finish: str | None = None, logprobs: o.ChoiceLogprobs | None = None) -> o.ChatCompletionChunk:
         return o.ChatCompletionChunk(id=rid, created=created, model=model,
@@ -250,9 +250,7 @@ async def completions(request: Request[Any, Any, Any], data: o.CompletionBody) -
                                  choices=[o.CompletionChoice(text="".join(text), finish_reason=done.reason)]))  # fmt: skip
 
 
-async def _completion_chunks(
-    events: AsyncIterator[Event], rid: str, created: int, model: str, include_usage: bool
-) -> AsyncIterator[o.Completion]:
+async def _completion_chunks(events: EventStream, rid: str, created: int, model: str, include_usage: bool) -> AsyncIterator[o.Completion]:
     async for event in events:
         if isinstance(event, Delta):
             yield o.Completion(id=rid, created=created, model=model, choices=[o.CompletionChoice(text=event.text)])

@@ -14,7 +14,7 @@ import binascii
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -29,7 +29,7 @@ from vllama.errors import BadRequest, ClientGone, EngineError
 from vllama.scheduler import Lease
 from vllama.server import metrics
 from vllama.tool_calls import FORMATS, ToolCallParser, detect_format, parse_tool_calls
-from vllama.types import ChatRequest, Event, GenerateRequest, Message, ModelRef, Think, ThinkLevel, Tool
+from vllama.types import ChatRequest, Event, EventStream, GenerateRequest, Message, ModelRef, Think, ThinkLevel, Tool
 
 T = TypeVar("T")
 
@@ -41,7 +41,7 @@ class Run:
     or are closed."""
 
     load_ns: int
-    events: AsyncIterator[Event]
+    events: EventStream
 
 
 def now_ns() -> int:
@@ -152,15 +152,15 @@ async def start(
         request.tool_format = await tool_format(model, backend) or "json"
     admission.check(model, serving, request)
 
-    def call(engine: Engine) -> AsyncIterator[Event]:
+    def call(engine: Engine) -> EventStream:
         return engine.chat(request) if isinstance(request, ChatRequest) else engine.generate(request)
 
     held = contextlib.AsyncExitStack()  # the slot, then the stream: released in reverse
 
-    async def first_event() -> tuple[Lease, Event, AsyncIterator[Event]]:
+    async def first_event() -> tuple[Lease, Event, EventStream]:
         lease = await held.enter_async_context(v.scheduler.acquire(model, keep_alive=keep_alive, options=options))
         events = _transformed(lease.runner.backend, request, call(lease.engine))
-        held.push_async_callback(_aclose, events)
+        held.push_async_callback(events.aclose)
         first = await anext(events, None)
         if first is None:
             raise EngineError(f"the engine for {model.name} ended the stream without a result")
@@ -201,7 +201,7 @@ async def _disconnect(receive: Callable[[], Awaitable[Any]]) -> None:
         pass
 
 
-def _transformed(backend: type[Backend], request: GenerateRequest | ChatRequest, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+def _transformed(backend: type[Backend], request: GenerateRequest | ChatRequest, events: EventStream) -> EventStream:
     """The engine's events through the core's stream transforms it needs."""
     if isinstance(request, ChatRequest) and request.tools and not backend.parses_tool_calls:
         names = [t.function.name for t in request.tools]
@@ -210,19 +210,11 @@ def _transformed(backend: type[Backend], request: GenerateRequest | ChatRequest,
     return events
 
 
-async def _chain(first: Event, rest: AsyncIterator[Event], held: contextlib.AsyncExitStack) -> AsyncIterator[Event]:
+async def _chain(first: Event, rest: EventStream, held: contextlib.AsyncExitStack) -> EventStream:
     async with held:
         yield first
         async for event in rest:
             yield event
-
-
-async def _aclose(events: AsyncIterator[Event]) -> None:
-    """Close an engine's stream, which frees its sequence at once (an async generator's
-    ``finally``); an iterator that cannot be closed needs nothing."""
-    aclose: Callable[[], Awaitable[object]] | None = getattr(events, "aclose", None)
-    if aclose is not None:
-        await aclose()
 
 
 async def embed_vectors(

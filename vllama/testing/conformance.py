@@ -36,7 +36,7 @@ from vllama.types import (
     Delta,
     Done,
     EmbedRequest,
-    Event,
+    EventStream,
     GenerateRequest,
     Hardware,
     LoadSettings,
@@ -49,7 +49,7 @@ from vllama.worker import WorkerEngine
 GREEDY = SamplingOptions(temperature=0.0, num_predict=24)
 
 
-async def collect(events: AsyncIterator[Event]) -> tuple[str, list[Delta], Done]:
+async def collect(events: EventStream) -> tuple[str, list[Delta], Done]:
     deltas, done = [], None
     async for event in events:
         assert done is None, "no event may follow Done"
@@ -225,7 +225,7 @@ class BackendConformance:
                 seen += isinstance(event, Delta)
                 if seen == 2:
                     break
-            await stream.aclose()  # type: ignore[attr-defined]
+            await stream.aclose()
             return seen
 
         other = asyncio.create_task(

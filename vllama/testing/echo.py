@@ -15,7 +15,7 @@ import json
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -29,7 +29,7 @@ from vllama.types import (
     Embeddings,
     EmbedRequest,
     EngineInfo,
-    Event,
+    EventStream,
     GenerateRequest,
     Hardware,
     LoadSettings,
@@ -110,14 +110,14 @@ class EchoEngine(Engine):
         #: Sequences running right now; tests read it to see cancellation free a slot.
         self.active = 0
 
-    def generate(self, request: GenerateRequest) -> AsyncIterator[Event]:
+    def generate(self, request: GenerateRequest) -> EventStream:
         return self._stream(request.prompt, request, tools=None)
 
-    def chat(self, request: ChatRequest) -> AsyncIterator[Event]:
+    def chat(self, request: ChatRequest) -> EventStream:
         last = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
         return self._stream(last, request, tools=request.tools if self.emit_calls else None)
 
-    async def _stream(self, text: str, request: GenerateRequest | ChatRequest, tools: list | None) -> AsyncIterator[Event]:
+    async def _stream(self, text: str, request: GenerateRequest | ChatRequest, tools: list | None) -> EventStream:
         tokens = tokenize(text)
         if len(tokens) > self.settings.num_ctx:
             raise ContextOverflow("the input length exceeds the context length")

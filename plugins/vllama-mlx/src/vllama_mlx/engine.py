@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 from vllama.batching import BatchEngine, top_logprobs
 from vllama.errors import Unsupported
@@ -13,7 +12,7 @@ from vllama.types import (
     Embeddings,
     EmbedRequest,
     EngineInfo,
-    Event,
+    EventStream,
     GenerateRequest,
     LoadSettings,
     ModelRef,
@@ -64,7 +63,7 @@ class MlxEngine(BatchEngine[Sequence]):
     def chat_prompt(self, request: ChatRequest) -> list[int]:
         return self._prompts.for_chat(request)
 
-    def chat(self, request: ChatRequest) -> AsyncIterator[Event]:
+    def chat(self, request: ChatRequest) -> EventStream:
         events = super().chat(request)
         if not request.tools:
             return events

@@ -29,7 +29,7 @@ from vllama.types import (
     Embeddings,
     EmbedRequest,
     EngineInfo,
-    Event,
+    EventStream,
     Format,
     GenerateRequest,
     ModelRef,
@@ -116,10 +116,10 @@ class VllmEngine(Engine):
 
     # -- generation ------------------------------------------------------------------------
 
-    def generate(self, request: GenerateRequest) -> AsyncIterator[Event]:
+    def generate(self, request: GenerateRequest) -> EventStream:
         return self._stream(lambda: self._prompts.generate(request), request)
 
-    def chat(self, request: ChatRequest) -> AsyncIterator[Event]:
+    def chat(self, request: ChatRequest) -> EventStream:
         if not request.tools:
             return self._stream(lambda: self._prompts.chat(request), request)
         calls = tool_calls_for(self._tokenizer, request)
@@ -137,7 +137,7 @@ class VllmEngine(Engine):
 
     async def _stream(
         self, prepare: Callable[[], list[int]], request: GenerateRequest | ChatRequest, calls: VllmToolCalls | None = None
-    ) -> AsyncIterator[Event]:
+    ) -> EventStream:
         """Run one request; with ``calls``, its output goes through vLLM's tool parser."""
         if self._pooling:
             raise Unsupported(f'"{self.name}" does not support generate')
