@@ -135,7 +135,7 @@ def test_pull_progress_draws_a_line_per_status_and_a_bar_per_file(capsys: pytest
     assert lines[3:] == ["verifying sha256 digest", "success"]
     bar = progress.render("pulling abc", 41_000_000, 98_000_000)
     assert re.fullmatch(r"pulling abc:  42% ▕(█+)( +)▏  41 MB/ 98 MB", bar) and len(bar) < 80, bar
-    filled, empty = re.fullmatch(r".*▕(█+)( +)▏.*", bar).groups()  # type: ignore[union-attr]
+    filled, empty = re.fullmatch(r".*▕(█+)( +)▏.*", bar).groups()
     assert round(len(filled) / (len(filled) + len(empty)), 1) == 0.4
 
 

@@ -187,4 +187,4 @@ def test_overrides_win_and_none_overrides_are_ignored() -> None:
 def test_settings_are_frozen() -> None:
     s = Settings.from_env({})
     with pytest.raises(AttributeError):
-        s.port = 1  # type: ignore[misc]
+        s.port = 1

@@ -43,7 +43,7 @@ def test_a_starred_pattern_matches_only_its_prefix_and_suffix(prefix: str, suffi
 
 @given(st.integers(min_value=1, max_value=65535), st.sampled_from(["http", "https"]))
 def test_default_origins_allow_ipv6_loopback_on_any_port(port: int, scheme: str) -> None:
-    guard = OriginGuard(app=None, origins=())  # type: ignore[arg-type]
+    guard = OriginGuard(app=None, origins=())
     assert guard.allowed(f"{scheme}://[::1]:{port}") and guard.allowed(f"{scheme}://[::1]")
     assert guard.allowed(f"{scheme}://localhost:{port}") and guard.allowed(f"{scheme}://127.0.0.1:{port}")
 
@@ -51,11 +51,11 @@ def test_default_origins_allow_ipv6_loopback_on_any_port(port: int, scheme: str)
 @pytest.mark.parametrize("origin", ["http://:", "http://1", "http://[::2]:80", "http://[::1].evil.example", "https://evil.example",
                                     "http://localhost.evil.example", "http://127.0.0.1.evil.example:80", "ftp://localhost"])  # fmt: skip
 def test_default_origins_refuse_look_alikes(origin: str) -> None:
-    assert not OriginGuard(app=None).allowed(origin)  # type: ignore[arg-type]
+    assert not OriginGuard(app=None).allowed(origin)
 
 
 def test_configured_patterns_add_to_the_defaults() -> None:
-    guard = OriginGuard(app=None, origins=("https://*.example.com", "chrome-extension://[abc]"))  # type: ignore[arg-type]
+    guard = OriginGuard(app=None, origins=("https://*.example.com", "chrome-extension://[abc]"))
     assert guard.allowed("https://app.example.com") and not guard.allowed("https://example.org")
     assert guard.allowed("chrome-extension://[abc]") and not guard.allowed("chrome-extension://a")
     assert all(guard.allowed(p.replace("*", "x")) for p in DEFAULT_ORIGINS)

@@ -33,7 +33,7 @@ async def log_something() -> str:
 
 class RoutesPlugin:
     @hookimpl
-    def register_routes(self, register) -> None:  # type: ignore[no-untyped-def]
+    def register_routes(self, register) -> None:
         register(log_something)
 
 
@@ -102,7 +102,7 @@ def test_text_lines_have_a_timestamp_and_uvicorns_use_the_same_handler() -> None
 def test_the_request_id_is_answered_and_on_each_line_of_the_request(tmp_path: Path) -> None:
     out = io.StringIO()
     logs.configure(json_lines=True, stream=out)
-    with TestClient(serve_app(tmp_path)) as client:  # type: ignore[arg-type]
+    with TestClient(serve_app(tmp_path)) as client:
         given = client.get("/log-something", headers={"X-Request-ID": "abc-123"})
         made = client.get("/api/version")
     assert given.headers["x-request-id"] == "abc-123"
@@ -118,7 +118,7 @@ def test_the_request_id_is_answered_and_on_each_line_of_the_request(tmp_path: Pa
 
 def test_a_bad_request_id_is_replaced(tmp_path: Path) -> None:
     logs.configure(stream=io.StringIO())
-    with TestClient(serve_app(tmp_path)) as client:  # type: ignore[arg-type]
+    with TestClient(serve_app(tmp_path)) as client:
         answer = client.get("/api/version", headers={"X-Request-ID": "no spaces\tor tabs"})
     assert len(answer.headers["x-request-id"]) == 32
 
@@ -126,7 +126,7 @@ def test_a_bad_request_id_is_replaced(tmp_path: Path) -> None:
 def test_no_access_log_means_no_access_line(tmp_path: Path) -> None:
     out = io.StringIO()
     logs.configure(json_lines=True, stream=out)
-    with TestClient(serve_app(tmp_path, access_log=False)) as client:  # type: ignore[arg-type]
+    with TestClient(serve_app(tmp_path, access_log=False)) as client:
         answer = client.get("/log-something")
     assert answer.headers["x-request-id"]
     assert [r["logger"] for r in lines(out) if "request_id" in r] == ["vllama.test"]

@@ -214,10 +214,10 @@ class _Reserving:
 def test_a_backend_that_sizes_its_own_load_is_asked_first(smollm2_dir: Path) -> None:
     model, huge = _ref(smollm2_dir), LoadSettings(num_ctx=2**24, parallel=2)
     _Reserving.answer = None  # checks for itself
-    memory.check_fits(model, huge, Hardware(), backend=_Reserving)  # type: ignore[arg-type]
+    memory.check_fits(model, huge, Hardware(), backend=_Reserving)
     _Reserving.answer = 2**60
     with pytest.raises(memory.InsufficientMemory, match=r"model requires more system memory \(1073741824.0 GiB\)"):
-        memory.check_fits(model, LoadSettings(), Hardware(), backend=_Reserving)  # type: ignore[arg-type]
+        memory.check_fits(model, LoadSettings(), Hardware(), backend=_Reserving)
     # A backend that does not size its loads gets the estimate above.
     with pytest.raises(memory.InsufficientMemory, match=r"\(720.3 GiB\)"):
         memory.check_fits(model, huge, Hardware(), backend=IsolatedEchoBackend)

@@ -217,7 +217,7 @@ def test_a_very_long_name_is_invalid_and_quoted_short() -> None:
 
 def test_non_string_is_invalid() -> None:
     with pytest.raises(InvalidName):
-        parse_name(None)  # type: ignore[arg-type]
+        parse_name(None)
 
 
 # -- nothing escapes the store ------------------------------------------------------------

@@ -66,14 +66,14 @@ class _Base(Backend):
         return Support(score=1)
 
     @classmethod
-    async def load(cls, model, hardware, settings):  # type: ignore[no-untyped-def]
+    async def load(cls, model, hardware, settings):
         raise NotImplementedError
 
 
 def _plugin(*classes: type) -> object:
     class Plugin:
         @hookimpl
-        def register_backends(self, register) -> None:  # type: ignore[no-untyped-def]
+        def register_backends(self, register) -> None:
             for cls in classes:
                 register(cls)
 
@@ -199,7 +199,7 @@ def test_describe_instance_plugin() -> None:
 
 
 def _backend(name: str, score: int | None, formats: set[str] = frozenset({"gguf"})) -> type[Backend]:
-    def supports(cls, model, hardware):  # type: ignore[no-untyped-def]
+    def supports(cls, model, hardware):
         return None if score is None else Support(score=score, reason=f"{name} fits")
 
     return type(name.title(), (_Base,), {"name": name, "formats": frozenset(formats), "supports": classmethod(supports)})
@@ -210,7 +210,7 @@ def _model(fmt: str = "gguf", **parameters: object) -> ModelRef:
 
 
 @pytest.fixture
-def pm():  # type: ignore[no-untyped-def]
+def pm():
     return make_plugin_manager(load_entrypoints=False)
 
 
@@ -225,34 +225,34 @@ def backends() -> dict[str, type[Backend]]:
     }
 
 
-def test_choose_highest_score(pm, backends) -> None:  # type: ignore[no-untyped-def]
+def test_choose_highest_score(pm, backends) -> None:
     chosen = choose(pm, backends, _model(), Hardware())
     assert isinstance(chosen, Candidate)
     assert chosen.backend is backends["high"]
     assert chosen.support.score == 100 and chosen.support.reason == "high fits"
 
 
-def test_choose_ignores_backends_of_other_formats(pm, backends) -> None:  # type: ignore[no-untyped-def]
+def test_choose_ignores_backends_of_other_formats(pm, backends) -> None:
     assert choose(pm, backends, _model("safetensors"), Hardware()).backend is backends["st"]
 
 
-def test_ties_go_to_the_first(pm) -> None:  # type: ignore[no-untyped-def]
+def test_ties_go_to_the_first(pm) -> None:
     a, b = _backend("a", 5), _backend("b", 5)
     assert choose(pm, {"a": a, "b": b}, _model(), Hardware()).backend is a
     assert choose(pm, {"b": b, "a": a}, _model(), Hardware()).backend is b
 
 
-def test_forced(pm, backends) -> None:  # type: ignore[no-untyped-def]
+def test_forced(pm, backends) -> None:
     assert choose(pm, backends, _model(), Hardware(), forced="low").backend is backends["low"]
 
 
-def test_model_parameter_backend(pm, backends) -> None:  # type: ignore[no-untyped-def]
+def test_model_parameter_backend(pm, backends) -> None:
     assert choose(pm, backends, _model(backend="mid"), Hardware()).backend is backends["mid"]
     # The model's parameter beats VLLAMA_BACKEND.
     assert choose(pm, backends, _model(backend="mid"), Hardware(), forced="low").backend is backends["mid"]
 
 
-def test_forced_backend_not_installed(pm, backends) -> None:  # type: ignore[no-untyped-def]
+def test_forced_backend_not_installed(pm, backends) -> None:
     with pytest.raises(NoBackend) as info:
         choose(pm, backends, _model(), Hardware(), forced="vllm")
     assert info.value.message == "backend 'vllm' is not installed (installed: high, low, mid, never, st)"
@@ -260,7 +260,7 @@ def test_forced_backend_not_installed(pm, backends) -> None:  # type: ignore[no-
         choose(pm, {}, _model(backend="vllm"), Hardware())
 
 
-def test_forced_backend_that_cannot_run_it(pm, backends) -> None:  # type: ignore[no-untyped-def]
+def test_forced_backend_that_cannot_run_it(pm, backends) -> None:
     with pytest.raises(NoBackend, match=r"backend 'never' cannot run m:latest \(gguf\) on this machine"):
         choose(pm, backends, _model(), Hardware(), forced="never")
     with pytest.raises(NoBackend, match=r"backend 'st' cannot run m:latest \(gguf\)"):
@@ -276,23 +276,23 @@ def test_forced_backend_that_cannot_run_it(pm, backends) -> None:  # type: ignor
         ("onnx", "no installed backend runs onnx models"),
     ],
 )
-def test_no_backend_for_the_format(pm, fmt: str, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_no_backend_for_the_format(pm, fmt: str, message: str) -> None:
     with pytest.raises(NoBackend) as info:
         choose(pm, {}, _model(fmt), Hardware())
     assert info.value.message == message
 
 
-def test_no_backend_can_run_it_here(pm) -> None:  # type: ignore[no-untyped-def]
+def test_no_backend_can_run_it_here(pm) -> None:
     backends = {"never": _backend("never", None), "nope": _backend("nope", None)}
     with pytest.raises(NoBackend) as info:
         choose(pm, backends, _model(), Hardware())
     assert info.value.message == "no installed backend can run m:latest on this machine (tried: never, nope)"
 
 
-def test_select_backend_hook_can_override(pm, backends) -> None:  # type: ignore[no-untyped-def]
+def test_select_backend_hook_can_override(pm, backends) -> None:
     class PreferLow:
         @hookimpl
-        def select_backend(self, candidates):  # type: ignore[no-untyped-def]
+        def select_backend(self, candidates):
             return next((c for c in candidates if c.backend.name == "low"), None)
 
     pm.register(PreferLow(), name="prefer-low")
@@ -301,7 +301,7 @@ def test_select_backend_hook_can_override(pm, backends) -> None:  # type: ignore
     assert choose(pm, backends, _model("safetensors"), Hardware()).backend is backends["st"]
 
 
-def test_choose_with_echo(pm) -> None:  # type: ignore[no-untyped-def]
+def test_choose_with_echo(pm) -> None:
     pm = make_plugin_manager(load_entrypoints=False, modules=[ECHO])
     chosen = choose(pm, registered_backends(pm), _model("mlx"), Hardware())
     assert chosen.backend.name in {"echo", "echo-isolated", "echo-text", "echo-plain"}

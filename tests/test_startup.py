@@ -33,7 +33,7 @@ except SystemExit:
     assert heavy_modules_after(body) == []
 
 
-def test_server_start_imports_no_engine(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_server_start_imports_no_engine(tmp_path) -> None:
     """With every installed plugin loaded (entry points included), start the app and answer GET /."""
     body = f"""
 import os

@@ -30,7 +30,7 @@ async def hello() -> str:
 
 class RoutesPlugin:
     @hookimpl
-    def register_routes(self, register) -> None:  # type: ignore[no-untyped-def]
+    def register_routes(self, register) -> None:
         register(hello)
 
 
@@ -73,7 +73,7 @@ class AliasResolver:
         self.ref = ModelRef(name="alias:latest", format="gguf", path=str(path), capabilities=describe_gguf(path).capabilities)
 
     @hookimpl
-    def resolve_model(self, name) -> ModelRef | None:  # type: ignore[no-untyped-def]
+    def resolve_model(self, name) -> ModelRef | None:
         return self.ref if name.model == "alias" else None
 
 
@@ -93,7 +93,7 @@ def test_resolve_and_select_hooks_decide(tmp_path: Path) -> None:
         assert client.post("/api/generate", json={"model": "other", "prompt": "x"}).status_code == 404
 
 
-def test_plugin_module_setting_registers_modules(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_plugin_module_setting_registers_modules(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("VLLAMA_PLUGIN_MODULES", "vllama.testing.echo")
     monkeypatch.setenv("VLLAMA_PLUGINS", "none")
     monkeypatch.setenv("VLLAMA_MODELS", str(tmp_path))

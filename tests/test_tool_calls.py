@@ -25,7 +25,7 @@ calls = st.lists(st.tuples(st.sampled_from(NAMES), arguments), min_size=1, max_s
 
 
 def run(fmt: str, text: str, cuts: list[int], names: tuple[str, ...] = NAMES) -> tuple[str, list[tuple[str, dict]]]:
-    parser = ToolCallParser(fmt, names)  # type: ignore[arg-type]
+    parser = ToolCallParser(fmt, names)
     out, found = [], []
     for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True):
         t, c = parser.feed(text[a:b])

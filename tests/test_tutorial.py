@@ -67,7 +67,7 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def pyproject(package: Path) -> dict:  # type: ignore[type-arg]
+def pyproject(package: Path) -> dict:
     with (package / "pyproject.toml").open("rb") as f:
         return tomllib.load(f)
 

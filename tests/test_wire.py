@@ -294,6 +294,6 @@ def unknown_keys(body: type) -> st.SearchStrategy[str]:
 )
 def test_unknown_fields_never_change_a_body(extra: dict[str, object], in_message: dict[str, object]) -> None:
     known = {"model": "m", "stream": False, "messages": [{"role": "user", "content": "hi"}]}
-    raw = {**known, **extra, "messages": [{**known["messages"][0], **in_message}]}  # type: ignore[index]
+    raw = {**known, **extra, "messages": [{**known["messages"][0], **in_message}]}
     assert decode(encode(raw), type=ChatBody) == decode(encode(known), type=ChatBody)
     assert unknown_fields(raw, ChatBody) == [*(f"messages[].{k}" for k in in_message), *extra]

@@ -136,7 +136,7 @@ class _Array:
 
 def test_values_of_array_libraries_cross_as_python_values(pipes: Pipes) -> None:
     server, worker = pipes
-    worker.send(Result(1, Embeddings(vectors=_Array([[0.5, 1.0]]))))  # type: ignore[arg-type]
+    worker.send(Result(1, Embeddings(vectors=_Array([[0.5, 1.0]]))))
     assert server.recv() == Result(1, Embeddings(vectors=[[0.5, 1.0]]))
 
 

@@ -125,7 +125,7 @@ def test_bad_input(echo_server: ServerProcess, method: str, path: str, body: byt
     assert httpx.post(echo_server.url + "/api/generate", json=GOOD).json()["response"] == "hi"
 
 
-def test_bad_create_file_leaves_nothing_listed(echo_server: ServerProcess, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_bad_create_file_leaves_nothing_listed(echo_server: ServerProcess, tmp_path) -> None:
     import hashlib
 
     junk = b"this is not a model at all"

@@ -136,10 +136,10 @@ def test_running_and_queued_gauges(tmp_path: Path, tiny_gguf: Path, echo_server_
 class ReportingEngine(Engine):
     """An engine that reports runtime facts, for the engine-info gauges."""
 
-    def generate(self, request):  # type: ignore[no-untyped-def]
+    def generate(self, request):
         raise NotImplementedError
 
-    def chat(self, request):  # type: ignore[no-untyped-def]
+    def chat(self, request):
         raise NotImplementedError
 
     def info(self) -> EngineInfo:
@@ -161,7 +161,7 @@ def test_engine_info_gauges() -> None:
         active=1,
     )
     registry = CollectorRegistry()
-    registry.register(SchedulerCollector(SimpleNamespace(runners={"m:latest": runner}, pending=3)))  # type: ignore[arg-type]
+    registry.register(SchedulerCollector(SimpleNamespace(runners={"m:latest": runner}, pending=3)))
     samples = parse(generate_latest(registry).decode())
     assert value(samples, "vllama_queue_depth") == 3
     assert value(samples, "vllama_requests_running", model="m:latest") == 1

@@ -21,7 +21,7 @@ SYSTEM = Message(role="system", content="You are a helpful assistant.")
 
 
 def ask(question: str, **options: object) -> ChatRequest:
-    opts = SamplingOptions(**{"temperature": 0, "num_predict": 32, **options})  # type: ignore[arg-type]
+    opts = SamplingOptions(**{"temperature": 0, "num_predict": 32, **options})
     return ChatRequest(messages=[SYSTEM, Message(role="user", content=question)], options=opts)
 
 

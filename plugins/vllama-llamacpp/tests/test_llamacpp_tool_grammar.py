@@ -37,7 +37,7 @@ def schemas(draw: st.DrawFn) -> dict:
 async def call_of(engine: LlamaCppEngine, tool: Tool, choice: str, ask: str = "Call the tool with example values.") -> list:
     request = ChatRequest(
         messages=[Message(role="user", content=ask)],
-        tools=[tool], tool_choice=choice, tool_format="hermes", parallel_tool_calls=False,  # type: ignore[arg-type]
+        tools=[tool], tool_choice=choice, tool_format="hermes", parallel_tool_calls=False,
         options=SamplingOptions(temperature=0, num_predict=256),
     )  # fmt: skip
     events = parse_tool_calls(engine.chat(request), ToolCallParser("hermes", [tool.function.name]))

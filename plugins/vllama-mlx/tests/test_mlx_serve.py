@@ -67,7 +67,7 @@ def test_openai_client_streams_the_answer(server: ServerProcess, client: ollama.
     ],
     ids=["embeddings", "format", "typical_p", "context"],
 )
-def test_what_mlx_cannot_do_is_a_clear_400(client: ollama.Client, call, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_what_mlx_cannot_do_is_a_clear_400(client: ollama.Client, call, message: str) -> None:
     with pytest.raises(ollama.ResponseError) as e:
         call(client)
     assert e.value.status_code == 400 and message in e.value.error
