@@ -28,7 +28,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from vllama.types import Delta, Done, EventStream, ToolCall, ToolCallFunction
+from vllama.types import ChatRequest, Delta, Done, EventStream, ToolCall, ToolCallFunction
 
 ToolFormat = Literal["hermes", "llama3", "mistral", "json"]
 FORMATS: tuple[ToolFormat, ...] = ("hermes", "llama3", "mistral", "json")
@@ -247,6 +247,18 @@ class ToolCallParser:
             call.function.index = self._index
             self._index += 1
         return calls
+
+
+def request_parser(
+    request: ChatRequest, *, lenient_only: bool = False, markers: Markers | None = None, body: BodyParser | None = None
+) -> ToolCallParser:
+    """The stream parser for a request's offered tools: in its ``tool_format`` where the core
+    knows that format, else (or with ``lenient_only``, behind an engine library's own parser)
+    only the catch of bare and fenced JSON calls. ``markers`` and ``body`` plug in a library's
+    format."""
+    fmt: ToolFormat = "json" if lenient_only else next((f for f in FORMATS if f == request.tool_format), "json")
+    names = [t.function.name for t in request.tools]
+    return ToolCallParser(fmt, names, parallel=request.parallel_tool_calls, markers=markers, body=body)
 
 
 _FENCED = re.compile(r"\s*```(?:json)?[ \t]*\n(.*?)```\s*", re.DOTALL)

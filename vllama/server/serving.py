@@ -28,7 +28,7 @@ from vllama.engine import Backend, Engine
 from vllama.errors import BadRequest, ClientGone, EngineError
 from vllama.scheduler import Lease
 from vllama.server import metrics
-from vllama.tool_calls import FORMATS, ToolCallParser, detect_format, parse_tool_calls
+from vllama.tool_calls import FORMATS, detect_format, parse_tool_calls, request_parser
 from vllama.types import ChatRequest, Event, EventStream, GenerateRequest, Message, ModelRef, Think, ThinkLevel, Tool
 
 T = TypeVar("T")
@@ -146,11 +146,10 @@ async def start(
     With the ASGI ``receive`` of the HTTP request, a client that hangs up while the request
     waits in the queue or for its first token gives up its place at once (:class:`ClientGone`)."""
     started = now_ns()
-    serving = v.candidate_for(model)
-    backend = serving.backend
+    chosen = v.candidate_for(model)
     if isinstance(request, ChatRequest) and request.tools:
-        request.tool_format = await tool_format(model, backend) or "json"
-    admission.check(model, serving, request)
+        request.tool_format = await tool_format(model, chosen.backend) or "json"
+    admission.check(model, chosen, request)
 
     def call(engine: Engine) -> EventStream:
         return engine.chat(request) if isinstance(request, ChatRequest) else engine.generate(request)
@@ -204,9 +203,7 @@ async def _disconnect(receive: Callable[[], Awaitable[Any]]) -> None:
 def _transformed(backend: type[Backend], request: GenerateRequest | ChatRequest, events: EventStream) -> EventStream:
     """The engine's events through the core's stream transforms it needs."""
     if isinstance(request, ChatRequest) and request.tools and not backend.parses_tool_calls:
-        names = [t.function.name for t in request.tools]
-        parser = ToolCallParser(request.tool_format or "json", names, parallel=request.parallel_tool_calls)  # type: ignore[arg-type]
-        return parse_tool_calls(events, parser)
+        return parse_tool_calls(events, request_parser(request))
     return events
 
 

@@ -39,7 +39,7 @@ def run(name: str | None, text: str, *, step: int = 3, parallel: bool = True) ->
     return "".join(out) + emitted, [(c.function.name, c.function.arguments) for c in calls + found]
 
 
-def test_the_backend_lists_mlx_lms_parsers_without_importing_mlx() -> None:
+def test_the_backend_lists_mlx_lms_parsers() -> None:
     assert {"json_tools", "qwen3_coder", "pythonic", "mistral"} <= MlxBackend.tool_parsers() == available()
 
 

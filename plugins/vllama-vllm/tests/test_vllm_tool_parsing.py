@@ -11,9 +11,9 @@ import msgspec
 import pytest
 
 from vllama.testing.hf_models import qwen_coder_safetensors
-from vllama.tool_calls import parse_tool_calls
+from vllama.tool_calls import parse_tool_calls, request_parser
 from vllama.types import ChatRequest, Delta, Done, Event, Message, Tool
-from vllama_vllm.tool_parsing import VllmToolCalls, core_parser, registered, tool_calls_for, vllm_name
+from vllama_vllm.tool_parsing import VllmToolCalls, registered, tool_calls_for, vllm_name
 
 pytestmark = pytest.mark.engine
 
@@ -111,7 +111,7 @@ def test_behind_vllms_parser_the_core_catches_bare_json(tokenizer: Any, reply: s
 
     async def run() -> list[Event]:
         events = _events(token_pieces(tokenizer, reply), parser(tokenizer, "hermes"))
-        return [e async for e in parse_tool_calls(events, core_parser(req, after_vllm=True))]
+        return [e async for e in parse_tool_calls(events, request_parser(req, lenient_only=True))]
 
     deltas = [e for e in asyncio.run(run()) if isinstance(e, Delta)]
     calls = [(c.function.name, c.function.arguments) for d in deltas for c in d.tool_calls]

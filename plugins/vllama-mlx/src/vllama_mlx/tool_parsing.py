@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from vllama.chat_inputs import template_tools
-from vllama.tool_calls import FORMATS, Markers, ToolCallParser, calls_from_values
+from vllama.tool_calls import FORMATS, Markers, ToolCallParser, calls_from_values, request_parser
 from vllama.types import ChatRequest, ModelRef, ToolCall
 
 #: mlx-lm's parser for each of the core's formats that it has.
@@ -47,10 +47,9 @@ def module_name(ref: ModelRef, tokenizer: Any, fmt: str) -> str | None:
 def parser_for(name: str | None, request: ChatRequest) -> ToolCallParser:
     """The stream parser for a request: mlx-lm's markers and reader where it has a parser,
     else the core's parser for the request's format."""
-    names = [t.function.name for t in request.tools]
-    fmt = request.tool_format if request.tool_format in FORMATS else "json"
     if name is None or name not in available():
-        return ToolCallParser(fmt, names, parallel=request.parallel_tool_calls)
+        return request_parser(request)
+    names = [t.function.name for t in request.tools]
     module: ModuleType = importlib.import_module(f"mlx_lm.tool_parsers.{name}")
     specs = template_tools(request.tools)
 
@@ -62,4 +61,4 @@ def parser_for(name: str | None, request: ChatRequest) -> ToolCallParser:
         return calls_from_values(parsed if isinstance(parsed, list) else [parsed], names)
 
     markers = Markers(module.tool_call_start, module.tool_call_end)
-    return ToolCallParser("json", names, parallel=request.parallel_tool_calls, markers=markers, body=body)
+    return request_parser(request, lenient_only=True, markers=markers, body=body)

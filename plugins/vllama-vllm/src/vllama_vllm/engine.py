@@ -21,7 +21,7 @@ from vllm.v1.engine.exceptions import EngineDeadError
 
 from vllama.engine import Engine
 from vllama.errors import ContextOverflow, EngineError, Unsupported
-from vllama.tool_calls import parse_tool_calls
+from vllama.tool_calls import parse_tool_calls, request_parser
 from vllama.types import (
     ChatRequest,
     Delta,
@@ -42,7 +42,7 @@ from vllama_vllm.plan import Plan
 from vllama_vllm.prompts import PromptBuilder
 from vllama_vllm.sampling import required_calls_schema, sampling_kwargs, sampling_params
 from vllama_vllm.stats import LiveStats, logger_factory
-from vllama_vllm.tool_parsing import VllmToolCalls, core_parser, tool_calls_for
+from vllama_vllm.tool_parsing import VllmToolCalls, tool_calls_for
 
 #: The warm-up request: one greedy token.
 _ONE_TOKEN = SamplingOptions(temperature=0.0, num_predict=1)
@@ -124,7 +124,7 @@ class VllmEngine(Engine):
             return self._stream(lambda: self._prompts.chat(request), request)
         calls = tool_calls_for(self._tokenizer, request)
         events = self._stream(lambda: self._prompts.chat(request), request, calls)
-        return parse_tool_calls(events, core_parser(request, after_vllm=calls is not None))
+        return parse_tool_calls(events, request_parser(request, lenient_only=calls is not None))
 
     @staticmethod
     def _format(request: GenerateRequest | ChatRequest) -> Format:

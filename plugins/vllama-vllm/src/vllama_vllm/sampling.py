@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from vllama.chat_inputs import template_tools
 from vllama.errors import BadRequest, Unsupported
 from vllama.types import Format, SamplingOptions, Tool
 
@@ -67,9 +68,7 @@ def required_calls_schema(tools: list[Tool], *, parallel: bool) -> dict[str, Any
     from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionToolsParam
     from vllm.tool_parsers.utils import get_json_schema_from_tools
 
-    specs = [ChatCompletionToolsParam.model_validate({"type": "function", "function": {
-        "name": t.function.name, "description": t.function.description or None,
-        "parameters": t.function.parameters or {"type": "object", "properties": {}}}}) for t in tools]  # fmt: skip
+    specs = [ChatCompletionToolsParam.model_validate(spec) for spec in template_tools(tools) or []]
     schema = get_json_schema_from_tools("required", specs, parallel_tool_calls=parallel)
     if not isinstance(schema, dict):
         raise Unsupported("vLLM gave no schema for the required tool call")

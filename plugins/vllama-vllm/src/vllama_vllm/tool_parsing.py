@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from vllama.tool_calls import FORMATS, ToolCallParser, new_call_id
+from vllama.chat_inputs import template_tools
+from vllama.tool_calls import FORMATS, new_call_id
 from vllama.types import ChatRequest, ToolCall, ToolCallFunction
 
 log = logging.getLogger("vllama.vllm")
@@ -104,10 +105,7 @@ def tool_calls_for(tokenizer: Any, request: ChatRequest) -> VllmToolCalls | None
     from vllm.parser.parser_manager import ParserManager
 
     wire = ChatCompletionRequest.model_validate({
-        "model": "vllama", "messages": [{"role": "user", "content": ""}],
-        "tools": [{"type": "function", "function": {
-            "name": t.function.name, "description": t.function.description or None,
-            "parameters": t.function.parameters or {"type": "object", "properties": {}}}} for t in request.tools],
+        "model": "vllama", "messages": [{"role": "user", "content": ""}], "tools": template_tools(request.tools),
         "tool_choice": "auto", "parallel_tool_calls": request.parallel_tool_calls,
     })  # fmt: skip
     try:
@@ -118,11 +116,3 @@ def tool_calls_for(tokenizer: Any, request: ChatRequest) -> VllmToolCalls | None
         log.warning("vLLM's %s tool parser cannot be used with this model (%s); the core parses calls", name, e)
         return None
     return VllmToolCalls(parser, wire, request.parallel_tool_calls)
-
-
-def core_parser(request: ChatRequest, *, after_vllm: bool) -> ToolCallParser:
-    """The core's parser over the text: behind vLLM's parser only its lenient catch of bare
-    and fenced JSON calls ("json"), else the request's own format."""
-    fmt = "json" if after_vllm or request.tool_format not in FORMATS else request.tool_format
-    names = [t.function.name for t in request.tools]
-    return ToolCallParser(fmt, names, parallel=request.parallel_tool_calls)
