@@ -344,10 +344,14 @@ class BatchLoop(abc.ABC, Generic[S]):
                         self.leave(seq, keep_cache=True)
             except Exception as e:  # never let one bad step kill the thread that serves everyone
                 log.exception("%s batch step failed", self.label)
-                for seq in list(self.running):
+                failed = list(self.running)
+                for seq in failed:
                     seq.fail(EngineError(f"{self.label} engine error: {e}"))
-                    self.leave(seq, keep_cache=False)
-                self.recover()
+                    self.running.remove(seq)
+                    self.on_leave(seq, keep_cache=False)
+                self.recover()  # before the consumers hear of it: their next request finds it usable
+                for seq in failed:
+                    seq.release()
 
     def _drop_cancelled(self) -> None:
         if any(s.cancelled for s in self.waiting):
