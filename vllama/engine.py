@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Collection, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import msgspec
 
@@ -56,6 +56,15 @@ class EngineSettings(msgspec.Struct, kw_only=True):
     choices), and name it in :attr:`Backend.settings_type`: the core derives
     :attr:`Backend.engine_settings` from its fields and checks every value a Modelfile, a
     request or ``vllama serve --engine`` gives before any load."""
+
+    @classmethod
+    def of(cls, settings: Mapping[str, Any]) -> Self:
+        """The settings in ``settings`` that this struct has, typed (strings and numbers as
+        a Modelfile gives them are converted); others are left out. Raises
+        ``msgspec.ValidationError`` for a bad value: the core has checked every value before
+        a load, so a backend's ``load`` may call this without a check of its own."""
+        names = {f.encode_name for f in msgspec.structs.fields(cls)}
+        return msgspec.convert({k: v for k, v in settings.items() if k in names}, cls, strict=False)
 
 
 class Backend(abc.ABC):

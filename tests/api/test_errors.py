@@ -72,7 +72,7 @@ CASES = [
         "/api/generate",
         b'{"model": "echo", "prompt": "x", "options": {"echo_delay": 1000}}',
         400,
-        'engine setting "echo_delay" must be between 0 and 60 (seconds), got 1000',
+        'engine setting "echo_delay": Expected `float` <= 60.0, got 1000',
     ),
     ("POST", "/api/generate", b'{"model": "echo", "prompt": "x", "keep_alive": "300"}', 400, "missing unit"),
     ("POST", "/api/generate", b'{"model": "echo", "prompt": "x", "raw": true, "system": "s"}', 400, "raw mode does not support"),
@@ -111,7 +111,7 @@ CASES = [
         "/api/create",
         b'{"model": "x", "from": "echo", "parameters": {"echo_delay": -1}}',
         400,
-        'engine setting "echo_delay" must be between 0 and 60',
+        'engine setting "echo_delay": Expected `float` >= 0.0',
     ),
 ]
 

@@ -15,12 +15,13 @@ import json
 import os
 import re
 import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from vllama.engine import Backend, Engine, Support
-from vllama.errors import BadRequest, ContextOverflow
+import msgspec
+
+from vllama.engine import Backend, Engine, EngineSettings, Support
+from vllama.errors import ContextOverflow
 from vllama.hookspecs import hookimpl
 from vllama.types import (
     ChatRequest,
@@ -44,6 +45,15 @@ from vllama.types import (
 EMBEDDING_DIM = 8
 
 
+class EchoSettings(EngineSettings):
+    """The echo engine's settings."""
+
+    #: Seconds per token, to test what happens while a request runs.
+    echo_delay: Annotated[float, msgspec.Meta(ge=0, le=60)] = 0.0
+    #: Let the word ``#crash`` kill the worker process.
+    echo_allow_crash: bool = False
+
+
 class EchoBackend(Backend):
     name: ClassVar[str] = "echo"
     formats: ClassVar[frozenset[str]] = frozenset({"gguf", "safetensors", "mlx"})
@@ -51,7 +61,7 @@ class EchoBackend(Backend):
     isolated: ClassVar[bool] = False
     #: It emits one structured call of the first tool offered.
     parses_tool_calls: ClassVar[bool] = True
-    engine_settings: ClassVar[frozenset[str]] = frozenset({"echo_delay", "echo_allow_crash"})
+    settings_type: ClassVar[type[EngineSettings]] = EchoSettings
 
     @classmethod
     def tool_parsers(cls) -> frozenset[str]:
@@ -61,14 +71,6 @@ class EchoBackend(Backend):
     @classmethod
     def supports(cls, model: ModelRef, hardware: Hardware) -> Support:
         return Support(score=1, reason="echoes its input", parallel=4)
-
-    @classmethod
-    def check_engine_settings(cls, settings: Mapping[str, Any]) -> None:
-        delay = settings.get("echo_delay", 0)
-        if not (isinstance(delay, (int, float)) and not isinstance(delay, bool) and 0 <= delay <= 60):
-            raise BadRequest(f'engine setting "echo_delay" must be between 0 and 60 (seconds), got {delay!r}')
-        if not isinstance(settings.get("echo_allow_crash", False), bool):
-            raise BadRequest(f'engine setting "echo_allow_crash" must be true or false, got {settings["echo_allow_crash"]!r}')
 
     @classmethod
     async def load(cls, model: ModelRef, hardware: Hardware, settings: LoadSettings) -> Engine:
@@ -105,8 +107,9 @@ class EchoEngine(Engine):
         self.model = model
         self.emit_calls = emit_calls
         self.settings = settings
-        self.delay = float(settings.engine.get("echo_delay", 0.0))
-        self.allow_crash = bool(settings.engine.get("echo_allow_crash", False))
+        engine = EchoSettings.of(settings.engine)
+        self.delay = engine.echo_delay
+        self.allow_crash = engine.echo_allow_crash
         #: Sequences running right now; tests read it to see cancellation free a slot.
         self.active = 0
 

@@ -133,15 +133,24 @@ async def test_a_context_the_kv_cache_cannot_hold_is_a_clear_error(smollm2: Mode
 @pytest.mark.parametrize(
     ("engine", "message"),
     [
-        ({"gpu_memory_utilization": 1.5}, "above 0 and at most 1"),
-        ({"tensor_parallel_size": 0}, "positive integer"),
-        ({"distributed_executor_backend": "mpi"}, "must be one of mp, ray"),
-        ({"enforce_eager": "maybe"}, "true or false"),
+        ({"gpu_memory_utilization": 1.5}, 'engine setting "gpu_memory_utilization": Expected `float` <= 1.0, got 1.5'),
+        ({"tensor_parallel_size": 0}, 'engine setting "tensor_parallel_size": Expected `int` >= 1, got 0'),
+        ({"distributed_executor_backend": "mpi"}, "engine setting \"distributed_executor_backend\": Invalid enum value 'mpi'"),
+        ({"enforce_eager": "maybe"}, 'engine setting "enforce_eager": Expected `bool | null`, got `str`'),
     ],
 )
-def test_bad_engine_settings_are_bad_requests(smollm2: ModelRef, engine: dict, message: str) -> None:
-    with pytest.raises(BadRequest, match=message):
-        plan(smollm2, CPU, LoadSettings(engine=engine))
+def test_bad_engine_settings_are_bad_requests(engine: dict, message: str) -> None:
+    with pytest.raises(BadRequest) as e:
+        VllmBackend.check_engine_settings(engine)
+    assert str(e.value).startswith(message)
+
+
+def test_engine_settings_reach_vllm_typed(smollm2: ModelRef) -> None:
+    """Modelfile values arrive as text or floats; vLLM gets its own types."""
+    engine = {"enforce_eager": "false", "max_num_seqs": 4.0, "kv_cache_memory_bytes": 256 << 20}
+    kwargs = plan(smollm2, CPU, LoadSettings(engine=engine)).kwargs
+    assert kwargs["enforce_eager"] is False and kwargs["kv_cache_memory_bytes"] == 256 << 20
+    assert kwargs["max_num_seqs"] == 4 and isinstance(kwargs["max_num_seqs"], int)
 
 
 def test_ollama_options_become_sampling_params() -> None:

@@ -149,10 +149,10 @@ def test_bad_input_is_a_clear_ollama_error(client: ollama.Client) -> None:
     assert e.value.status_code == 500 and "does not fit" in e.value.error and "lower num_ctx" in e.value.error
     with pytest.raises(ollama.ResponseError) as e:  # a bad engine setting is refused at create
         client.create(model="greedy", from_=MODEL, parameters={"gpu_memory_utilization": 2})
-    assert e.value.status_code == 400 and "above 0 and at most 1" in e.value.error
+    assert e.value.status_code == 400 and "Expected `float` <= 1.0" in e.value.error
     with pytest.raises(ollama.ResponseError) as e:  # and in a request, before any load
         client.generate(model=MODEL, prompt="hello", options={"gpu_memory_utilization": 2})
-    assert e.value.status_code == 400 and "above 0 and at most 1" in e.value.error
+    assert e.value.status_code == 400 and "Expected `float` <= 1.0" in e.value.error
     with pytest.raises(ollama.ResponseError) as e:
         client.generate(model=MODEL, prompt="hello", options={"typical_p": 0.5})
     assert e.value.status_code == 400 and "typical_p" in e.value.error

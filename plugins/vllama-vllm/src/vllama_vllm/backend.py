@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
-from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Collection
+from typing import TYPE_CHECKING, ClassVar
 
-from vllama.engine import Backend, Engine, Support
+from vllama.engine import Backend, Engine, EngineSettings, Support
 from vllama.types import Hardware, LoadSettings, ModelRef
-from vllama_vllm.settings import NAMES, checked
+from vllama_vllm.settings import VllmSettings
 
 if TYPE_CHECKING:
     from vllama_vllm.engine import VllmEngine
@@ -41,7 +41,7 @@ class VllmBackend(Backend):
     capabilities: ClassVar[frozenset[str]] = frozenset({"completion", "chat", "embedding", "tools", "format", "logprobs"})
     isolated: ClassVar[bool] = False
     parses_tool_calls: ClassVar[bool] = True
-    engine_settings: ClassVar[frozenset[str]] = NAMES
+    settings_type: ClassVar[type[EngineSettings]] = VllmSettings
 
     @classmethod
     def memory_needed(cls, model: ModelRef, hardware: Hardware, settings: LoadSettings) -> int | None:
@@ -57,10 +57,6 @@ class VllmBackend(Backend):
         from vllama_vllm.tool_parsing import registered
 
         return registered()
-
-    @classmethod
-    def check_engine_settings(cls, settings: Mapping[str, Any]) -> None:
-        checked(settings)
 
     @classmethod
     def supports(cls, model: ModelRef, hardware: Hardware) -> Support | None:

@@ -11,7 +11,7 @@ from typing import Any
 from vllama.types import Hardware, LoadSettings, ModelRef
 from vllama_vllm import memory
 from vllama_vllm.memory import GpuMemory, ModelShape
-from vllama_vllm.settings import checked
+from vllama_vllm.settings import engine_args
 
 #: On CPU, vLLM's compiled bf16 path starts in minutes; eager float32 in seconds, and eager
 #: bf16 is not reliable. These are the CPU defaults unless set.
@@ -71,7 +71,7 @@ def _layout(
 ) -> tuple[Plan, int, int]:
     """The plan before the CPU fit check, the context it gives each sequence, and the memory
     available (0 on GPUs, or where unknown)."""
-    engine = checked(settings.engine)
+    engine = engine_args(settings.engine)
     shape = ModelShape.read(model.path)
     num_ctx = min(settings.num_ctx, shape.context_limit) if shape.context_limit else settings.num_ctx
     on_gpu = hardware.has_nvidia
