@@ -80,3 +80,30 @@ def test_example_runs(block_id: str, code: str, tmp_path: Path) -> None:
     script.write_text(code)
     result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"{block_id} failed:\n{result.stdout}\n{result.stderr}"
+
+
+def capability_table() -> dict[str, dict[str, bool]]:
+    """docs/usage/api.md's table of what each engine can do: capability -> backend -> yes/no."""
+    text = (DOCS / "usage" / "api.md").read_text()
+    table = text[text.index("| Capability | llama.cpp | vLLM | MLX |") :].split("\n\n")[0].splitlines()
+    backends = ["llamacpp", "vllm", "mlx"]
+    out: dict[str, dict[str, bool]] = {}
+    for row in table[2:]:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        name = re.match(r"`(\w+)`", cells[0])
+        assert name, f"a capability row must start with the capability in backticks: {row}"
+        out[name.group(1)] = {b: cell.startswith("yes") for b, cell in zip(backends, cells[1:], strict=True)}
+    return out
+
+
+def test_the_capability_table_is_what_each_backend_declares() -> None:
+    from vllama.engine import CAPABILITIES
+    from vllama_llamacpp.backend import LlamaCppBackend
+    from vllama_mlx.backend import MlxBackend
+    from vllama_vllm.backend import VllmBackend
+
+    table = capability_table()
+    assert set(table) == CAPABILITIES
+    for backend in (LlamaCppBackend, VllmBackend, MlxBackend):
+        declared = {cap for cap, row in table.items() if row[backend.name]}
+        assert declared == set(backend.capabilities), backend.name
