@@ -17,8 +17,9 @@ from vllama.errors import BadRequest, NotFound
 from vllama.names import parse_name
 from vllama.pull import Progress, prepare
 from vllama.server import ollama_wire as w
+from vllama.server import serving
 from vllama.server.ndjson import ndjson
-from vllama.server.ollama_generate import to_messages, vllama_of
+from vllama.server.ollama_convert import to_messages
 from vllama.server.timefmt import rfc3339
 from vllama.store.blobs import is_digest
 from vllama.store.paths import ServerPaths, looks_like_path
@@ -58,7 +59,7 @@ def details(ref: ModelRef) -> w.Details:
 
 @get("/api/tags", tags=["models"], summary="List installed models")
 async def tags(request: Request[Any, Any, Any]) -> w.ListResponse:
-    v = vllama_of(request)
+    v = serving.vllama_of(request)
     refs = await asyncio.to_thread(v.store.list)
     return w.ListResponse(
         models=[
@@ -102,7 +103,7 @@ def parameters_text(params: dict[str, Any]) -> str:
 
 @post("/api/show", status_code=200, tags=["models"], summary="Show a model's details")
 async def show(request: Request[Any, Any, Any], data: w.ShowBody) -> w.ShowResponse:
-    v = vllama_of(request)
+    v = serving.vllama_of(request)
     ref = await v.find(data.model or data.name)
     runner = v.scheduler.runners.get(ref.name)
     info = dict(ref.info)
@@ -127,7 +128,7 @@ async def show(request: Request[Any, Any, Any], data: w.ShowBody) -> w.ShowRespo
 
 @get("/api/ps", tags=["models"], summary="Loaded models, with their backend, load and queue")
 async def ps(request: Request[Any, Any, Any]) -> w.PsResponse:
-    runners = list(vllama_of(request).scheduler.runners.values())
+    runners = list(serving.vllama_of(request).scheduler.runners.values())
     runners.sort(key=lambda r: (not math.isinf(r.expires_at) and r.active == 0, -r.expires_at if math.isfinite(r.expires_at) else 0))
     out = []
     for r in runners:
@@ -163,7 +164,7 @@ def _now() -> float:
 @post("/api/copy", status_code=200, tags=["models"], summary="Copy a model to a new name")
 async def copy(request: Request[Any, Any, Any], data: w.CopyBody) -> Response[bytes]:
     """Answer 200 with an empty body, as Ollama does."""
-    store = vllama_of(request).store
+    store = serving.vllama_of(request).store
     source = parse_name(data.source)
     destination = parse_name(data.destination)
     try:
@@ -176,7 +177,7 @@ async def copy(request: Request[Any, Any, Any], data: w.CopyBody) -> Response[by
 @delete("/api/delete", status_code=200, tags=["models"], summary="Delete a model")
 async def delete_model(request: Request[Any, Any, Any], data: w.DeleteBody) -> Response[bytes]:
     """Answer 200 with an empty body, as Ollama does."""
-    v = vllama_of(request)
+    v = serving.vllama_of(request)
     text = data.model or data.name
     name = parse_name(text)
     ref = await asyncio.to_thread(v.store.get, name)
@@ -192,12 +193,12 @@ async def delete_model(request: Request[Any, Any, Any], data: w.DeleteBody) -> R
 
 @head("/api/blobs/{digest:str}", tags=["models"], summary="Does a blob exist?")
 async def blob_head(request: Request[Any, Any, Any], digest: str) -> None:
-    vllama_of(request).store.blobs.require(digest)
+    serving.vllama_of(request).store.blobs.require(digest)
 
 
 @post("/api/blobs/{digest:str}", tags=["models"], summary="Upload a blob", request_max_body_size=None)
 async def blob_upload(request: Request[Any, Any, Any], digest: str) -> Response[None]:
-    blobs = vllama_of(request).store.blobs
+    blobs = serving.vllama_of(request).store.blobs
     if blobs.has(digest):
         return Response(None, status_code=200)
     await blobs.write_stream(request.stream(), expected=digest)
@@ -206,7 +207,7 @@ async def blob_upload(request: Request[Any, Any, Any], digest: str) -> Response[
 
 @post("/api/create", status_code=200, tags=["models"], summary="Create a model from files or another model")
 async def create(request: Request[Any, Any, Any], data: w.CreateBody) -> Response[Any] | Stream:
-    v = vllama_of(request)
+    v = serving.vllama_of(request)
     name = parse_name(data.model or data.name)
     if data.quantize or data.quantization:
         raise BadRequest("quantizing while creating a model is not supported; create from an already quantized GGUF")
@@ -275,7 +276,7 @@ async def _progress(first: Any, queue: asyncio.Queue[Any], task: asyncio.Task[No
 async def pull(request: Request[Any, Any, Any], data: w.PullBody) -> Response[Any] | Stream:
     """Download a model from the Hugging Face Hub (or install one a plugin provides), with
     Ollama's progress stream. Errors found before the download starts get their real status."""
-    job = await prepare(vllama_of(request), data.model or data.name)
+    job = await prepare(serving.vllama_of(request), data.model or data.name)
     if data.stream is False:
         async for _ in job.progress():
             pass

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgspec
+from litestar import Request
 
 from vllama import admission
 from vllama import options as opts
@@ -42,6 +43,11 @@ class Run:
 
     load_ns: int
     events: EventStream
+
+
+def vllama_of(request: Request[Any, Any, Any]) -> Vllama:
+    """The server's :class:`~vllama.core.Vllama`, from an HTTP request."""
+    return request.app.state.vllama
 
 
 def now_ns() -> int:
@@ -141,12 +147,15 @@ async def start(
     options: opts.RequestOptions,
     receive: Callable[[], Awaitable[Any]] | None = None,
 ) -> Run:
-    """Schedule the request and fetch its first event, so that errors come before headers.
+    """Prepare the request (the model's prompt, the tool format, the capability check),
+    schedule it and fetch its first event, so that errors come before headers.
 
     With the ASGI ``receive`` of the HTTP request, a client that hangs up while the request
     waits in the queue or for its first token gives up its place at once (:class:`ClientGone`)."""
     started = now_ns()
     chosen = v.candidate_for(model)
+    if isinstance(request, ChatRequest):
+        request.messages = with_model_prompt(model, request.messages)
     if isinstance(request, ChatRequest) and request.tools:
         request.tool_format = await tool_format(model, chosen.backend) or "json"
     admission.check(model, chosen, request)
