@@ -21,7 +21,7 @@ import msgspec
 
 from vllama.asgi import ASGIApp, Message, Receive, Scope, Send
 from vllama.durations import FOREVER, keep_alive_seconds
-from vllama.server.openai_wire import ErrorBody, ErrorDetail
+from vllama.server.errors import body_for
 
 
 class Access(Enum):
@@ -83,6 +83,7 @@ READ_ONLY_ROUTES = tuple(
         ("POST", r"/api/generate"), ("POST", r"/api/chat"), ("POST", r"/api/embed"), ("POST", r"/api/embeddings"),
         ("POST", r"/v1/chat/completions"), ("POST", r"/v1/completions"), ("POST", r"/v1/embeddings"),
         ("GET", r"/v1/models"), ("GET", r"/v1/models/.+"), ("GET", r"/openapi(/.*)?"),
+        ("POST", r"/v1/messages"), ("POST", r"/v1/messages/count_tokens"),
     )
 )  # fmt: skip
 #: Routes whose body may carry ``keep_alive``.
@@ -107,14 +108,8 @@ def manages_models(body: bytes) -> bool:
         return False
 
 
-def _error(path: str, status: int, message: str, code: str) -> bytes:
-    if path.startswith("/v1/"):
-        return msgspec.json.encode(ErrorBody(ErrorDetail(message=message, type="invalid_request_error", code=code)))
-    return msgspec.json.encode({"error": message})
-
-
 async def _answer(send: Send, path: str, status: int, message: str, code: str) -> None:
-    body = _error(path, status, message, code)
+    body = msgspec.json.encode(body_for(path, status, message, code=code))
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 401:
         headers.append((b"www-authenticate", b"Bearer"))

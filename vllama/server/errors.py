@@ -1,5 +1,5 @@
 """The one place where errors become HTTP answers: Ollama's ``{"error": ...}`` on native
-routes, OpenAI's error object under /v1."""
+routes, Anthropic's error object under /v1/messages, OpenAI's elsewhere under /v1."""
 
 from __future__ import annotations
 
@@ -11,17 +11,24 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
 from vllama.errors import VllamaError
-from vllama.server.openai_wire import error_body
+from vllama.server import anthropic_wire, openai_wire
 
 log = logging.getLogger("vllama.server")
 
 
+def body_for(path: str, status: int, message: str, *, param: str | None = None, code: str | None = None) -> Any:
+    """The error body in the format of the API that ``path`` belongs to."""
+    if path.startswith("/v1/messages"):
+        return anthropic_wire.error_body(message, status)
+    if path.startswith("/v1/"):
+        return openai_wire.error_body(message, status, param=param, code=code)
+    return {"error": message}
+
+
 def _answer(request: Request[Any, Any, Any], status: int, message: str, exc: Exception | None = None) -> Response[Any]:
-    if request.url.path.startswith("/v1/"):
-        # An error about one field (``InvalidParameter``) names it, as OpenAI's do.
-        body = error_body(message, status, param=getattr(exc, "param", None), code=getattr(exc, "code", None))
-        return Response(body, status_code=status)
-    return Response({"error": message}, status_code=status)
+    # An error about one field (``InvalidParameter``) names it, as OpenAI's do.
+    body = body_for(request.url.path, status, message, param=getattr(exc, "param", None), code=getattr(exc, "code", None))
+    return Response(body, status_code=status)
 
 
 def vllama_error(request: Request[Any, Any, Any], exc: VllamaError) -> Response[Any]:

@@ -1,4 +1,4 @@
-"""Streaming bodies: NDJSON for Ollama's routes, SSE for OpenAI's; an error mid-stream
+"""Streaming bodies: NDJSON for Ollama's routes, SSE for OpenAI's and Anthropic's; an error mid-stream
 becomes one last error line (the status is already sent)."""
 
 from __future__ import annotations
@@ -50,3 +50,18 @@ async def sse_lines(items: AsyncIterator[Any], error: Callable[[str], Any]) -> A
 
 def sse(items: AsyncIterator[Any], error: Callable[[str], Any]) -> Stream:
     return Stream(sse_lines(items, error), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+async def sse_event_lines(items: AsyncIterator[tuple[str, Any]], error: Callable[[str], tuple[str, Any]]) -> AsyncIterator[bytes]:
+    """Named SSE events (``event: NAME`` then its ``data:``), as Anthropic's and OpenAI's
+    Responses streams send them; no ``[DONE]``."""
+    try:
+        async for name, item in items:
+            yield b"event: " + name.encode() + b"\ndata: " + _encoder.encode(item) + b"\n\n"
+    except Exception as exc:
+        name, item = error(error_message(exc))
+        yield b"event: " + name.encode() + b"\ndata: " + _encoder.encode(item) + b"\n\n"
+
+
+def sse_events(items: AsyncIterator[tuple[str, Any]], error: Callable[[str], tuple[str, Any]]) -> Stream:
+    return Stream(sse_event_lines(items, error), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

@@ -210,5 +210,7 @@ class ErrorBody(msgspec.Struct):
 
 
 def error_body(message: str, status: int = 500, *, param: str | None = None, code: str | None = None) -> ErrorBody:
-    kind = {400: "invalid_request_error", 404: "not_found_error"}.get(status, "api_error")
+    kind = {400: "invalid_request_error", 401: "invalid_request_error", 403: "invalid_request_error", 404: "not_found_error"}.get(
+        status, "api_error"
+    )
     return ErrorBody(ErrorDetail(message=message, type=kind, param=param, code=code))
