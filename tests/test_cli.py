@@ -330,7 +330,7 @@ def test_serve_preloads_models_and_keeps_them(tmp_path: Path, tiny_gguf: Path) -
     args = ("--model", "echo", "--model", "no-such-model", "--max-num-seqs", "8")
     with ServerProcess(models, ECHO_ENV, args=args) as server:
         deadline = time.monotonic() + 30
-        while not (loaded := httpx.get(server.url + "/api/ps").json()["models"]) or loaded[0]["status"] != "loaded":
+        while not (loaded := httpx.get(server.url + "/api/ps").json()["models"]) or loaded[0]["status"] != "ready":
             assert time.monotonic() < deadline, server.log()
             time.sleep(0.05)
         assert [m["name"] for m in loaded] == ["echo:latest"]

@@ -23,7 +23,7 @@ from vllama import logs, memory
 from vllama import options as opts
 from vllama.config import Settings
 from vllama.engine import Backend, Engine
-from vllama.errors import ServerBusy
+from vllama.errors import ServerBusy, VllamaError
 from vllama.selection import choose
 from vllama.types import Hardware, LoadSettings, ModelRef
 from vllama.worker import WorkerEngine
@@ -64,6 +64,22 @@ class Runner:
         return self.engine is not None and self.engine.alive
 
 
+@dataclass(frozen=True)
+class LoadFailure:
+    """A model's last load that failed, kept for readiness checks until a load succeeds."""
+
+    model: ModelRef
+    backend: str
+    error: str
+    #: When it failed (seconds since the epoch).
+    at: float
+
+
+#: Failed loads remembered at most (the oldest is forgotten first), so that requests for many
+#: models that cannot load hold no unbounded memory.
+MAX_FAILURES = 64
+
+
 @dataclass
 class Lease:
     """What a request holds while it runs: the engine, and how long loading took."""
@@ -85,6 +101,8 @@ class Scheduler:
         self.pending = 0
         #: Called with each runner once its engine has loaded (metrics listen here).
         self.on_loaded: list[Callable[[Runner], None]] = []
+        #: Each model's last failed load, until a load succeeds or the model is deleted.
+        self.failures: dict[str, LoadFailure] = {}
         self._changed = asyncio.Condition()
 
     # -- the request path -------------------------------------------------------------
@@ -140,18 +158,51 @@ class Scheduler:
                 await self._wait_gone(runner)
                 continue
             if runner is None:
-                runner = await self._new_runner(model, load)
+                try:
+                    runner = await self._new_runner(model, load)
+                except Exception as e:
+                    self._failed(model, None, e)
+                    raise
             if runner.loading is not None:
                 loading = runner.loading
                 try:
                     await asyncio.shield(loading)
-                except Exception:
+                except Exception as e:
                     if self.runners.get(model.name) is runner:
                         del self.runners[model.name]
+                        self._failed(model, runner.backend, e)
                         await self._notify()
                     raise
                 return runner, runner.load_duration_ns
             return runner, 0
+
+    def _failed(self, model: ModelRef, backend: type[Backend] | None, error: Exception) -> None:
+        """Remember a failed load for readiness checks (:attr:`failures`)."""
+        message = error.message if isinstance(error, VllamaError) else f"{type(error).__name__}: {error}"
+        self.failures.pop(model.name, None)
+        self.failures[model.name] = LoadFailure(model, backend.name if backend else "", message, time.time())
+        while len(self.failures) > MAX_FAILURES:
+            del self.failures[next(iter(self.failures))]
+
+    def forget(self, name: str) -> None:
+        """Drop what is remembered of a model's failed load (it was deleted)."""
+        self.failures.pop(name, None)
+
+    def readiness(self, name: str) -> tuple[str, str]:
+        """A model's state for load balancers and /api/ps, and the error when it failed:
+        ``ready`` (loaded, its engine alive), ``loading``, ``failed`` (its last load, or its
+        engine, failed) or ``unloaded``."""
+        runner = self.runners.get(name)
+        if runner is not None:
+            if runner.loading is not None:
+                return "loading", ""
+            if runner.alive:
+                return "ready", ""
+            return "failed", f"the engine for {name} stopped; it will reload on the next request"
+        failure = self.failures.get(name)
+        if failure is not None:
+            return "failed", failure.error
+        return "unloaded", ""
 
     def _needs_reload(self, runner: Runner, model: ModelRef, load: opts.LoadOptions) -> bool:
         if runner.model.digest != model.digest:
@@ -213,6 +264,7 @@ class Scheduler:
         runner.engine = engine
         runner.load_duration_ns = time.perf_counter_ns() - start
         runner.loading = None
+        self.failures.pop(model.name, None)
         log.info("loaded %s in %.2fs", model.name, runner.load_duration_ns / 1e9)
         for listener in self.on_loaded:
             listener(runner)

@@ -155,6 +155,8 @@ def ps(prefix: str | None) -> None:
             continue
         if m.get("status") == "loading":
             until = "Loading..."
+        elif m.get("status") == "failed":
+            until = "Failed to load"
         elif seconds_since(m["expires_at"]) > 0:
             until = "Stopping..."
         else:

@@ -15,7 +15,7 @@ from litestar.plugins import InitPlugin
 
 from vllama import __version__
 from vllama.core import Vllama
-from vllama.server import anthropic_routes, lenient, metrics, ollama_generate, ollama_models, openai_routes
+from vllama.server import anthropic_routes, health, lenient, metrics, ollama_generate, ollama_models, openai_routes
 from vllama.server.auth import ApiKeyGuard, Keys
 from vllama.server.cors import OriginGuard
 from vllama.server.errors import HANDLERS
@@ -24,7 +24,7 @@ from vllama.server.errors import HANDLERS
 class VllamaPlugin(InitPlugin):
     """Mount vllama's routes, error handling and lifespan into a Litestar app.
 
-    ``Litestar(plugins=[VllamaPlugin(Vllama())])`` serves Ollama's and OpenAI's APIs next to
+    ``Litestar(plugins=[VllamaPlugin(Vllama())])`` serves Ollama's, OpenAI's and Anthropic's APIs next to
     your own routes; the engines shut down with the app.
     """
 
@@ -37,6 +37,7 @@ class VllamaPlugin(InitPlugin):
             *ollama_generate.ROUTES,
             *openai_routes.ROUTES,
             *anthropic_routes.ROUTES,
+            *health.ROUTES,
             *metrics.ROUTES,
         ]
         self.vllama.pm.hook.register_routes(register=routes.append)

@@ -1,5 +1,5 @@
-"""API keys: with ``VLLAMA_API_KEY`` set, every request needs one, but the ``GET``/``HEAD /``
-heartbeat and CORS preflights (``OPTIONS``, which browsers send without credentials).
+"""API keys: with ``VLLAMA_API_KEY`` set, every request needs one, but the ``GET``/``HEAD /`` and ``/health``
+heartbeats and CORS preflights (``OPTIONS``, which browsers send without credentials).
 
 A key comes as ``Authorization: Bearer <key>`` (OpenAI and Ollama clients) or ``x-api-key:
 <key>`` (Anthropic clients). A missing or wrong one gets 401 in the route's error format. A
@@ -84,6 +84,7 @@ READ_ONLY_ROUTES = tuple(
         ("POST", r"/v1/chat/completions"), ("POST", r"/v1/completions"), ("POST", r"/v1/embeddings"),
         ("GET", r"/v1/models"), ("GET", r"/v1/models/.+"), ("GET", r"/openapi(/.*)?"),
         ("POST", r"/v1/messages"), ("POST", r"/v1/messages/count_tokens"),
+        ("GET", r"/health"), ("HEAD", r"/health"), ("GET", r"/health/.+"),
     )
 )  # fmt: skip
 #: Routes whose body may carry ``keep_alive``.
@@ -169,7 +170,7 @@ class ApiKeyGuard:
     @staticmethod
     def _exempt(scope: Scope) -> bool:
         method = scope["method"]
-        return method == "OPTIONS" or (scope["path"] == "/" and method in ("GET", "HEAD"))
+        return method == "OPTIONS" or (scope["path"] in ("/", "/health") and method in ("GET", "HEAD"))
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

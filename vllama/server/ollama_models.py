@@ -128,11 +128,13 @@ async def show(request: Request[Any, Any, Any], data: w.ShowBody) -> w.ShowRespo
 
 @get("/api/ps", tags=["models"], summary="Loaded models, with their backend, load and queue")
 async def ps(request: Request[Any, Any, Any]) -> w.PsResponse:
-    runners = list(serving.vllama_of(request).scheduler.runners.values())
+    scheduler = serving.vllama_of(request).scheduler
+    runners = list(scheduler.runners.values())
     runners.sort(key=lambda r: (not math.isinf(r.expires_at) and r.active == 0, -r.expires_at if math.isfinite(r.expires_at) else 0))
     out = []
     for r in runners:
         info = r.engine.info() if r.engine is not None else None
+        status, error = scheduler.readiness(r.name)
         busy = r.active > 0 or r.waiting > 0
         expires = math.inf if math.isinf(r.keep_alive) else (r.expires_at if not busy and r.ready else None)
         out.append(
@@ -146,12 +148,30 @@ async def ps(request: Request[Any, Any, Any]) -> w.PsResponse:
                 expires_at=rfc3339(expires) if expires is not None else rfc3339(_now() + r.keep_alive),
                 context_length=info.context_length if info else r.settings.num_ctx,
                 backend=r.backend.name,
-                status="loaded" if r.ready else "loading",
+                status=status,
+                error=error,
                 running=r.active,
                 queued=r.waiting,
                 parallel=r.settings.parallel,
             )
         )
+    for failure in scheduler.failures.values():
+        if failure.model.name not in scheduler.runners:
+            out.append(
+                w.PsModel(
+                    name=failure.model.name,
+                    model=failure.model.name,
+                    size=0,
+                    size_vram=0,
+                    digest=failure.model.digest,
+                    details=details(failure.model),
+                    expires_at=rfc3339(failure.at),
+                    context_length=0,
+                    backend=failure.backend,
+                    status="failed",
+                    error=failure.error,
+                )
+            )
     return w.PsResponse(models=out)
 
 
@@ -184,6 +204,7 @@ async def delete_model(request: Request[Any, Any, Any], data: w.DeleteBody) -> R
     if ref is None:
         raise NotFound(f"model '{text}' not found")
     await v.scheduler.stop(ref.name)
+    v.scheduler.forget(ref.name)
     try:
         await asyncio.to_thread(v.store.delete, name)
     except NotFound:  # a concurrent delete won

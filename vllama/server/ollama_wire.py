@@ -196,7 +196,8 @@ class ListResponse(msgspec.Struct):
 
 
 class PsModel(msgspec.Struct, kw_only=True):
-    """Ollama's fields, then vllama's: backend, running and queued requests, parallelism."""
+    """Ollama's fields, then vllama's: backend, readiness (``ready``, ``loading``, or ``failed``
+    with its ``error``), running and queued requests, parallelism."""
 
     name: str
     model: str
@@ -207,7 +208,8 @@ class PsModel(msgspec.Struct, kw_only=True):
     size_vram: int
     context_length: int
     backend: str = ""
-    status: str = "loaded"
+    status: str = "ready"
+    error: str = ""
     running: int = 0
     queued: int = 0
     parallel: int = 1

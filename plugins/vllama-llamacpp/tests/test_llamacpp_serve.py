@@ -137,7 +137,7 @@ def test_serve_model_preloads_the_starter(tmp_path: Path) -> None:
     from vllama.testing.server import wait_for
 
     with ServerProcess(tmp_path / "models", args=("--model", MODEL)) as server:
-        assert wait_for(lambda: any(m["name"] == MODEL and m["status"] == "loaded"
+        assert wait_for(lambda: any(m["name"] == MODEL and m["status"] == "ready"
                                     for m in httpx.get(server.url + "/api/ps").json()["models"]), 60)  # fmt: skip
         reply = ollama.Client(host=server.url).chat(model=MODEL, messages=[{"role": "user", "content": "Hi"}], options={"num_predict": 4})
         assert not reply.load_duration

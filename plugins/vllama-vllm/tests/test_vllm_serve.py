@@ -55,7 +55,7 @@ def test_a_model_directory_loads_visibly_and_answers(server: ServerProcess, clie
     chat.start()
     assert wait_for(lambda: ps(server).get(MODEL, {}).get("status") == "loading", 30), "a loading model is listed as loading"
     chat.join(300)
-    assert ps(server)[MODEL]["status"] == "loaded" and ps(server)[MODEL]["backend"] == "vllm"
+    assert ps(server)[MODEL]["status"] == "ready" and ps(server)[MODEL]["backend"] == "vllm"
     reply = replies[0]
     assert "Paris" in reply.message.content and reply.done_reason == "stop"
     assert reply.load_duration > 0 and reply.eval_count > 0 and reply.prompt_eval_count > 0
