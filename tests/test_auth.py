@@ -263,3 +263,18 @@ def test_openai_and_ollama_clients_send_the_key(keyed_server: ServerProcess) -> 
     with pytest.raises(ollama.ResponseError) as unauthorized:
         ollama.Client(host=keyed_server.url).list()
     assert unauthorized.value.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", {"model": "missing", "messages": [{"role": "user", "content": "x"}]}),
+        ("/v1/completions", {"model": "missing", "prompt": "x"}),
+        ("/v1/embeddings", {"model": "missing", "input": "x"}),
+        ("/v1/messages", {"model": "missing", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}),
+    ],
+)
+def test_the_read_only_key_cannot_unload_with_keep_alive_on_v1_either(client: Client, path: str, body: dict[str, Any]) -> None:
+    r = client.post(path, json=body | {"keep_alive": 0}, headers={"x-api-key": READ_ONLY})
+    assert r.status_code == 403 and "keep_alive" in r.text, r.text
+    assert client.post(path, json=body | {"keep_alive": "5m"}, headers={"x-api-key": READ_ONLY}).status_code == 404

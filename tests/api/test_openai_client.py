@@ -86,3 +86,23 @@ def test_errors_are_openai_shaped(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(model="echo", messages=[])
     assert e.value.body["message"] == "[] is too short - 'messages'"
+
+
+def test_ollama_extras_ride_in_the_body(client: openai.OpenAI, echo_server: ServerProcess) -> None:
+    """keep_alive, options and num_ctx as extra body fields, as Ollama's users ask for on /v1."""
+    import httpx
+
+    ask = [{"role": "user", "content": "a b c d e"}]
+    r = client.chat.completions.create(model="echo", messages=ask, extra_body={"options": {"num_predict": 2, "temperature": 0}})
+    assert r.choices[0].message.content == "a b " and r.choices[0].finish_reason == "length"
+    r = client.chat.completions.create(model="echo", messages=ask, max_tokens=3, extra_body={"options": {"num_predict": 1}})
+    assert r.choices[0].message.content == "a b c ", "the API's own field wins over options"
+    client.chat.completions.create(model="echo", messages=ask, extra_body={"num_ctx": 64, "keep_alive": "1h"})
+    [loaded] = httpx.get(echo_server.url + "/api/ps").json()["models"]
+    assert loaded["context_length"] == 64
+    client.completions.create(model="echo", prompt="x", extra_body={"num_ctx": 64, "keep_alive": 0})
+    assert httpx.get(echo_server.url + "/api/ps").json()["models"] == []
+    with pytest.raises(openai.BadRequestError, match="num_predict"):
+        client.chat.completions.create(model="echo", messages=ask, extra_body={"options": {"num_predict": "lots"}})
+    with pytest.raises(openai.BadRequestError, match="missing unit"):
+        client.embeddings.create(model="echo", input="x", extra_body={"keep_alive": "300"})

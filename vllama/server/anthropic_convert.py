@@ -41,14 +41,15 @@ def check(body: a.MessagesBody) -> None:
 
 
 def options_of(body: a.MessagesBody) -> dict[str, Any]:
-    """Anthropic's sampling fields as Ollama options (unset ones keep the model's defaults)."""
-    out: dict[str, Any] = {"num_predict": body.max_tokens}
+    """Anthropic's sampling fields as Ollama options, over the body's extra ``options`` and
+    ``num_ctx`` (unset ones keep the model's defaults)."""
+    fields: dict[str, Any] = {"num_predict": body.max_tokens}
     for key, value in (("temperature", body.temperature), ("top_p", body.top_p), ("top_k", body.top_k)):
         if value is not None:
-            out[key] = value
+            fields[key] = value
     if body.stop_sequences:
-        out["stop"] = body.stop_sequences
-    return out
+        fields["stop"] = body.stop_sequences
+    return serving.with_extras(fields, body.options, body.num_ctx)
 
 
 def system_of(system: str | list[dict[str, Any]] | None) -> list[Message]:

@@ -19,9 +19,10 @@ async def messages(request: Request[Any, Any, Any], data: a.MessagesBody) -> Res
     convert.check(data)
     v = serving.vllama_of(request)
     model = await v.find(data.model)
+    keep_alive = serving.parse_keep_alive(data.keep_alive)
     options = serving.merge_options(v, model, convert.options_of(data))
     req = convert.chat_request(data, options.sampling, model_thinks="thinking" in model.capabilities)
-    run = await serving.start(v, model, req, keep_alive=None, options=options, receive=request.receive)
+    run = await serving.start(v, model, req, keep_alive=keep_alive, options=options, receive=request.receive)
     mid = convert.message_id()
     if data.stream:
         return sse_events(convert.stream(run.events, mid, data.model, convert.estimate_tokens(data)), convert.stream_error)

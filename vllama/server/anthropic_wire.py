@@ -30,6 +30,11 @@ class ToolParam(msgspec.Struct, kw_only=True):
 
 class MessagesBody(msgspec.Struct, kw_only=True):
     model: str
+    #: Ollama's extras on /v1 (extra body fields): how long the model stays loaded, any
+    #: Ollama option, and the context length.
+    keep_alive: int | float | str | None = None
+    options: dict[str, Any] | None = None
+    num_ctx: int | None = None
     messages: list[MessageParam]
     max_tokens: int = 0
     system: str | list[dict[str, Any]] | None = None

@@ -88,7 +88,16 @@ READ_ONLY_ROUTES = tuple(
     )
 )  # fmt: skip
 #: Routes whose body may carry ``keep_alive``.
-KEEP_ALIVE_ROUTES = ("/api/generate", "/api/chat", "/api/embed", "/api/embeddings")
+KEEP_ALIVE_ROUTES = (
+    "/api/generate",
+    "/api/chat",
+    "/api/embed",
+    "/api/embeddings",
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/messages",
+)
 #: The most body a read-only request may send to a ``keep_alive`` route (Litestar's default limit).
 MAX_BODY = 10_000_000
 

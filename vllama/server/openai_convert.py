@@ -38,19 +38,18 @@ _EFFORT: dict[str, Think] = {
 
 
 def options_of(body: o.ChatCompletionBody | o.CompletionBody, max_tokens: int | None) -> dict[str, Any]:
-    """OpenAI fields as Ollama options; temperature and top_p default to 1.0 as in Ollama."""
-    out: dict[str, Any] = {
-        "temperature": 1.0 if body.temperature is None else body.temperature,
-        "top_p": 1.0 if body.top_p is None else body.top_p,
-    }
-    for key in ("seed", "frequency_penalty", "presence_penalty"):
+    """OpenAI fields as Ollama options, over the body's extra ``options`` and ``num_ctx``;
+    temperature and top_p default to 1.0 as in Ollama, where neither sets them."""
+    fields: dict[str, Any] = {}
+    for key in ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty"):
         if (value := getattr(body, key)) is not None:
-            out[key] = value
+            fields[key] = value
     if max_tokens is not None:
-        out["num_predict"] = max_tokens
+        fields["num_predict"] = max_tokens
     if body.stop is not None:
-        out["stop"] = [body.stop] if isinstance(body.stop, str) else body.stop
-    return out
+        fields["stop"] = [body.stop] if isinstance(body.stop, str) else body.stop
+    out = serving.with_extras(fields, body.options, body.num_ctx)
+    return {"temperature": 1.0, "top_p": 1.0, **out}
 
 
 def messages_of(messages: list[o.ChatMessage]) -> list[Message]:

@@ -28,8 +28,9 @@ async def chat_completions(request: Request[Any, Any, Any], data: o.ChatCompleti
         raise BadRequest("[] is too short - 'messages'")
     openai_limits.check(data)
     model = await v.find(data.model)
+    keep_alive = serving.parse_keep_alive(data.keep_alive)
     options = serving.merge_options(v, model, convert.options_of(data, data.max_completion_tokens or data.max_tokens))
-    run = await serving.start(v, model, convert.chat_request(data, options.sampling), keep_alive=None, options=options,
+    run = await serving.start(v, model, convert.chat_request(data, options.sampling), keep_alive=keep_alive, options=options,
                               receive=request.receive)  # fmt: skip
     rid, created = f"chatcmpl-{secrets.token_hex(6)}", int(time.time())
     if data.stream:
@@ -43,9 +44,10 @@ async def completions(request: Request[Any, Any, Any], data: o.CompletionBody) -
     v = serving.vllama_of(request)
     openai_limits.check(data)
     model = await v.find(data.model)
+    keep_alive = serving.parse_keep_alive(data.keep_alive)
     options = serving.merge_options(v, model, convert.options_of(data, data.max_tokens))
     req = convert.completion_request(data, options.sampling, system=model.system)
-    run = await serving.start(v, model, req, keep_alive=None, options=options, receive=request.receive)
+    run = await serving.start(v, model, req, keep_alive=keep_alive, options=options, receive=request.receive)
     rid, created = f"cmpl-{secrets.token_hex(6)}", int(time.time())
     if data.stream:
         usage = bool(data.stream_options and data.stream_options.include_usage)
@@ -65,7 +67,12 @@ async def embeddings(request: Request[Any, Any, Any], data: o.EmbeddingsBody) ->
         raise BadRequest("dimensions must be a positive integer")
     model = await v.find(data.model)
     vectors, tokens, _ = await serving.embed_vectors(
-        v, model, inputs, truncate=True, keep_alive=None, options=serving.merge_options(v, model, None)
+        v,
+        model,
+        inputs,
+        truncate=True,
+        keep_alive=serving.parse_keep_alive(data.keep_alive),
+        options=serving.merge_options(v, model, serving.with_extras({}, data.options, data.num_ctx)),
     )
     out = []
     for i, vec in enumerate(vectors):

@@ -24,6 +24,11 @@ class StreamOptions(msgspec.Struct, kw_only=True):
 
 class ChatCompletionBody(msgspec.Struct, kw_only=True):
     model: str
+    #: Ollama's extras on /v1 (extra body fields): how long the model stays loaded, any
+    #: Ollama option, and the context length.
+    keep_alive: int | float | str | None = None
+    options: dict[str, Any] | None = None
+    num_ctx: int | None = None
     messages: list[ChatMessage]
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -50,6 +55,11 @@ class ChatCompletionBody(msgspec.Struct, kw_only=True):
 
 class CompletionBody(msgspec.Struct, kw_only=True):
     model: str
+    #: Ollama's extras on /v1 (extra body fields): how long the model stays loaded, any
+    #: Ollama option, and the context length.
+    keep_alive: int | float | str | None = None
+    options: dict[str, Any] | None = None
+    num_ctx: int | None = None
     prompt: str | list[str]
     suffix: str | None = None
     stream: bool = False
@@ -70,6 +80,11 @@ class CompletionBody(msgspec.Struct, kw_only=True):
 
 class EmbeddingsBody(msgspec.Struct, kw_only=True):
     model: str
+    #: Ollama's extras on /v1 (extra body fields): how long the model stays loaded, any
+    #: Ollama option, and the context length.
+    keep_alive: int | float | str | None = None
+    options: dict[str, Any] | None = None
+    num_ctx: int | None = None
     input: str | list[Any]
     dimensions: int | None = None
     encoding_format: str = "float"

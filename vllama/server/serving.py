@@ -113,6 +113,17 @@ def merge_options(v: Vllama, model: ModelRef, request_options: dict[str, Any] | 
     return opts.merge(v.settings.engine_defaults, model.parameters, options)
 
 
+def with_extras(fields: dict[str, Any], options: dict[str, Any] | None, num_ctx: int | None) -> dict[str, Any]:
+    """An API's own sampling fields as Ollama options, over the Ollama ``options`` and
+    ``num_ctx`` that /v1 bodies may carry as extra fields: the API's own fields win."""
+    if options is not None and not isinstance(options, dict):
+        raise BadRequest("options must be an object")
+    out = dict(options or {})
+    if num_ctx is not None:
+        out["num_ctx"] = num_ctx
+    return out | fields
+
+
 _THINK_LEVELS: dict[str, ThinkLevel] = {"low": "low", "medium": "medium", "high": "high", "max": "max"}
 
 
