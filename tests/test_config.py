@@ -17,7 +17,7 @@ def test_defaults() -> None:
     assert s.keep_alive == 300.0
     assert s.num_parallel is None
     assert s.num_parallel_per_model == {}
-    assert (s.max_loaded_models, s.max_queue, s.context_length) == (3, 512, 4096)
+    assert (s.max_loaded_models, s.max_queue, s.context_length) == (3, 512, None)
     assert s.origins == ()
     assert s.backend is None and s.plugins is None and s.plugin_modules == ()
     assert s.isolate_engines is True

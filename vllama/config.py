@@ -69,7 +69,8 @@ class Settings:
     max_loaded_models: int = 3
     max_queue: int = 512
     origins: tuple[str, ...] = ()
-    context_length: int = 4096
+    #: The default ``num_ctx``; None sizes it by the accelerator's memory (:mod:`vllama.context`).
+    context_length: int | None = None
     #: Force one backend by name for every model (``VLLAMA_BACKEND``).
     backend: str | None = None
     #: Entry-point names allowed to load; None loads all (``VLLAMA_PLUGINS``).

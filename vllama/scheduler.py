@@ -17,9 +17,10 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+import msgspec
 import pluggy
 
-from vllama import logs, memory
+from vllama import context, logs, memory
 from vllama import options as opts
 from vllama.config import Settings
 from vllama.engine import Backend, Engine
@@ -48,6 +49,9 @@ class Runner:
     expires_at: float = math.inf
     load_duration_ns: int = 0
     draining: bool = False
+    #: The settings requests ask for, where ``settings`` had to lower an automatic context
+    #: to fit; requests that ask for these still match this runner.
+    requested: LoadSettings | None = None
     _timer: asyncio.TimerHandle | None = None
 
     @property
@@ -103,6 +107,14 @@ class Scheduler:
         self.on_loaded: list[Callable[[Runner], None]] = []
         #: Each model's last failed load, until a load succeeds or the model is deleted.
         self.failures: dict[str, LoadFailure] = {}
+        #: ``num_ctx`` where neither a request, a model nor the server sets it.
+        self.default_num_ctx = context.default_num_ctx(hardware)
+        if settings.context_length is None:
+            log.info(
+                "default context length %d, for %.0f GiB of accelerator memory",
+                self.default_num_ctx,
+                context.accelerator_bytes(hardware) / context.GIB,
+            )
         self._changed = asyncio.Condition()
 
     # -- the request path -------------------------------------------------------------
@@ -207,12 +219,12 @@ class Scheduler:
     def _needs_reload(self, runner: Runner, model: ModelRef, load: opts.LoadOptions) -> bool:
         if runner.model.digest != model.digest:
             return True
-        return self._load_settings(model, load, runner.backend, runner.settings.parallel) != runner.settings
+        return self._load_settings(model, load, runner.backend, runner.settings.parallel) != (runner.requested or runner.settings)
 
     def _load_settings(self, model: ModelRef, load: opts.LoadOptions, backend: type[Backend], parallel: int,
                        *, loading: bool = False) -> LoadSettings:  # fmt: skip
         trained = model.info.get(f"{model.info.get('general.architecture', '')}.context_length")
-        settings = load.settings(num_ctx=self.settings.context_length, parallel=parallel)
+        settings = load.settings(num_ctx=self.settings.context_length or self.default_num_ctx, parallel=parallel)
         if isinstance(trained, int) and trained > 0 and settings.num_ctx > trained:
             if loading:  # as Ollama: capped with a warning when asked for, a note for the server default
                 asked = load.num_ctx is not None
@@ -235,9 +247,9 @@ class Scheduler:
     async def _new_runner(self, model: ModelRef, load: opts.LoadOptions) -> Runner:
         candidate = choose(self.pm, self.backends, model, self.hardware, self.settings.backend)
         parallel = self._parallel(model, candidate.support.parallel)
-        settings = self._load_settings(model, load, candidate.backend, parallel, loading=True)
-        idle = sum(r.engine.info().size for r in self.runners.values() if r.engine is not None and r.active == 0 and r.waiting == 0)
-        memory.check_fits(model, settings, self.hardware, reclaimable=idle, backend=candidate.backend)
+        requested = self._load_settings(model, load, candidate.backend, parallel, loading=True)
+        automatic = load.num_ctx is None and self.settings.context_length is None
+        settings = self._fitted(model, requested, candidate.backend, automatic=automatic)
         await self._make_room()
         runner = Runner(
             model=model,
@@ -245,10 +257,28 @@ class Scheduler:
             settings=settings,
             keep_alive=self.settings.keep_alive,
             slots=asyncio.Semaphore(settings.parallel),
+            requested=requested if settings != requested else None,
         )
         self.runners[model.name] = runner
         runner.loading = asyncio.create_task(self._load(runner))
         return runner
+
+    def _fitted(self, model: ModelRef, settings: LoadSettings, backend: type[Backend], *, automatic: bool) -> LoadSettings:
+        """``settings`` if the load fits in memory; with an automatic context that does not fit,
+        the same with the context stepped down (:func:`vllama.context.smaller_num_ctx`), as
+        Ollama does; else :class:`~vllama.memory.InsufficientMemory`."""
+        idle = sum(r.engine.info().size for r in self.runners.values() if r.engine is not None and r.active == 0 and r.waiting == 0)
+        fitted = settings
+        while True:
+            try:
+                memory.check_fits(model, fitted, self.hardware, reclaimable=idle, backend=backend)
+                return fitted
+            except memory.InsufficientMemory:
+                smaller = context.smaller_num_ctx(fitted.num_ctx) if automatic else None
+                if smaller is None:
+                    raise
+                log.info("%s does not fit with num_ctx %d; trying %d", model.name, fitted.num_ctx, smaller)
+                fitted = msgspec.structs.replace(fitted, num_ctx=smaller, num_batch=min(fitted.num_batch, smaller))
 
     async def _load(self, runner: Runner) -> Engine:
         start = time.perf_counter_ns()
