@@ -15,7 +15,7 @@ from litestar.plugins import InitPlugin
 
 from vllama import __version__
 from vllama.core import Vllama
-from vllama.server import lenient, metrics, ollama_generate, ollama_models, openai_routes
+from vllama.server import lenient, metrics, ollama_generate, ollama_models, openai_routes, responses_routes
 from vllama.server.auth import ApiKeyGuard, Keys
 from vllama.server.cors import OriginGuard
 from vllama.server.errors import HANDLERS
@@ -32,7 +32,13 @@ class VllamaPlugin(InitPlugin):
         self.vllama = vllama
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
-        routes: list[Any] = [*ollama_models.ROUTES, *ollama_generate.ROUTES, *openai_routes.ROUTES, *metrics.ROUTES]
+        routes: list[Any] = [
+            *ollama_models.ROUTES,
+            *ollama_generate.ROUTES,
+            *openai_routes.ROUTES,
+            *responses_routes.ROUTES,
+            *metrics.ROUTES,
+        ]
         self.vllama.pm.hook.register_routes(register=routes.append)
         app_config.route_handlers.append(Router("/", route_handlers=routes, before_request=lenient.warn_unknown_fields))
         app_config.exception_handlers = {**HANDLERS, **app_config.exception_handlers}

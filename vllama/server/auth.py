@@ -83,6 +83,7 @@ READ_ONLY_ROUTES = tuple(
         ("POST", r"/api/generate"), ("POST", r"/api/chat"), ("POST", r"/api/embed"), ("POST", r"/api/embeddings"),
         ("POST", r"/v1/chat/completions"), ("POST", r"/v1/completions"), ("POST", r"/v1/embeddings"),
         ("GET", r"/v1/models"), ("GET", r"/v1/models/.+"), ("GET", r"/openapi(/.*)?"),
+        ("POST", r"/v1/responses"),
     )
 )  # fmt: skip
 #: Routes whose body may carry ``keep_alive``.

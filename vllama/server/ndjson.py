@@ -50,3 +50,18 @@ async def sse_lines(items: AsyncIterator[Any], error: Callable[[str], Any]) -> A
 
 def sse(items: AsyncIterator[Any], error: Callable[[str], Any]) -> Stream:
     return Stream(sse_lines(items, error), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+async def sse_event_lines(items: AsyncIterator[tuple[str, Any]], error: Callable[[str], tuple[str, Any]]) -> AsyncIterator[bytes]:
+    try:
+        async for name, item in items:
+            yield b"event: " + name.encode() + b"\ndata: " + _encoder.encode(item) + b"\n\n"
+    except Exception as exc:
+        name, item = error(error_message(exc))
+        yield b"event: " + name.encode() + b"\ndata: " + _encoder.encode(item) + b"\n\n"
+
+
+def sse_events(items: AsyncIterator[tuple[str, Any]], error: Callable[[str], tuple[str, Any]]) -> Stream:
+    """SSE with an ``event:`` line per item, from (event name, body) pairs; ``error`` makes the
+    last pair from the message of an error mid-stream. No ``[DONE]`` line."""
+    return Stream(sse_event_lines(items, error), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
