@@ -149,6 +149,7 @@ OutputItem = MessageOutput | FunctionCallOutput | ReasoningOutput
 
 class InputTokensDetails(msgspec.Struct, kw_only=True):
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 class OutputTokensDetails(msgspec.Struct, kw_only=True):
