@@ -181,6 +181,7 @@ def test_a_failure_mid_stream_ends_with_response_failed() -> None:
     failed = EVENTS.validate_python(msgspec.to_builtins(event))
     assert failed.type == "response.failed" and failed.response.error is not None
     assert failed.response.error.message == "the engine died" and failed.response.status == "failed"
+    assert failed.response.output_text == "partial"
 
 
 @pytest.mark.parametrize(

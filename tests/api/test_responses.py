@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from vllama.testing.server import ServerProcess
+from vllama.testing.server import ServerProcess, create_model
 
 LOOKUP: Any = {"type": "function", "name": "lookup", "description": "Look it up", "parameters": {"type": "object", "properties": {}}}
 
@@ -203,8 +205,27 @@ def test_unknown_model_is_a_404(client: openai.OpenAI) -> None:
     assert e.value.body["message"] == "model 'missing' not found"
 
 
-def test_stateless_previous_response_id_is_ignored(client: openai.OpenAI) -> None:
-    """As in Ollama: nothing is stored, so ``previous_response_id`` adds nothing to the input."""
+def test_stateless_previous_response_id_is_ignored(client: openai.OpenAI, echo_server: ServerProcess) -> None:
+    """As in Ollama: nothing is stored, so ``previous_response_id`` adds nothing to the input
+    (and the log says it was ignored)."""
     first = client.responses.create(model="echo", input="remember this", store=True)
     r = client.responses.create(model="echo", input="what did I say", previous_response_id=first.id)
     assert r.output_text == "what did I say" and r.previous_response_id is None and r.store is False
+    assert 'ignoring unknown field "previous_response_id" in /v1/responses' in echo_server.log()
+
+
+def test_an_engine_failure_mid_stream_ends_with_response_failed(
+    tmp_path: Path, tiny_gguf: Path, echo_server_with: Callable[..., ServerProcess]
+) -> None:
+    with echo_server_with(tmp_path) as server:
+        parameters = {"backend": "echo-isolated", "echo_allow_crash": True, "echo_delay": 0.05}
+        create_model(server.url, "fragile", tiny_gguf, parameters=parameters)
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
+        events = list(client.responses.create(model="fragile", input="one two #crash three", stream=True))
+        assert [e.type for e in events][-3:] == ["response.output_text.delta", "response.output_text.delta", "response.failed"]
+        failed = events[-1]
+        assert failed.type == "response.failed" and failed.sequence_number == len(events) - 1
+        assert failed.response.status == "failed" and failed.response.error is not None
+        assert "stopped unexpectedly" in failed.response.error.message
+        assert failed.response.output[0].type == "message" and failed.response.output[0].status == "in_progress"
+        assert failed.response.output_text == "one two "

@@ -294,7 +294,12 @@ class Output:
         yield self._event(r.ResponseEvent, f"response.{self.response.status}", response=self.response)
 
     def failed(self, message: str) -> Named:
-        """The last event of a stream that failed after it started."""
+        """The last event of a stream that failed after it started: the response as far as it got."""
+        text = "".join(self.pieces)
+        if isinstance(self.open, r.MessageOutput):
+            self.open.content[0].text = text
+        elif isinstance(self.open, r.ReasoningOutput):
+            self.open.summary[0].text = self.open.encrypted_content = text
         self.response.status, self.response.error = "failed", r.ResponseError(code="server_error", message=message)
         return self._event(r.ResponseEvent, "response.failed", response=self.response)
 
