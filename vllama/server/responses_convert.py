@@ -8,7 +8,7 @@ import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -126,6 +126,8 @@ def messages_of(instructions: str | None, items: str | list[dict[str, Any]] | No
                 or "".join(s.text for s in reasoning.summary)
                 or "".join(c.text for c in reasoning.content or [])
             )
+        elif kind is None:
+            raise BadRequest(f"{where}: an input item needs a type (or a role, for a message)")
         elif kind == "item_reference":
             raise BadRequest(f"{where}: item references need stored responses, and none are stored: send the item itself")
         else:
@@ -155,7 +157,7 @@ def tools_of(tools: list[dict[str, Any]] | None) -> list[Tool]:
     return serving.parse_tools(specs)
 
 
-def tool_choice_of(choice: str | dict[str, Any] | None, tools: list[Tool]) -> tuple[list[Tool], Any]:
+def tool_choice_of(choice: str | dict[str, Any] | None, tools: list[Tool]) -> tuple[list[Tool], Literal["auto", "required"]]:
     """The Responses API's ``tool_choice`` (a mode, ``{"type": "function", "name": ...}`` or
     ``{"type": "allowed_tools", "mode": ..., "tools": [...]}``), as chat completions' one."""
     if isinstance(choice, dict):
