@@ -272,6 +272,7 @@ def test_openai_and_ollama_clients_send_the_key(keyed_server: ServerProcess) -> 
         ("/v1/completions", {"model": "missing", "prompt": "x"}),
         ("/v1/embeddings", {"model": "missing", "input": "x"}),
         ("/v1/messages", {"model": "missing", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}),
+        ("/v1/responses", {"model": "missing", "input": "x"}),
     ],
 )
 def test_the_read_only_key_cannot_unload_with_keep_alive_on_v1_either(client: Client, path: str, body: dict[str, Any]) -> None:

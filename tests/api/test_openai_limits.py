@@ -15,9 +15,11 @@ from vllama.testing.server import ServerProcess
 
 CHAT = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
 COMPLETION = {"model": "echo", "prompt": "hi"}
-CHAT_FIELDS = [k for k in LIMITS if k != "logprobs"]
+RESPONSE = {"model": "echo", "input": "hi"}
+CHAT_FIELDS = [k for k in LIMITS if k not in ("logprobs", "max_output_tokens")]
 COMPLETION_FIELDS = ["max_tokens", "temperature", "top_p", "n", "presence_penalty", "frequency_penalty", "logprobs"]
-INTEGERS = {"max_tokens", "max_completion_tokens", "n", "top_logprobs", "logprobs"}
+RESPONSE_FIELDS = ["max_output_tokens", "temperature", "top_p"]
+INTEGERS = {"max_tokens", "max_completion_tokens", "max_output_tokens", "n", "top_logprobs", "logprobs"}
 
 
 def _outside(field: str) -> st.SearchStrategy[Any]:
@@ -74,6 +76,13 @@ def test_chat_values_outside_openais_ranges_are_refused(echo_server: ServerProce
 def test_completion_values_outside_openais_ranges_are_refused(echo_server: ServerProcess, data: st.DataObject) -> None:
     field = data.draw(st.sampled_from(COMPLETION_FIELDS))
     _assert_refused(_post(echo_server, "/v1/completions", {**COMPLETION, field: data.draw(_outside(field))}), field)
+
+
+@SLOW
+@given(data=st.data())
+def test_response_values_outside_openais_ranges_are_refused(echo_server: ServerProcess, data: st.DataObject) -> None:
+    field = data.draw(st.sampled_from(RESPONSE_FIELDS))
+    _assert_refused(_post(echo_server, "/v1/responses", {**RESPONSE, field: data.draw(_outside(field))}), field)
 
 
 @SLOW

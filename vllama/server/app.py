@@ -15,7 +15,7 @@ from litestar.plugins import InitPlugin
 
 from vllama import __version__
 from vllama.core import Vllama
-from vllama.server import anthropic_routes, health, lenient, metrics, ollama_generate, ollama_models, openai_routes
+from vllama.server import anthropic_routes, health, lenient, metrics, ollama_generate, ollama_models, openai_routes, responses_routes
 from vllama.server.auth import ApiKeyGuard, Keys
 from vllama.server.cors import OriginGuard
 from vllama.server.errors import HANDLERS
@@ -38,6 +38,7 @@ class VllamaPlugin(InitPlugin):
             *openai_routes.ROUTES,
             *anthropic_routes.ROUTES,
             *health.ROUTES,
+            *responses_routes.ROUTES,
             *metrics.ROUTES,
         ]
         self.vllama.pm.hook.register_routes(register=routes.append)

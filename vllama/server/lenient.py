@@ -16,11 +16,12 @@ from litestar import Request
 
 from vllama.server import ollama_wire as w
 from vllama.server import openai_wire as o
+from vllama.server import responses_wire as r
 
 log = logging.getLogger("vllama.server")
 
 #: The request bodies checked: every native one, and OpenAI's.
-_BODIES = (w.Request, o.ChatCompletionBody, o.CompletionBody, o.EmbeddingsBody)
+_BODIES = (w.Request, o.ChatCompletionBody, o.CompletionBody, o.EmbeddingsBody, r.ResponsesBody)
 
 #: A field's nested struct and whether the field holds a list of them.
 _Nested = tuple[type[msgspec.Struct], bool] | None

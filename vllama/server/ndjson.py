@@ -64,4 +64,6 @@ async def sse_event_lines(items: AsyncIterator[tuple[str, Any]], error: Callable
 
 
 def sse_events(items: AsyncIterator[tuple[str, Any]], error: Callable[[str], tuple[str, Any]]) -> Stream:
+    """SSE with an ``event:`` line per item, from (event name, body) pairs; ``error`` makes the
+    last pair from the message of an error mid-stream. No ``[DONE]`` line."""
     return Stream(sse_event_lines(items, error), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

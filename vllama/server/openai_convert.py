@@ -127,11 +127,15 @@ def format_of(response_format: dict[str, Any] | None) -> Format:
 
 
 def think_of(body: o.ChatCompletionBody) -> Think:
-    effort = body.reasoning_effort or (body.reasoning or {}).get("effort")
+    return think_of_effort(body.reasoning_effort or (body.reasoning or {}).get("effort"))
+
+
+def think_of_effort(effort: str | None, param: str = "reasoning_effort") -> Think:
+    """OpenAI's reasoning effort as Ollama's ``think``, mapped as Ollama maps it."""
     if effort is None:
         return None
     if effort not in _EFFORT:
-        raise BadRequest(f"invalid reasoning_effort {effort!r}: use none, minimal, low, medium, high or max")
+        raise BadRequest(f"invalid {param} {effort!r}: use none, minimal, low, medium, high or max")
     return _EFFORT[effort]
 
 

@@ -23,6 +23,7 @@ class InvalidParameter(BadRequest):
 LIMITS: dict[str, tuple[float | None, float | None]] = {
     "max_tokens": (1, INT32_MAX),
     "max_completion_tokens": (1, INT32_MAX),
+    "max_output_tokens": (1, INT32_MAX),  # /v1/responses
     "temperature": (0, 2),
     "top_p": (0, 1),
     "n": (1, 128),
