@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vllama import fim, gguf
-from vllama.store.describe import describe_directory, describe_gguf
+from vllama.store.describe import describe_directory, describe_gguf, with_template
 from vllama.testing.gguf import tiny_model
 from vllama.types import ChatRequest, GenerateRequest
 
@@ -176,3 +176,8 @@ def test_the_middle_ends_only_a_fim_request() -> None:
     assert fim.ends(tokens, GenerateRequest(prompt="a", suffix="b", raw=True)) == frozenset()
     assert fim.ends(None, GenerateRequest(prompt="a", suffix="b")) == frozenset()
     assert fim.ends(tokens, ChatRequest(messages=[])) == frozenset()
+
+
+def test_capabilities_keep_ollamas_order_whatever_the_template() -> None:
+    assert with_template(["completion", "insert"], "{% if tools %}<think>{% endif %}") == ["completion", "tools", "insert", "thinking"]
+    assert with_template(["completion", "tools", "insert"], "plain") == ["completion", "insert"]

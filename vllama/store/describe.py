@@ -37,10 +37,13 @@ def human_number(n: int) -> str:
 
 
 def with_template(capabilities: list[str], template: str) -> list[str]:
-    """Capabilities a chat template implies: tools if it renders them, thinking if it thinks."""
-    out = [c for c in capabilities if c not in ("tools", "thinking")]
+    """Capabilities a chat template implies: tools if it renders them, thinking if it thinks
+    (in Ollama's order: tools, insert, thinking after the weights' own)."""
+    out = [c for c in capabilities if c not in ("tools", "insert", "thinking")]
     if template and "tools" in template:
         out.append("tools")
+    if "insert" in capabilities:
+        out.append("insert")
     if template and ("<think>" in template or "enable_thinking" in template):
         out.append("thinking")
     return out
