@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -19,6 +20,7 @@ MAGIC = b"GGUF"
 # value types: (struct format, size)
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
+_TOKENS = "tokenizer.ggml.tokens"
 
 #: ggml tensor types: (elements per block, bytes per block).
 _BLOCKS = {
@@ -56,6 +58,8 @@ class GGUFFile:
     tensors: dict[str, tuple[tuple[int, ...], int, int]] = field(default_factory=dict)
     data_offset: int = 0
     file_size: int = 0
+    #: The ids of the tokens :func:`read` was asked to find that the vocabulary has (text to id).
+    tokens: dict[str, int] = field(default_factory=dict)
 
     @property
     def architecture(self) -> str:
@@ -88,13 +92,16 @@ class GGUFFile:
         return self.data_offset + end
 
 
-def read(path: str | Path, *, check_size: bool = True) -> GGUFFile:
-    """Read a GGUF header. Raise :class:`InvalidGGUF` if it is not GGUF or is truncated."""
+def read(path: str | Path, *, check_size: bool = True, find_tokens: Collection[str] = ()) -> GGUFFile:
+    """Read a GGUF header. Raise :class:`InvalidGGUF` if it is not GGUF or is truncated.
+
+    ``find_tokens``: token texts to look up in the vocabulary (``tokenizer.ggml.tokens``, a
+    list otherwise skipped); those found are in :attr:`GGUFFile.tokens`."""
     path = Path(path)
     size = path.stat().st_size
     with path.open("rb") as f:
         try:
-            gguf = _read_header(f)
+            gguf = _read_header(f, {t.encode(): t for t in find_tokens})
         except (struct.error, UnicodeError, EOFError, OverflowError, MemoryError, ValueError, TypeError, RecursionError, OSError) as e:
             if isinstance(e, InvalidGGUF):
                 raise
@@ -112,7 +119,7 @@ def is_gguf(path: str | Path) -> bool:
         return f.read(4) == MAGIC
 
 
-def _read_header(f: BinaryIO) -> GGUFFile:
+def _read_header(f: BinaryIO, find_tokens: dict[bytes, str]) -> GGUFFile:
     if f.read(4) != MAGIC:
         raise InvalidGGUF("not a GGUF file (bad magic number)")
     (version,) = _unpack(f, "<I")
@@ -122,10 +129,14 @@ def _read_header(f: BinaryIO) -> GGUFFile:
     if n_tensors > 1_000_000 or n_kv > 1_000_000:
         raise InvalidGGUF("invalid GGUF file: implausible header counts")
     metadata: dict[str, Any] = {}
+    tokens: dict[str, int] = {}
     for _ in range(n_kv):
         key = _string(f)
         (vtype,) = _unpack(f, "<I")
-        metadata[key] = _value(f, vtype)
+        if key == _TOKENS and vtype == _ARRAY and find_tokens:
+            metadata[key], tokens = _token_list(f, find_tokens)
+        else:
+            metadata[key] = _value(f, vtype)
     tensors = {}
     for _ in range(n_tensors):
         name = _string(f)
@@ -139,7 +150,31 @@ def _read_header(f: BinaryIO) -> GGUFFile:
     if not isinstance(alignment, int) or isinstance(alignment, bool) or alignment <= 0 or alignment & (alignment - 1):
         raise InvalidGGUF("invalid GGUF file: general.alignment must be a power of two")
     pos = f.tell()
-    return GGUFFile(version, metadata, tensors, data_offset=(pos + alignment - 1) // alignment * alignment)
+    return GGUFFile(version, metadata, tensors, data_offset=(pos + alignment - 1) // alignment * alignment, tokens=tokens)
+
+
+def _token_list(f: BinaryIO, wanted: dict[bytes, str]) -> tuple[Any, dict[str, int]]:
+    """The vocabulary's value (as :func:`_value` gives it) and the ids of the ``wanted`` tokens
+    in it; a long list is scanned without being kept."""
+    item_type, n = _unpack(f, "<IQ")
+    if item_type != _STRING or n <= _MAX_KEPT_ARRAY:
+        f.seek(-12, 1)
+        value = _value(f, _ARRAY)
+        found = {wanted[t.encode()]: i for i, t in enumerate(value or []) if isinstance(t, str) and t.encode() in wanted}
+        return value, found
+    if n > 1 << 32:
+        raise InvalidGGUF("invalid GGUF file: unsupported or implausible array")
+    lengths = {len(t) for t in wanted}
+    found = {}
+    for i in range(n):
+        (length,) = _unpack(f, "<Q")
+        if length in lengths:
+            text = wanted.get(f.read(length))
+            if text is not None:
+                found.setdefault(text, i)
+        else:
+            f.seek(length, 1)
+    return None, found
 
 
 def _unpack(f: BinaryIO, fmt: str) -> tuple[Any, ...]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vllama import gguf
+from vllama import fim, gguf
 from vllama.errors import BadRequest
 from vllama.types import ModelDetails
 
@@ -37,10 +37,13 @@ def human_number(n: int) -> str:
 
 
 def with_template(capabilities: list[str], template: str) -> list[str]:
-    """Capabilities a chat template implies: tools if it renders them, thinking if it thinks."""
-    out = [c for c in capabilities if c not in ("tools", "thinking")]
+    """Capabilities a chat template implies: tools if it renders them, thinking if it thinks
+    (in Ollama's order: tools, insert, thinking after the weights' own)."""
+    out = [c for c in capabilities if c not in ("tools", "insert", "thinking")]
     if template and "tools" in template:
         out.append("tools")
+    if "insert" in capabilities:
+        out.append("insert")
     if template and ("<think>" in template or "enable_thinking" in template):
         out.append("thinking")
     return out
@@ -48,14 +51,14 @@ def with_template(capabilities: list[str], template: str) -> list[str]:
 
 def describe_gguf(path: Path) -> Description:
     """Read a GGUF file's header; raise BadRequest if it is not valid GGUF."""
-    g = gguf.read(path)
+    g = gguf.read(path, find_tokens=fim.TOKEN_TEXTS)
     arch = g.architecture
     info = {k: v for k, v in g.metadata.items() if v is not None and k != "tokenizer.chat_template"}
     info["general.parameter_count"] = g.parameter_count
     template = g.chat_template
     is_embedding = arch in _EMBEDDING_ARCHES or g.arch_key("pooling_type") is not None
     capabilities = with_template(["embedding"] if is_embedding else ["completion"], template)
-    if "tokenizer.ggml.fim_pre_token_id" in g.metadata:
+    if not is_embedding and (fim.find(g.tokens) or fim.declared(g.metadata)):
         capabilities.append("insert")
     details = ModelDetails(
         format="gguf",
@@ -99,6 +102,8 @@ def describe_directory(path: Path) -> Description:
     template = _hf_chat_template(path)
     is_embedding = (path / "modules.json").is_file() or (arch.endswith(("Model", "ForMaskedLM")) and "CausalLM" not in arch)
     capabilities = with_template(["embedding"] if is_embedding else ["completion"], template)
+    if not is_embedding and fim.find(_hf_vocab(path)):
+        capabilities.append("insert")
     level = f"Q{quant['bits']}" if is_mlx and "bits" in quant else (str(quant.get("quant_method") or "").upper() or dtype)
     details = ModelDetails(
         format="mlx" if is_mlx else "safetensors",
@@ -153,6 +158,31 @@ def _json_object(path: Path) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise BadRequest(f"{path.name}: not a JSON object")
     return value
+
+
+def _hf_vocab(path: Path) -> dict[str, int]:
+    """The token texts and ids of a Hugging Face tokenizer's files (``tokenizer.json``: its
+    vocabulary and added tokens; ``tokenizer_config.json``: its added tokens); {} without them."""
+    vocab: dict[str, int] = {}
+    tokenizer = path / "tokenizer.json"
+    if tokenizer.is_file():
+        data = _json_object(tokenizer)
+        model = data.get("model")
+        entries = model.get("vocab") if isinstance(model, dict) else None
+        if isinstance(entries, dict):
+            vocab.update((t, i) for t, i in entries.items() if isinstance(i, int))
+        elif isinstance(entries, list):  # Unigram: [text, score] at each id
+            vocab.update((e[0], i) for i, e in enumerate(entries) if isinstance(e, list) and e and isinstance(e[0], str))
+        added = data.get("added_tokens")
+        for token in added if isinstance(added, list) else []:
+            if isinstance(token, dict) and isinstance(token.get("content"), str) and isinstance(token.get("id"), int):
+                vocab[token["content"]] = token["id"]
+    config = path / "tokenizer_config.json"
+    decoder = _json_object(config).get("added_tokens_decoder") if config.is_file() else None
+    for key, token in decoder.items() if isinstance(decoder, dict) else ():
+        if isinstance(token, dict) and isinstance(token.get("content"), str) and key.isdigit():
+            vocab[token["content"]] = int(key)
+    return vocab
 
 
 def _hf_chat_template(path: Path) -> str:

@@ -23,8 +23,8 @@ class TestLlamaCppTools(ToolCalling):
             create_model(server.url, MODEL, qwen_coder_gguf(), parameters={"num_thread": 1, "num_ctx": 2048})
             yield server
 
-    def test_capabilities_are_exactly_completion_and_tools(self, client: ollama.Client) -> None:
-        assert client.show(MODEL).capabilities == ["completion", "tools"]
+    def test_capabilities_are_exactly_completion_tools_and_insert(self, client: ollama.Client) -> None:
+        assert client.show(MODEL).capabilities == ["completion", "tools", "insert"]
 
     def test_anthropic_client_round_trip(self, server: ServerProcess) -> None:
         """Claude Code's API: a tool_use block, then the answer from its tool_result."""

@@ -174,6 +174,15 @@ def test_ollama_options_become_sampling_params() -> None:
         sampling_params(**sampling_kwargs(SamplingOptions(presence_penalty=9), prompt_tokens=1, max_model_len=64))
 
 
+def test_end_tokens_stop_the_reply_unless_eos_is_ignored() -> None:
+    ends = frozenset({151664, 151643})
+    params = sampling_params(**sampling_kwargs(SamplingOptions(), prompt_tokens=1, max_model_len=64, end_tokens=ends))
+    assert params.stop_token_ids == [151643, 151664]
+    assert not sampling_params(**sampling_kwargs(SamplingOptions(), prompt_tokens=1, max_model_len=64)).stop_token_ids
+    ignoring = sampling_kwargs(SamplingOptions(ignore_eos=True), prompt_tokens=1, max_model_len=64, end_tokens=ends)
+    assert ignoring["stop_token_ids"] is None
+
+
 def test_host_bytes_are_the_weights_and_the_kv_pool_the_plan_reserves(smollm2: ModelRef) -> None:
     """What the scheduler checks before any load: on a CPU, the float32 weights and the pool
     (not num_ctx x parallel: vLLM pages sequences in its pool); nothing on GPUs, whose memory

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import llama_cpp as lc
 
-from vllama import gguf
+from vllama import fim, gguf
 from vllama.batching import BatchEngine, top_logprobs
 from vllama.chat_inputs import generate_messages, is_jinja
 from vllama.errors import BadRequest, EngineError, Unsupported
@@ -75,6 +75,7 @@ class LlamaCppEngine(BatchEngine[Sequence]):
             self._model.close()
             raise
         self._embedder = Embedder(self._model, n_ctx=self.n_ctx, n_threads=n_threads, pooling_declared=pooling_declared)
+        self._fim = _fim_tokens(self._model, header)
         self._kv_cell_bytes = _kv_cell_bytes(self._model, header)
 
     # -- generation ------------------------------------------------------------------------
@@ -86,8 +87,11 @@ class LlamaCppEngine(BatchEngine[Sequence]):
                 raise BadRequest(f"invalid context: token id {token} is out of range")
         if request.images:
             raise Unsupported(f'"{self.name}" does not support images')
-        if request.suffix:
-            raise Unsupported(f'"{self.name}" does not support insert')
+        if fim.wanted(request):
+            if self._fim is None:
+                raise Unsupported(f'"{self.name}" does not support insert')
+            bos = [self._model.bos] if lc.llama_vocab_get_add_bos(self._model.vocab) else []
+            return fim.prompt(self._fim, request, lambda text: self._model.tokenize(text, add_special=False), bos=bos)
         if request.raw or self._template is None:
             if not request.prompt:
                 return list(request.context)
@@ -118,6 +122,7 @@ class LlamaCppEngine(BatchEngine[Sequence]):
             ignore_eos=options.ignore_eos,
             stop=options.stop,
             top_logprobs=top_logprobs(request),
+            end_tokens=fim.ends(self._fim, request),
         )
 
     # -- embeddings, info, close -----------------------------------------------------------
@@ -171,11 +176,23 @@ def _tool_grammar(request: GenerateRequest | ChatRequest) -> ToolGrammar | None:
     return tool_grammar(request.tools, fmt, parallel=request.parallel_tool_calls, lazy=not required)
 
 
+def _fim_tokens(model: Model, header: gguf.GGUFFile) -> fim.FimTokens | None:
+    """llama.cpp's own FIM tokens (named by the metadata, or found by their text), ending also
+    at the end tokens of the family the vocabulary shows; else that family's, for families
+    llama.cpp does not look for (Codestral's)."""
+    found = fim.find(header.tokens)
+    ids = lc.llama_vocab_fim_pre(model.vocab), lc.llama_vocab_fim_suf(model.vocab), lc.llama_vocab_fim_mid(model.vocab)
+    if min(ids) < 0:
+        return found
+    return fim.FimTokens(*ids).with_ends(found)
+
+
 def _read_header(ref: ModelRef) -> gguf.GGUFFile:
-    """The GGUF header, or an EngineError saying why the file cannot be a model."""
+    """The GGUF header (with the vocabulary's FIM tokens), or an EngineError saying why the
+    file cannot be a model."""
     path = Path(ref.path)
     try:
-        return gguf.read(path)
+        return gguf.read(path, find_tokens=fim.TOKEN_TEXTS)
     except gguf.InvalidGGUF as e:
         raise EngineError(f"failed to load model {ref.name}: {e.message}") from None
     except OSError as e:

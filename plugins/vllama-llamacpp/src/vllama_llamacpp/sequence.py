@@ -15,10 +15,12 @@ class Sequence(batching.Sequence):
     """A generation in progress; ``sampler`` is its llama.cpp sampler chain (None: plain greedy,
     the argmax), ``id`` its slot: its KV sequence id."""
 
-    def __init__(self, model: Model, prompt: list[int], *, n_ctx: int, **kwargs: Any) -> None:
+    def __init__(self, model: Model, prompt: list[int], *, n_ctx: int, end_tokens: frozenset[int] = frozenset(), **kwargs: Any) -> None:
         super().__init__(prompt, **kwargs)
         self.model = model
         self.n_ctx = n_ctx
+        #: Tokens that end this reply besides llama.cpp's end-of-generation ones (a middle's).
+        self.end_tokens = end_tokens
         #: Tokens of prompt + reply whose KV cells are in the cache.
         self.n_past = 0
         #: Sampled, not yet decoded.
@@ -33,7 +35,8 @@ class Sequence(batching.Sequence):
 
     def accept(self, token: int, logprob: TokenLogprob | None = None, *, end: bool = False, last: bool = False) -> None:
         """Take a sampled token; an end-of-generation token ends the reply unless ``ignore_eos``."""
-        super().accept(token, logprob, end=end or (self.model.is_eog(token) and not self.ignore_eos), last=last)
+        ends = self.model.is_eog(token) or token in self.end_tokens
+        super().accept(token, logprob, end=end or (ends and not self.ignore_eos), last=last)
         if not self.finished:
             self.next_token = token
 

@@ -106,9 +106,19 @@ class BatchLoop(BaseLoop[Sequence]):
             all_tokens=[prompt[:reused]],
             samplers=[seq.sampler],
             logits_processors=[seq.processors],
-            stop_sequences=[self._no_stop if seq.ignore_eos else self._eos_stop],
+            stop_sequences=[self._stops(seq)],
         )
         seq.started()
+
+    def _stops(self, seq: Sequence) -> Any:
+        """The tokens that end ``seq``: the model's end of text and the sequence's own."""
+        from mlx_lm.generate import StopSequences
+
+        if seq.ignore_eos:
+            return self._no_stop
+        if not seq.end_tokens:
+            return self._eos_stop
+        return StopSequences([(t,) for t in sorted(self.loaded.tokenizer.eos_token_ids | seq.end_tokens)])
 
     def drop(self, seqs: list[Sequence]) -> None:
         self._gen.remove([s.id for s in seqs])

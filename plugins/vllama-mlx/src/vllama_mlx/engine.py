@@ -83,6 +83,7 @@ class MlxEngine(BatchEngine[Sequence]):
             ignore_eos=options.ignore_eos,
             stop=options.stop,
             top_logprobs=top_logprobs(request),
+            end_tokens=self._prompts.end_tokens(request),
         )
         if options.num_predict == 0:  # the prompt only: nothing to run
             seq.finish("length")

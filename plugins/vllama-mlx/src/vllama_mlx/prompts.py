@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from vllama import fim
 from vllama.chat_inputs import generate_messages, is_jinja, template_messages, template_tools
 from vllama.errors import BadRequest, Unsupported
 from vllama.types import ChatRequest, GenerateRequest, Message, ModelRef, Tool
@@ -17,16 +18,24 @@ class Prompts:
         self._name = ref.name
         self._template = ref.template if is_jinja(ref.template) else None
         self.has_template = self._template is not None or bool(tokenizer.has_chat_template)
+        self._fim = fim.find(tokenizer.get_vocab())
+        self._bos = fim.hf_bos(tokenizer) if self._fim else []
 
     def for_generate(self, request: GenerateRequest) -> list[int]:
-        if request.suffix:
-            raise Unsupported(f'"{self._name}" does not support insert')
+        if fim.wanted(request):
+            if self._fim is None:
+                raise Unsupported(f'"{self._name}" does not support insert')
+            return fim.prompt(self._fim, request, lambda text: list(self._tokenizer.encode(text, add_special_tokens=False)), bos=self._bos)
         context = list(request.context)
         if request.raw or not self.has_template:
             if not request.prompt:
                 return context
             return context + list(self._tokenizer.encode(request.prompt, add_special_tokens=not context))
         return context + self._render(generate_messages(request), request.think, [])
+
+    def end_tokens(self, request: GenerateRequest | ChatRequest) -> frozenset[int]:
+        """Tokens that end the reply besides the model's end of text: a middle's."""
+        return fim.ends(self._fim, request)
 
     def for_chat(self, request: ChatRequest) -> list[int]:
         if not self.has_template:

@@ -13,9 +13,19 @@ class Sequence(batching.Sequence):
     """A generation in progress; ``sampler`` is its mlx-lm sampler, ``id`` its uid in the
     BatchGenerator."""
 
-    def __init__(self, prompt: list[int], *, processors: list[LogitsProcessor], detokenizer: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        prompt: list[int],
+        *,
+        processors: list[LogitsProcessor],
+        detokenizer: Any,
+        end_tokens: frozenset[int] = frozenset(),
+        **kwargs: Any,
+    ) -> None:
         super().__init__(prompt, **kwargs)
         self.processors = processors
+        #: Tokens that end this reply besides the model's end-of-text ones (a middle's).
+        self.end_tokens = end_tokens
         self._detokenizer = detokenizer
 
     def detokenize(self, token: int) -> str:

@@ -25,7 +25,7 @@ CPU_PARALLEL = 8
 
 #: What vLLM does with an embedding model, and with any other.
 EMBEDDER = frozenset({"embedding"})
-GENERATOR = frozenset({"completion", "chat", "tools", "format", "logprobs"})
+GENERATOR = frozenset({"completion", "chat", "tools", "format", "logprobs", "insert"})
 
 
 class VllmBackend(Backend):
@@ -38,7 +38,7 @@ class VllmBackend(Backend):
 
     name: ClassVar[str] = "vllm"
     formats: ClassVar[frozenset[str]] = frozenset({"safetensors"})
-    capabilities: ClassVar[frozenset[str]] = frozenset({"completion", "chat", "embedding", "tools", "format", "logprobs"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"completion", "chat", "embedding", "tools", "format", "logprobs", "insert"})
     isolated: ClassVar[bool] = False
     parses_tool_calls: ClassVar[bool] = True
     settings_type: ClassVar[type[EngineSettings]] = VllmSettings

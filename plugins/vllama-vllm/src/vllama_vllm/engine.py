@@ -149,7 +149,8 @@ class VllmEngine(Engine):
             raise ContextOverflow("the input length exceeds the context length")
         top = max(0, request.top_logprobs) if request.logprobs or request.top_logprobs else None
         params = sampling_params(**sampling_kwargs(request.options, prompt_tokens=len(prompt), max_model_len=self._max_len,
-                                                   format=self._format(request), top_logprobs=top))  # fmt: skip
+                                                   format=self._format(request), top_logprobs=top,
+                                                   end_tokens=self._prompts.end_tokens(request)))  # fmt: skip
         started = time.perf_counter_ns()
         first = 0
         generated: list[int] = []

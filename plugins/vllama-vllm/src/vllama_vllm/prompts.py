@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from vllama import fim
 from vllama.chat_inputs import generate_messages, is_jinja, template_messages, template_tools
 from vllama.errors import Unsupported
 from vllama.types import ChatRequest, GenerateRequest, Message, ModelRef, Tool
@@ -18,6 +19,8 @@ class PromptBuilder:
         self._ref = ref
         self._template = ref.template if is_jinja(ref.template) else None
         self.has_template = bool(self._template or getattr(tokenizer, "chat_template", None))
+        self._fim = fim.find(tokenizer.get_vocab())
+        self._bos = fim.hf_bos(tokenizer) if self._fim else []
 
     def chat(self, request: ChatRequest) -> list[int]:
         if not self.has_template:
@@ -29,13 +32,19 @@ class PromptBuilder:
     def generate(self, request: GenerateRequest) -> list[int]:
         if request.images:
             raise Unsupported(f'"{self._ref.name}" does not support images')
-        if request.suffix:
-            raise Unsupported(f'"{self._ref.name}" does not support insert')
+        if fim.wanted(request):
+            if self._fim is None:
+                raise Unsupported(f'"{self._ref.name}" does not support insert')
+            return fim.prompt(self._fim, request, lambda text: self.tokenize(text, special=False), bos=self._bos)
         if request.raw or not self.has_template:
             if not request.prompt:
                 return list(request.context)
             return list(request.context) + self.tokenize(request.prompt, special=not request.context)
         return list(request.context) + self._render(generate_messages(request), [])
+
+    def end_tokens(self, request: GenerateRequest | ChatRequest) -> frozenset[int]:
+        """Tokens that end the reply besides the model's end of text: a middle's."""
+        return fim.ends(self._fim, request)
 
     def tokenize(self, text: str, *, special: bool) -> list[int]:
         return list(self._tokenizer.encode(text, add_special_tokens=special))

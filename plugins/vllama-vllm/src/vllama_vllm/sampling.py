@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from vllama.chat_inputs import template_tools
@@ -10,10 +11,17 @@ from vllama.types import Format, SamplingOptions, Tool
 
 
 def sampling_kwargs(
-    options: SamplingOptions, *, prompt_tokens: int, max_model_len: int, format: Format = None, top_logprobs: int | None = None
+    options: SamplingOptions,
+    *,
+    prompt_tokens: int,
+    max_model_len: int,
+    format: Format = None,
+    top_logprobs: int | None = None,
+    end_tokens: Collection[int] = (),
 ) -> dict[str, Any]:
     """SamplingParams fields for one request (``output_kind`` and ``structured_outputs`` are
-    filled in by :func:`sampling_params`).
+    filled in by :func:`sampling_params`); ``end_tokens`` end it too (a middle's), unless
+    ``ignore_eos``.
 
     ``num_predict`` -1 and -2 both run to the end of the context; Ollama's ``repeat_penalty``
     is vLLM's ``repetition_penalty``, which covers the whole context (``repeat_last_n`` has
@@ -35,6 +43,7 @@ def sampling_kwargs(
         "presence_penalty": options.presence_penalty,
         "frequency_penalty": options.frequency_penalty,
         "ignore_eos": options.ignore_eos,
+        "stop_token_ids": None if options.ignore_eos else sorted(end_tokens) or None,
     }
     if top_logprobs is not None:
         kwargs["logprobs"] = top_logprobs
