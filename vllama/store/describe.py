@@ -99,6 +99,8 @@ def describe_directory(path: Path) -> Description:
     template = _hf_chat_template(path)
     is_embedding = (path / "modules.json").is_file() or (arch.endswith(("Model", "ForMaskedLM")) and "CausalLM" not in arch)
     capabilities = with_template(["embedding"] if is_embedding else ["completion"], template)
+    if not is_embedding and isinstance(config.get("vision_config"), dict):
+        capabilities.append("vision")  # the model has a vision encoder: what engines can run of it is the backend's say
     level = f"Q{quant['bits']}" if is_mlx and "bits" in quant else (str(quant.get("quant_method") or "").upper() or dtype)
     details = ModelDetails(
         format="mlx" if is_mlx else "safetensors",
