@@ -23,9 +23,11 @@ GPU_PARALLEL = 256
 CPU_PARALLEL = 8
 
 
-#: What vLLM does with an embedding model, and with any other.
+#: What vLLM does with an embedding model, and with any other; with a vision encoder, images too
+#: (vLLM's multimodal inputs).
 EMBEDDER = frozenset({"embedding"})
 GENERATOR = frozenset({"completion", "chat", "tools", "format", "logprobs"})
+VISION = frozenset({"vision"})
 
 
 class VllmBackend(Backend):
@@ -38,7 +40,7 @@ class VllmBackend(Backend):
 
     name: ClassVar[str] = "vllm"
     formats: ClassVar[frozenset[str]] = frozenset({"safetensors"})
-    capabilities: ClassVar[frozenset[str]] = frozenset({"completion", "chat", "embedding", "tools", "format", "logprobs"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"completion", "chat", "embedding", "tools", "format", "logprobs", "vision"})
     isolated: ClassVar[bool] = False
     parses_tool_calls: ClassVar[bool] = True
     engine_settings: ClassVar[frozenset[str]] = NAMES
@@ -68,6 +70,8 @@ class VllmBackend(Backend):
             return None
         # vLLM runs a model as a generator or, with its pooling runner, as an embedder.
         serves = EMBEDDER if "embedding" in model.capabilities else GENERATOR
+        if "vision" in model.capabilities:
+            serves |= VISION
         if hardware.has_nvidia:
             return Support(score=100, reason="vLLM on NVIDIA", parallel=GPU_PARALLEL, capabilities=serves)
         return Support(score=20, reason="vLLM's CPU build, as a fallback", parallel=CPU_PARALLEL, capabilities=serves)
