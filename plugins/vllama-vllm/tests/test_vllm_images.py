@@ -26,6 +26,9 @@ from vllama.testing.vlm import IMAGE_SEQ_LEN, smolvlm_safetensors
 pytestmark = pytest.mark.engine
 
 VLM = "smolvlm-test"
+#: The same model with a context that fits the text of a prompt but not the tokens of 16 images too.
+SHORT = "smolvlm-short"
+SHORT_CTX = 256
 TEXT_ONLY = "smollm2-hf"
 ASK = "What is in this picture?"
 GREEDY = {"temperature": 0, "num_predict": 16}
@@ -54,6 +57,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     with ServerProcess(tmp_path_factory.mktemp("images") / "models", env) as server:
         create_from_dir(server.url, VLM, smolvlm_safetensors(), parameters={"num_thread": 1})
         create_from_dir(server.url, TEXT_ONLY, smollm2_safetensors(), parameters={"num_thread": 1})
+        create_from_dir(server.url, SHORT, smolvlm_safetensors(), parameters={"num_thread": 1, "num_ctx": SHORT_CTX})
         yield server
 
 
@@ -153,3 +157,13 @@ def test_an_empty_image_is_a_400(server: ServerProcess) -> None:
     response = httpx.post(f"{server.url}/api/generate", json={"model": VLM, "prompt": ASK, "images": [""], "stream": False}, timeout=60)
     assert response.status_code == 400
     assert "image 1 is empty" in response.json()["error"]
+
+
+def test_image_tokens_past_the_context_are_a_400(client: ollama.Client) -> None:
+    fits = client.chat(SHORT, messages=[{"role": "user", "content": ASK}], options={"temperature": 0, "num_predict": 2})
+    many = [RED] * 16
+    assert (fits.prompt_eval_count or 0) < SHORT_CTX < (fits.prompt_eval_count or 0) + len(many) * IMAGE_SEQ_LEN
+    with pytest.raises(ollama.ResponseError) as refused:
+        client.chat(SHORT, messages=[{"role": "user", "content": ASK, "images": many}], options=GREEDY, keep_alive=0)
+    assert refused.value.status_code == 400
+    assert f"longer than the maximum model length of {SHORT_CTX}" in refused.value.error

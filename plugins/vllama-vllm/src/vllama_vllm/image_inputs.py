@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from vllama.errors import EngineError
+from vllama.errors import BadRequest, EngineError
 from vllama.images import open_image
 from vllama.types import Message
 
@@ -29,6 +29,7 @@ class ImageInputs:
         """``conversation`` (the template's view of ``messages``) with each message's content as
         vLLM's parser writes it, each message's images before its text; and the images as
         vLLM's ``multi_modal_data``, in the order the placeholders appear."""
+        from vllm.exceptions import VLLMClientError
         from vllm.renderers.chat_utils import parse_chat_messages
         from vllm.renderers.hf import resolve_chat_template_content_format
 
@@ -37,7 +38,10 @@ class ImageInputs:
         parts = [
             {"role": m.role, "content": [*(_image_part(data, next(index)) for data in m.images), _text_part(m.content)]} for m in messages
         ]
-        parsed, mm_data, _ = parse_chat_messages(parts, self._config, content_format)
+        try:
+            parsed, mm_data, _ = parse_chat_messages(parts, self._config, content_format)
+        except VLLMClientError as e:  # more images than the model takes in one prompt
+            raise BadRequest(str(e)) from None
         if len(parsed) != len(conversation) or not mm_data:
             raise EngineError("vLLM's chat parser did not keep the conversation's shape")
         return [{**turn, "content": p["content"]} for turn, p in zip(conversation, parsed, strict=True)], dict(mm_data)
