@@ -167,3 +167,10 @@ def test_image_tokens_past_the_context_are_a_400(client: ollama.Client) -> None:
         client.chat(SHORT, messages=[{"role": "user", "content": ASK, "images": many}], options=GREEDY, keep_alive=0)
     assert refused.value.status_code == 400
     assert f"longer than the maximum model length of {SHORT_CTX}" in refused.value.error
+
+
+def test_a_raw_prompt_with_images_is_a_400(client: ollama.Client) -> None:
+    with pytest.raises(ollama.ResponseError) as refused:
+        client.generate(VLM, ASK, raw=True, images=[RED], options=GREEDY)
+    assert refused.value.status_code == 400
+    assert "needs its chat template for images" in refused.value.error
