@@ -16,6 +16,7 @@ from vllama.gguf import InvalidGGUF
 from vllama.names import parse_name
 from vllama.store import ModelStore
 from vllama.store.blobs import parse_digest
+from vllama.store.describe import describe_directory
 from vllama.store.store import FILE, MODEL, PARAMS, SYSTEM, TEMPLATE
 from vllama.testing.gguf import tiny_model, write_gguf
 from vllama.types import Message
@@ -557,6 +558,19 @@ def test_directory_model(store: ModelStore, hf_dir: Path) -> None:
     assert titles == set(files)
     # The same snapshot is answered on the next lookup.
     assert store.require(parse_name("hf-tiny")).path == ref.path
+
+
+def test_a_vision_encoder_makes_a_vision_model(hf_dir: Path) -> None:
+    """The config's ``vision_config`` (Idefics3, LLaVA, Qwen2-VL...) is what marks a model as
+    taking images; a text-only config does not."""
+    assert "vision" not in describe_directory(hf_dir).capabilities
+    config = json.loads((hf_dir / "config.json").read_text())
+    vision = {"hidden_size": 64, "patch_size": 16}
+    vlm = {"architectures": ["Idefics3ForConditionalGeneration"], "model_type": "idefics3", "text_config": config, "vision_config": vision}
+    (hf_dir / "config.json").write_text(json.dumps(vlm))
+    described = describe_directory(hf_dir)
+    assert "vision" in described.capabilities and "completion" in described.capabilities
+    assert described.info["idefics3.context_length"] == 4096
 
 
 def test_directory_model_with_subfolder_and_several_shards(store: ModelStore, hf_dir: Path) -> None:

@@ -57,6 +57,6 @@ def template_tools(tools: list[Tool]) -> list[dict[str, Any]] | None:
 
 def generate_messages(request: GenerateRequest) -> list[Message]:
     """A generate request as chat turns for the template: its system prompt (the core has put
-    the model's there already), then the prompt as one user turn."""
+    the model's there already), then the prompt (and its images) as one user turn."""
     head = [Message(role="system", content=request.system)] if request.system else []
-    return [*head, Message(role="user", content=request.prompt)]
+    return [*head, Message(role="user", content=request.prompt, images=request.images)]

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import msgspec
 from litestar import Request
 
-from vllama import admission
+from vllama import admission, images
 from vllama import options as opts
 from vllama.core import Vllama
 from vllama.durations import keep_alive_seconds
@@ -170,6 +170,8 @@ async def start(
     if isinstance(request, ChatRequest) and request.tools:
         request.tool_format = await tool_format(model, chosen.backend) or "json"
     admission.check(model, chosen, request)
+    if pictures := images.request_images(request):  # decoded off the event loop: a large image takes a while
+        await asyncio.to_thread(images.check, pictures)
 
     def call(engine: Engine) -> EventStream:
         return engine.chat(request) if isinstance(request, ChatRequest) else engine.generate(request)

@@ -104,6 +104,8 @@ def describe_directory(path: Path) -> Description:
     capabilities = with_template(["embedding"] if is_embedding else ["completion"], template)
     if not is_embedding and fim.find(_hf_vocab(path)):
         capabilities.append("insert")
+    if not is_embedding and isinstance(config.get("vision_config"), dict):
+        capabilities.append("vision")  # the model has a vision encoder: what engines can run of it is the backend's say
     level = f"Q{quant['bits']}" if is_mlx and "bits" in quant else (str(quant.get("quant_method") or "").upper() or dtype)
     details = ModelDetails(
         format="mlx" if is_mlx else "safetensors",

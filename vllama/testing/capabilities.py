@@ -15,11 +15,11 @@ from typing import Any
 
 import httpx
 
-#: A 1x1 PNG: the smallest image a vision request can carry.
+#: A 1x1 PNG (one transparent pixel): the smallest image a vision request can carry.
 PIXEL = base64.b64encode(
     bytes.fromhex(
         "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-        "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
+        "1f15c4890000000d49444154789c6360606060000000050001a5f645400000000049454e44ae426082"
     )
 ).decode()
 _TOOL = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}

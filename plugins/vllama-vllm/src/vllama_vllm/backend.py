@@ -23,9 +23,11 @@ GPU_PARALLEL = 256
 CPU_PARALLEL = 8
 
 
-#: What vLLM does with an embedding model, and with any other.
+#: What vLLM does with an embedding model, and with any other; with a vision encoder, images too
+#: (vLLM's multimodal inputs).
 EMBEDDER = frozenset({"embedding"})
 GENERATOR = frozenset({"completion", "chat", "tools", "format", "logprobs", "insert"})
+VISION = frozenset({"vision"})
 
 
 class VllmBackend(Backend):
@@ -38,7 +40,9 @@ class VllmBackend(Backend):
 
     name: ClassVar[str] = "vllm"
     formats: ClassVar[frozenset[str]] = frozenset({"safetensors"})
-    capabilities: ClassVar[frozenset[str]] = frozenset({"completion", "chat", "embedding", "tools", "format", "logprobs", "insert"})
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {"completion", "chat", "embedding", "tools", "format", "logprobs", "insert", "vision"}
+    )
     isolated: ClassVar[bool] = False
     parses_tool_calls: ClassVar[bool] = True
     settings_type: ClassVar[type[EngineSettings]] = VllmSettings
@@ -64,6 +68,8 @@ class VllmBackend(Backend):
             return None
         # vLLM runs a model as a generator or, with its pooling runner, as an embedder.
         serves = EMBEDDER if "embedding" in model.capabilities else GENERATOR
+        if "vision" in model.capabilities:
+            serves |= VISION
         if hardware.has_nvidia:
             return Support(score=100, reason="vLLM on NVIDIA", parallel=GPU_PARALLEL, capabilities=serves)
         return Support(score=20, reason="vLLM's CPU build, as a fallback", parallel=CPU_PARALLEL, capabilities=serves)

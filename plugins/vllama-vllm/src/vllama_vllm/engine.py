@@ -14,13 +14,14 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import Any
 
 from vllm import AsyncEngineArgs
-from vllm.inputs import tokens_input
+from vllm.exceptions import VLLMClientError
+from vllm.inputs import TokensPrompt, tokens_input
 from vllm.pooling_params import PoolingParams
 from vllm.v1.engine.async_llm import AsyncLLM
 from vllm.v1.engine.exceptions import EngineDeadError
 
 from vllama.engine import Engine
-from vllama.errors import ContextOverflow, EngineError, Unsupported
+from vllama.errors import BadRequest, ContextOverflow, EngineError, Unsupported
 from vllama.tool_calls import parse_tool_calls, request_parser
 from vllama.types import (
     ChatRequest,
@@ -38,8 +39,9 @@ from vllama.types import (
     ToolCall,
     TopLogprob,
 )
+from vllama_vllm.image_inputs import ImageInputs
 from vllama_vllm.plan import Plan
-from vllama_vllm.prompts import PromptBuilder
+from vllama_vllm.prompts import Prompt, PromptBuilder
 from vllama_vllm.sampling import required_calls_schema, sampling_kwargs, sampling_params
 from vllama_vllm.stats import LiveStats, logger_factory
 from vllama_vllm.tool_parsing import VllmToolCalls, tool_calls_for
@@ -95,7 +97,8 @@ class VllmEngine(Engine):
         self._max_len = config.model_config.max_model_len
         self._pooling = config.model_config.runner_type == "pooling"
         self._tokenizer = llm.get_tokenizer()
-        self._prompts = PromptBuilder(self._tokenizer, ref)
+        images = ImageInputs(config.model_config, self._tokenizer) if config.model_config.is_multimodal_model else None
+        self._prompts = PromptBuilder(self._tokenizer, ref, images)
         cache = config.cache_config
         self._kv_tokens = (cache.num_gpu_blocks or 0) * cache.block_size
 
@@ -105,7 +108,7 @@ class VllmEngine(Engine):
         if self._pooling:
             await self._embed_one(self._prompts.tokenize("warm up", special=True))
             return
-        hello = self._prompts.tokenize("Hello", special=True)
+        hello = Prompt(self._prompts.tokenize("Hello", special=True))
         async for _ in self._stream(lambda: hello, GenerateRequest(prompt="", options=_ONE_TOKEN)):
             pass
 
@@ -136,12 +139,13 @@ class VllmEngine(Engine):
         return request.format
 
     async def _stream(
-        self, prepare: Callable[[], list[int]], request: GenerateRequest | ChatRequest, calls: VllmToolCalls | None = None
+        self, prepare: Callable[[], Prompt], request: GenerateRequest | ChatRequest, calls: VllmToolCalls | None = None
     ) -> EventStream:
         """Run one request; with ``calls``, its output goes through vLLM's tool parser."""
         if self._pooling:
             raise Unsupported(f'"{self.name}" does not support generate')
-        prompt = prepare()
+        prepared = prepare()
+        prompt = prepared.tokens
         if not prompt:
             yield Done(reason="stop")
             return
@@ -155,10 +159,16 @@ class VllmEngine(Engine):
         first = 0
         generated: list[int] = []
         reason: str | None = None
-        outputs = self._running.generate(tokens_input(prompt), params, uuid.uuid4().hex)
+        engine_input = tokens_input(prompt)
+        if prepared.multi_modal_data:
+            engine_input = TokensPrompt(prompt_token_ids=prompt, multi_modal_data=prepared.multi_modal_data)
+        # With images, vLLM's processor expands each placeholder into the image's tokens.
+        prompt_tokens = len(prompt)
+        outputs = self._running.generate(engine_input, params, uuid.uuid4().hex)
         guarded = self._guard(outputs)
         try:
             async for out in guarded:
+                prompt_tokens = len(out.prompt_token_ids or prompt)
                 piece = out.outputs[0]
                 if piece.token_ids and not first:
                     first = time.perf_counter_ns()
@@ -179,7 +189,7 @@ class VllmEngine(Engine):
         first = first or end
         yield Done(
             reason="length" if reason == "length" else "stop",
-            prompt_tokens=len(prompt),
+            prompt_tokens=prompt_tokens,
             completion_tokens=len(generated),
             prompt_eval_ns=max(1, first - started),
             eval_ns=max(1, end - first),
@@ -187,10 +197,13 @@ class VllmEngine(Engine):
         )
 
     async def _guard(self, outputs: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
-        """vLLM's stream, with an engine that died turned into an EngineError."""
+        """vLLM's stream, with an engine that died turned into an EngineError, and a request vLLM
+        refuses (a prompt whose images' tokens do not fit the context) into a BadRequest."""
         try:
             async for out in outputs:
                 yield out
+        except VLLMClientError as e:
+            raise BadRequest(str(e)) from None
         except EngineDeadError:
             raise EngineError(f"the engine for {self.name} stopped unexpectedly; it will reload on the next request") from None
 
