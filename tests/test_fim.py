@@ -168,12 +168,13 @@ def test_insert_is_a_capability_exactly_of_directories_whose_tokenizer_has_fim_t
     assert "insert" in describe_directory(star).capabilities
 
 
-def test_the_middle_ends_only_a_fim_request() -> None:
+def test_the_middle_ends_a_fim_request_and_a_raw_prompt() -> None:
+    """A raw prompt may be a FIM prompt an editor plugin wrote itself (Continue does)."""
     tokens = fim.find(QWEN)
     assert tokens is not None
     assert fim.ends(tokens, GenerateRequest(prompt="a", suffix="b")) == tokens.ends
     assert fim.ends(tokens, GenerateRequest(prompt="a")) == frozenset()
-    assert fim.ends(tokens, GenerateRequest(prompt="a", suffix="b", raw=True)) == frozenset()
+    assert fim.ends(tokens, GenerateRequest(prompt="<|fim_prefix|>a<|fim_suffix|>b<|fim_middle|>", raw=True)) == tokens.ends
     assert fim.ends(None, GenerateRequest(prompt="a", suffix="b")) == frozenset()
     assert fim.ends(tokens, ChatRequest(messages=[])) == frozenset()
 

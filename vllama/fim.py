@@ -129,8 +129,9 @@ def wanted(request: GenerateRequest) -> bool:
 
 def ends(tokens: FimTokens | None, request: GenerateRequest | ChatRequest) -> frozenset[int]:
     """The tokens that end the reply to ``request`` besides the engine's end of text: a
-    middle's, for a FIM request."""
-    if tokens is None or not isinstance(request, GenerateRequest) or not wanted(request):
+    middle's, for a FIM request, and for a raw prompt, which editor plugins (Continue among
+    them) build with the FIM tokens themselves."""
+    if tokens is None or not isinstance(request, GenerateRequest) or not (wanted(request) or request.raw):
         return frozenset()
     return tokens.ends
 
