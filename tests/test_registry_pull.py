@@ -62,7 +62,7 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryStandi
     tmp = tmp_path_factory.mktemp("weights")
     reg = RegistryStandin()
     texts = {"template": GO_TEMPLATE, "system": SYSTEM, "params": json.dumps(PARAMS), "license": LICENSE}
-    for i, name in enumerate(("tiny", "resumed", "corrupt", "cancelled", "slow")):
+    for i, name in enumerate(("tiny", "resumed", "corrupt", "cancelled", "slow", "twice")):
         reg.models[f"library/{name}:latest"] = build_model(tiny_gguf(tmp, name, i * 64), **texts)
     reg.models["someone/tiny:q4"] = reg.models["library/tiny:latest"]
     reg.models["library/tensors:latest"] = build_model(b"\0" * 64, media="tensor", model_format="safetensors")
@@ -297,6 +297,21 @@ def test_a_model_is_listed_only_once_every_layer_is_verified(standin: RegistrySt
     before = [is_listed for t, is_listed in polls if t < verifying]
     assert len(before) >= 3 and not any(before)
     assert seen[-1][1] == "success" and "slow:latest" in listed(server.url)
+
+
+def test_two_pulls_of_one_model_download_it_once(standin: RegistryStandin, server: ServerProcess) -> None:
+    model = standin.models["library/twice:latest"]
+    weights = model.digest_of("model")
+    standin.faults[weights] = Fault(delay=0.02)
+    results: list[list[dict[str, Any]]] = []
+    pullers = [threading.Thread(target=lambda: results.append(pull(server.url, "twice"))) for _ in range(2)]
+    for puller in pullers:
+        puller.start()
+    for puller in pullers:
+        puller.join()
+    for lines in results:
+        check_progress(lines, model)
+    assert [r.range for r in standin.gets(weights)] == [None]
 
 
 @pytest.mark.parametrize(

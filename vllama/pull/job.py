@@ -135,11 +135,12 @@ class PullJob:
     def _download_layer(self, http: httpx.Client, plan: RegistryPlan, layer: Layer, emit: Emit) -> str | None:
         """Download one layer beside the blobs; its SHA-256, or None if the store already has it."""
         report = FileProgress(emit, f"pulling {layer.digest[7:19]}", layer.digest, layer.size, self._cancelled)
-        if self.store.blobs.has(layer.digest):
-            report(layer.size)
-            return None
-        url = registry.blob_url(plan.base, plan.name, layer.digest)
-        return registry.download(http, url, self.store.blobs.partial(layer.digest), layer.size, report)
+        partial = self.store.blobs.partial(layer.digest)
+        with registry.downloading(partial):
+            if self.store.blobs.has(layer.digest):
+                report(layer.size)
+                return None
+            return registry.download(http, registry.blob_url(plan.base, plan.name, layer.digest), partial, layer.size, report)
 
     def _commit(self, layer: Layer, actual: str, new: list[str]) -> None:
         """Make a verified download a blob; a mismatch removes it (the next pull starts it again)."""

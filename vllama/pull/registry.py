@@ -57,9 +57,9 @@ def client() -> httpx.Client:
 def fetch_manifest(http: httpx.Client, base: str, name: ModelName) -> Manifest:
     """The manifest of ``name``'s tag; NotFound as Ollama words it if the registry has no such model."""
     url = f"{base}/v2/{name.namespace}/{name.model}/manifests/{name.tag}"
-    response = _get(http, url, base, headers={"Accept": MANIFEST_TYPE})
+    response = _get(http, url, f"{base} for '{name.display}'", headers={"Accept": MANIFEST_TYPE})
     if response.status_code == 404:
-        raise NotFound("pull model manifest: file does not exist")
+        raise NotFound(f"pull model manifest: file does not exist ('{name.display}' is not in the registry at {base})")
     _check(response, base, "pull model manifest")
     try:
         return msgspec.json.decode(response.content, type=Manifest)
@@ -82,28 +82,28 @@ def blob_url(base: str, name: ModelName, digest: str) -> str:
 
 def download(http: httpx.Client, url: str, partial: Path, size: int, report: Callable[[int], None]) -> str:
     """Download into ``partial``, continuing what it holds with a Range request; return the SHA-256
-    (hex) of the whole file. ``report`` hears the bytes held so far (and may raise to stop)."""
-    with _lock_for(partial):
-        part = _Partial(partial, size)
-        report(part.held)
-        tries = 0
-        while part.held < size:
-            before = part.held
-            try:
-                _receive(http, url, part, report)
-            except httpx.TransportError as e:
-                tries = 0 if part.held > before else tries + 1
-                if tries >= RETRIES:
-                    raise RegistryUnreachable(f"downloading {url} failed after {RETRIES} tries: {e}") from None
-                continue
-            if part.held < size:  # the body ended early without an error: continue it
-                tries += 1
-                if tries >= RETRIES:
-                    raise VllamaError(f"downloading {url} stopped at {part.held} of {size} bytes")
-        if part.held > size:
-            partial.unlink(missing_ok=True)
-            raise VllamaError(f"{url} is larger than the manifest says ({part.held} > {size} bytes): file must be downloaded again")
-        return part.hash.hexdigest()
+    (hex) of the whole file. ``report`` hears the bytes held so far (and may raise to stop). Hold
+    :func:`downloading` around it: two downloads of one file must not write it at once."""
+    part = _Partial(partial, size)
+    report(part.held)
+    tries = 0
+    while part.held < size:
+        before = part.held
+        try:
+            _receive(http, url, part, report)
+        except httpx.TransportError as e:
+            tries = 0 if part.held > before else tries + 1
+            if tries >= RETRIES:
+                raise RegistryUnreachable(f"downloading {url} failed after {RETRIES} tries: {e}") from None
+            continue
+        if part.held < size:  # the body ended early without an error: continue it
+            tries += 1
+            if tries >= RETRIES:
+                raise VllamaError(f"downloading {url} stopped at {part.held} of {size} bytes")
+    if part.held > size:
+        partial.unlink(missing_ok=True)
+        raise VllamaError(f"{url} is larger than the manifest says ({part.held} > {size} bytes): file must be downloaded again")
+    return part.hash.hexdigest()
 
 
 class _Partial:
@@ -152,8 +152,9 @@ def _receive(http: httpx.Client, url: str, part: _Partial, report: Callable[[int
                 report(part.held)
 
 
-def _lock_for(partial: Path) -> threading.Lock:
-    """One download at a time per partial file in this process (two pulls of one model share it)."""
+def downloading(partial: Path) -> threading.Lock:
+    """The lock of one partial file in this process: two pulls of one model take turns, and the
+    second finds the blob the first made."""
     with _downloading_lock:
         return _downloading.setdefault(str(partial), threading.Lock())
 

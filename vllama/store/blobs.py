@@ -72,7 +72,10 @@ class Blobs:
 
     def commit_partial(self, partial: Path, actual: str, expected: str) -> str:
         """Move a finished download into place once its SHA-256 (``actual``, hex) is ``expected``;
-        on a mismatch the download is removed and ``BadRequest`` raised."""
+        on a mismatch the download is removed and ``BadRequest`` raised. A download that another
+        pull of the same blob moved into place already counts as done."""
+        if not partial.exists() and self.has(expected) and parse_digest(expected) == actual:
+            return expected
         return self._commit(partial, actual, expected)
 
     def _tmp(self) -> tempfile._TemporaryFileWrapper[bytes]:
