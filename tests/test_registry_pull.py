@@ -24,7 +24,7 @@ from vllama.errors import BadRequest, NotFound
 from vllama.hardware import probe
 from vllama.names import parse_name
 from vllama.plugins import make_plugin_manager
-from vllama.pull import registry
+from vllama.pull import plan, registry
 from vllama.pull.plan import RegistryPlan, Where, plan_pull
 from vllama.testing.gguf import tiny_model
 from vllama.testing.server import ServerProcess, free_port
@@ -139,34 +139,39 @@ def where(standin: RegistryStandin, **settings: Any) -> Where:
 
 
 @pytest.mark.parametrize(
-    ("text", "kind"),
+    "text",
     [
-        ("tiny", RegistryPlan),  # a short name the library does not list
-        ("library/tiny", RegistryPlan),
-        ("registry.ollama.ai/library/tiny:latest", RegistryPlan),
-        ("registry.ollama.ai/someone/tiny:q4", RegistryPlan),  # another namespace, host spelled out
+        "tiny",  # a short name the library does not list
+        "library/tiny",
+        "registry.ollama.ai/library/tiny:latest",
+        "registry.ollama.ai/someone/tiny:q4",  # another namespace, host spelled out
     ],
 )
-def test_names_ollama_users_type_go_to_the_registry(standin: RegistryStandin, text: str, kind: type) -> None:
-    plan = plan_pull(parse_name(text), text, where(standin))
-    assert isinstance(plan, kind)
-    assert isinstance(plan, RegistryPlan) and plan.base == standin.url and plan.model_format == "gguf"
+def test_names_ollama_users_type_go_to_the_registry(standin: RegistryStandin, text: str) -> None:
+    planned = plan_pull(parse_name(text), text, where(standin))
+    assert isinstance(planned, RegistryPlan) and planned.base == standin.url and planned.model_format == "gguf"
     assert [r.accept for r in standin.requests if "/manifests/" in r.path] == ["application/vnd.docker.distribution.manifest.v2+json"]
 
 
-def test_library_names_fall_back_to_the_library_and_hub_names_stay_on_the_hub(standin: RegistryStandin) -> None:
+def test_library_names_fall_back_to_the_library_and_hub_names_stay_on_the_hub(
+    standin: RegistryStandin, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``qwen2.5:0.5b`` is in vllama's library but not on the stand-in: the registry says 404 and
-    the library's Hub source is used (its listing fails here: no hub, so a hub error, not a 404 of the registry)."""
-    with pytest.raises(Exception, match="Hugging Face Hub"):
-        plan_pull(parse_name("qwen2.5:0.5b"), "qwen2.5:0.5b", where(standin))
-    assert any(r.path == "/v2/library/qwen2.5/manifests/0.5b" for r in standin.requests)
+    the library's Hub source is planned. Hub plans are recorded here, not listed on a hub."""
+    hub_plans: list[str] = []
+    monkeypatch.setattr(plan, "make_plan", lambda name, text, hardware: hub_plans.append(text))
+    plan_pull(parse_name("qwen2.5:0.5b"), "qwen2.5:0.5b", where(standin))
+    assert hub_plans == ["qwen2.5:0.5b"] and [r.path for r in standin.requests][0] == "/v2/library/qwen2.5/manifests/0.5b"
     standin.requests.clear()
-    with pytest.raises(Exception, match="Hugging Face Hub"):
-        plan_pull(parse_name("qwen2.5:0.5b"), "qwen2.5:0.5b", where(standin, short_names="library"))
-    for text in ("hf.co/org/repo:Q4_K_M", "org/repo"):
-        with pytest.raises(Exception, match="Hugging Face Hub"):
-            plan_pull(parse_name(text), text, where(standin))
+    plan_pull(parse_name("qwen2.5:0.5b"), "qwen2.5:0.5b", where(standin, short_names="library"))
+    only_safetensors = Where(where(standin).hardware, Settings(registry=standin.url), frozenset({"safetensors"}))
+    plan_pull(parse_name("qwen2.5:0.5b"), "qwen2.5:0.5b", only_safetensors)
+    for text in ("hf.co/org/repo:Q4_K_M", "org/repo", "huggingface.co/org/repo"):
+        plan_pull(parse_name(text), text, where(standin))
     assert standin.requests == []  # the registry was not asked
+    assert hub_plans[1:] == ["qwen2.5:0.5b", "qwen2.5:0.5b", "hf.co/org/repo:Q4_K_M", "org/repo", "huggingface.co/org/repo"]
+    with pytest.raises(NotFound, match="file does not exist"):  # with its host written, only the registry
+        plan_pull(parse_name("registry.ollama.ai/library/qwen2.5:0.5b"), "registry.ollama.ai/library/qwen2.5:0.5b", where(standin))
 
 
 def test_weights_no_backend_runs_are_refused_naming_the_format(standin: RegistryStandin) -> None:
