@@ -65,6 +65,8 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryStandi
     for i, name in enumerate(("tiny", "resumed", "corrupt", "cancelled", "slow", "twice")):
         reg.models[f"library/{name}:latest"] = build_model(tiny_gguf(tmp, name, i * 64), **texts)
     reg.models["someone/tiny:q4"] = reg.models["library/tiny:latest"]
+    reg.models["library/vision:latest"] = build_model(tiny_gguf(tmp, "vision", 7 * 64), projector="a projector's bytes")
+    reg.models["library/lora:latest"] = build_model(tiny_gguf(tmp, "lora", 8 * 64), adapter="an adapter's bytes")
     reg.models["library/tensors:latest"] = build_model(b"\0" * 64, media="tensor", model_format="safetensors")
     if SMOL.is_file():
         reg.models["library/smol:135m"] = build_model(
@@ -182,6 +184,8 @@ def test_weights_no_backend_runs_are_refused_naming_the_format(standin: Registry
         plan_pull(parse_name("tiny"), "tiny", only_safetensors)
     with pytest.raises(NotFound, match="pull model manifest: file does not exist"):
         plan_pull(parse_name("no-such-model"), "no-such-model", where(standin))
+    with pytest.raises(BadRequest, match="'lora:latest' has a LoRA adapter layer: adapters are not supported yet"):
+        plan_pull(parse_name("lora"), "lora", where(standin))
 
 
 def test_an_unreachable_registry_is_said_so() -> None:
@@ -230,6 +234,15 @@ def test_pull_verifies_each_layer_and_streams_ollamas_progress(standin: Registry
         f"{server.url}/api/chat", json={"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "stream": False}, timeout=60
     )
     assert answer.status_code == 200 and answer.json()["message"]["role"] == "assistant"
+
+
+def test_a_projector_layer_is_kept(standin: RegistryStandin, server: ServerProcess, home: Path) -> None:
+    model = standin.models["library/vision:latest"]
+    check_progress(pull(server.url, "vision"), model)
+    stored = json.loads((home / "models" / "manifests" / "registry.ollama.ai" / "library" / "vision" / "latest").read_bytes())
+    projector = [layer for layer in stored["layers"] if layer["mediaType"] == "application/vnd.ollama.image.projector"]
+    assert [layer["digest"] for layer in projector] == [model.digest_of("projector")]
+    assert (home / "models" / "blobs" / model.digest_of("projector").replace(":", "-")).read_bytes() == b"a projector's bytes"
 
 
 def test_other_namespaces_pull_with_their_host(standin: RegistryStandin, server: ServerProcess) -> None:

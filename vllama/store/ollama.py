@@ -26,7 +26,7 @@ from vllama.types import Message, ModelRef
 
 #: Layers that hold text, and the ones vllama keeps as they are (for the engines that use them).
 TEXT_LAYERS = (TEMPLATE, SYSTEM, PARAMS, LICENSE, MESSAGES)
-KEPT_LAYERS = (PROJECTOR, ADAPTER)
+KEPT_LAYERS = (PROJECTOR,)
 
 Progress = Callable[[str], None]
 
@@ -70,8 +70,10 @@ class OllamaLayers:
 
 def weights_layer(name: ModelName, layers: Iterable[Layer], model_format: str) -> Layer:
     """The one GGUF model layer; BadRequest naming the format if there is none (Ollama's
-    safetensors ``tensor`` layers, an image-generation model)."""
+    safetensors ``tensor`` layers, an image-generation model), or if a LoRA adapter comes with it."""
     layers = list(layers)
+    if any(layer.mediaType == ADAPTER for layer in layers):
+        raise BadRequest(f"'{name.display}' has a LoRA adapter layer: adapters are not supported yet")
     models = [layer for layer in layers if layer.mediaType == MODEL]
     if len(models) == 1 and model_format.lower() in ("", "gguf"):
         return models[0]
@@ -110,7 +112,7 @@ def adopt(
     store: ModelStore, name: ModelName, found: OllamaLayers, *, new_blobs: Iterable[str] = (), progress: Progress = lambda _: None
 ) -> ModelRef:
     """Write ``name`` into ``store`` from an Ollama model whose blobs ``store`` already holds: its
-    GGUF described as vllama describes weights, the texts as layers, projector and adapter kept."""
+    GGUF described as vllama describes weights, the texts as layers, a projector kept."""
     return store.create(
         name,
         files={f"{name.model}.gguf": found.weights.digest},

@@ -294,8 +294,8 @@ class ModelStore:
         extra_layers: Iterable[Layer] = (),
     ) -> ModelRef:
         """Write a model from uploaded blobs (``files``) or on top of ``base``; Ollama's
-        create semantics: given fields replace the base model's. ``extra_layers`` (a projector,
-        an adapter: blobs already stored) are kept as they are. If it fails, the blobs it wrote,
+        create semantics: given fields replace the base model's. ``extra_layers`` (a vision
+        projector: blobs already stored) are kept as they are. If it fails, the blobs it wrote,
         and ``new_blobs`` (those the caller wrote for it), are removed unless a model uses them."""
         self.blobs.writable()
         written = list(new_blobs)
