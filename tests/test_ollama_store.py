@@ -54,6 +54,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, OllamaModel]:
         ),
         "someone/Mixed:V1": build_model(weights + bytes(32), license="MIT"),
         "library/tensors:latest": build_model(b"\0" * 64, media="tensor", model_format="safetensors"),
+        "library/lora:latest": build_model(weights, adapter="an adapter's bytes"),
     }
 
 
@@ -79,7 +80,7 @@ def test_an_ollama_store_is_listed_and_served_and_left_unchanged(ollama_store: P
     with ServerProcess(ollama_store, ECHO_ENV) as server:
         url = server.url
         tags = {m["name"]: m for m in httpx.get(f"{url}/api/tags", timeout=30).json()["models"]}
-        assert set(tags) == {"tiny:latest", "someone/Mixed:V1"}  # the tensor-layer model is not runnable here
+        assert set(tags) == {"tiny:latest", "someone/Mixed:V1"}  # the tensor-layer and adapter models do not run here
         assert tags["tiny:latest"]["details"]["format"] == "gguf"
         show = httpx.post(f"{url}/api/show", json={"model": "tiny"}, timeout=30).json()
         assert show["template"] == GO_TEMPLATE and show["system"] == SYSTEM
@@ -118,6 +119,7 @@ def test_import_ollama_adopts_the_store_with_hard_links(ollama_store: Path, tmp_
     assert "imported tiny:latest (4 blobs linked, 0 copied)" in result.output
     assert "imported someone/Mixed:V1 (2 blobs linked, 0 copied)" in result.output
     assert "skipped tensors:latest: 'tensors:latest' has its weights in the safetensors format" in result.output
+    assert "skipped lora:latest: 'lora:latest' has a LoRA adapter layer" in result.output
     store = ModelStore(into)
     assert not store.read_only  # what vllama writes is its own: the config is vllama's
     ref = store.require(parse_name("tiny"))

@@ -193,15 +193,10 @@ class ModelStore:
         )
 
     def _described(self, name: ModelName, manifest: Manifest, config: Config) -> Config:
-        from vllama.store.ollama import described_weights
+        """What vllama records, read from the GGUF of a model Ollama wrote; BadRequest if vllama cannot run it."""
+        from vllama.store.ollama import described_weights, weights_layer
 
-        model = next((layer for layer in manifest.layers if layer.mediaType == MODEL), None)
-        if model is None:
-            kinds = sorted({layer.mediaType.rsplit(".", 1)[-1] for layer in manifest.layers})
-            raise BadRequest(
-                f"'{name.display}' keeps its weights as {', '.join(kinds)} layers in the {config.model_format or 'unknown'} format, "
-                "which vllama cannot run: it runs GGUF model layers"
-            )
+        model = weights_layer(name, manifest.layers, config.model_format)
         return _config(described_weights(self.blobs.require(model.digest), model.digest))
 
     def _text(self, layer: Layer) -> str:
