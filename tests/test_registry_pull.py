@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from vllama.config import Settings
@@ -28,6 +28,7 @@ from vllama.pull import plan, registry
 from vllama.pull.plan import RegistryPlan, Where, plan_pull
 from vllama.testing.gguf import tiny_model
 from vllama.testing.server import ServerProcess, free_port
+from vllama.types import Hardware
 
 sys.path.insert(0, str(Path(__file__).parent))
 from registry_standin import Fault, OllamaModel, RegistryStandin, build_model
@@ -174,6 +175,39 @@ def test_library_names_fall_back_to_the_library_and_hub_names_stay_on_the_hub(
     assert hub_plans[1:] == ["qwen2.5:0.5b", "qwen2.5:0.5b", "hf.co/org/repo:Q4_K_M", "org/repo", "huggingface.co/org/repo"]
     with pytest.raises(NotFound, match="file does not exist"):  # with its host written, only the registry
         plan_pull(parse_name("registry.ollama.ai/library/qwen2.5:0.5b"), "registry.ollama.ai/library/qwen2.5:0.5b", where(standin))
+
+
+_PART = st.from_regex(r"[a-z0-9][a-z0-9_-]{0,8}", fullmatch=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    host=st.sampled_from(
+        ["", "registry.ollama.ai/", "REGISTRY.ollama.ai/", "hf.co/", "huggingface.co/", "mirror.local:5000/", "https://hf.co/"]
+    ),
+    namespace=st.one_of(st.just(""), st.just("library/"), _PART.map(lambda p: p + "/")),
+    model=_PART,
+    tag=st.one_of(st.just(""), _PART.map(lambda p: ":" + p)),
+)
+def test_where_each_name_goes(host: str, namespace: str, model: str, tag: str) -> None:
+    """Hub-style names go to the hub, names with a registry host or in Ollama's library namespace to
+    the registry (``model`` is never in vllama's library: it has no dot)."""
+    assume(namespace or not host)  # HOST/MODEL reads as NAMESPACE/MODEL, and a host is not a namespace
+    text = f"{host}{namespace}{model}{tag}"
+    bare = host.removeprefix("https://").lower()
+    went: list[str] = []
+    record = lambda kind: lambda *args, **kw: went.append(kind)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plan, "make_plan", record("hub"))
+        mp.setattr(plan, "registry_plan", record("registry"))
+        hardware = Hardware(devices=())
+        plan_pull(parse_name(text), text, Where(hardware, Settings(), frozenset({"gguf"})))
+    if bare in ("hf.co/", "huggingface.co/"):
+        assert went == ["hub"], text
+    elif bare or namespace in ("", "library/"):
+        assert went == ["registry"], text
+    else:
+        assert went == ["hub"], text  # ORG/REPO
 
 
 def test_weights_no_backend_runs_are_refused_naming_the_format(standin: RegistryStandin) -> None:
