@@ -21,14 +21,12 @@ from hypothesis import strategies as st
 
 from vllama.config import Settings
 from vllama.errors import BadRequest, NotFound
-from vllama.hardware import probe
 from vllama.names import parse_name
-from vllama.plugins import make_plugin_manager
 from vllama.pull import plan, registry
 from vllama.pull.plan import RegistryPlan, Where, plan_pull
 from vllama.testing.gguf import tiny_model
 from vllama.testing.server import ServerProcess, free_port
-from vllama.types import Hardware
+from vllama.types import Device, Hardware
 
 sys.path.insert(0, str(Path(__file__).parent))
 from registry_standin import Fault, OllamaModel, RegistryStandin, build_model
@@ -136,9 +134,16 @@ def blobs_of(home: Path) -> set[str]:
 # -- where names go (in process, against the stand-in) ----------------------------------------
 
 
-def where(standin: RegistryStandin, **settings: Any) -> Where:
-    hardware = probe(make_plugin_manager(load_entrypoints=False))
-    return Where(hardware, Settings(registry=standin.url, **settings), frozenset({"gguf", "safetensors"}))
+CPU = Device(kind="cpu", name="cpu")
+HARDWARE = {
+    "cpu": Hardware(devices=(CPU,)),
+    "nvidia": Hardware(devices=(CPU, Device(kind="cuda", name="NVIDIA H100"))),
+    "apple": Hardware(devices=(CPU, Device(kind="metal", name="Apple M3"))),
+}
+
+
+def where(standin: RegistryStandin, machine: str = "cpu", **settings: Any) -> Where:
+    return Where(HARDWARE[machine], Settings(registry=standin.url, **settings), frozenset({"gguf", "safetensors", "mlx"}))
 
 
 @pytest.mark.parametrize(
@@ -167,12 +172,19 @@ def test_library_names_fall_back_to_the_library_and_hub_names_stay_on_the_hub(
     assert hub_plans == ["qwen2.5:0.5b"] and [r.path for r in standin.requests][0] == "/v2/library/qwen2.5/manifests/0.5b"
     standin.requests.clear()
     plan_pull(parse_name("qwen2.5:0.5b"), "qwen2.5:0.5b", where(standin, short_names="library"))
-    only_safetensors = Where(where(standin).hardware, Settings(registry=standin.url), frozenset({"safetensors"}))
+    only_safetensors = Where(HARDWARE["cpu"], Settings(registry=standin.url), frozenset({"safetensors"}))
     plan_pull(parse_name("qwen2.5:0.5b"), "qwen2.5:0.5b", only_safetensors)
     for text in ("hf.co/org/repo:Q4_K_M", "org/repo", "huggingface.co/org/repo"):
         plan_pull(parse_name(text), text, where(standin))
     assert standin.requests == []  # the registry was not asked
     assert hub_plans[1:] == ["qwen2.5:0.5b", "qwen2.5:0.5b", "hf.co/org/repo:Q4_K_M", "org/repo", "huggingface.co/org/repo"]
+    for machine in ("nvidia", "apple"):  # the library has safetensors or MLX for them: asked first
+        plan_pull(parse_name("qwen2.5:0.5b"), "qwen2.5:0.5b", where(standin, machine))
+    assert standin.requests == [] and len(hub_plans) == 8
+    plan_pull(parse_name("qwen2.5:0.5b"), "qwen2.5:0.5b", where(standin, "nvidia", short_names="registry"))
+    assert [r.path for r in standin.requests][0] == "/v2/library/qwen2.5/manifests/0.5b" and len(hub_plans) == 9
+    planned = plan_pull(parse_name("tiny"), "tiny", where(standin, "nvidia"))  # not in the library: the registry
+    assert isinstance(planned, RegistryPlan)
     with pytest.raises(NotFound, match="file does not exist"):  # with its host written, only the registry
         plan_pull(parse_name("registry.ollama.ai/library/qwen2.5:0.5b"), "registry.ollama.ai/library/qwen2.5:0.5b", where(standin))
 
@@ -191,7 +203,7 @@ _PART = st.from_regex(r"[a-z0-9][a-z0-9_-]{0,8}", fullmatch=True)
 )
 def test_where_each_name_goes(host: str, namespace: str, model: str, tag: str) -> None:
     """Hub-style names go to the hub, names with a registry host or in Ollama's library namespace to
-    the registry (``model`` is never in vllama's library: it has no dot)."""
+    the registry (on a CPU machine, also those vllama's library lists: GGUF is its format)."""
     assume(namespace or not host)  # HOST/MODEL reads as NAMESPACE/MODEL, and a host is not a namespace
     text = f"{host}{namespace}{model}{tag}"
     bare = host.removeprefix("https://").lower()
@@ -200,8 +212,7 @@ def test_where_each_name_goes(host: str, namespace: str, model: str, tag: str) -
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(plan, "make_plan", record("hub"))
         mp.setattr(plan, "registry_plan", record("registry"))
-        hardware = Hardware(devices=())
-        plan_pull(parse_name(text), text, Where(hardware, Settings(), frozenset({"gguf"})))
+        plan_pull(parse_name(text), text, Where(HARDWARE["cpu"], Settings(), frozenset({"gguf"})))
     if bare in ("hf.co/", "huggingface.co/"):
         assert went == ["hub"], text
     elif bare or namespace in ("", "library/"):
@@ -213,7 +224,7 @@ def test_where_each_name_goes(host: str, namespace: str, model: str, tag: str) -
 def test_weights_no_backend_runs_are_refused_naming_the_format(standin: RegistryStandin) -> None:
     with pytest.raises(BadRequest, match=r"'tensors:latest' has its weights in the safetensors format \(tensor layers\)"):
         plan_pull(parse_name("tensors"), "tensors", where(standin))
-    only_safetensors = Where(where(standin).hardware, Settings(registry=standin.url), frozenset({"safetensors"}))
+    only_safetensors = Where(HARDWARE["cpu"], Settings(registry=standin.url), frozenset({"safetensors"}))
     with pytest.raises(BadRequest, match="no installed backend runs gguf models"):
         plan_pull(parse_name("tiny"), "tiny", only_safetensors)
     with pytest.raises(NotFound, match="pull model manifest: file does not exist"):
@@ -224,9 +235,8 @@ def test_weights_no_backend_runs_are_refused_naming_the_format(standin: Registry
 
 def test_an_unreachable_registry_is_said_so() -> None:
     nowhere = f"http://127.0.0.1:{free_port()}"
-    hardware = probe(make_plugin_manager(load_entrypoints=False))
     with pytest.raises(registry.RegistryUnreachable, match=f"cannot reach the registry at {nowhere}"):
-        plan_pull(parse_name("tiny"), "tiny", Where(hardware, Settings(registry=nowhere), frozenset({"gguf"})))
+        plan_pull(parse_name("tiny"), "tiny", Where(HARDWARE["cpu"], Settings(registry=nowhere), frozenset({"gguf"})))
 
 
 @settings(max_examples=25, deadline=None)

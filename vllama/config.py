@@ -14,8 +14,8 @@ from vllama.durations import env_keep_alive
 
 DEFAULT_PORT = 11434
 LOG_FORMATS = ("text", "json")
-#: Where short names are pulled from first: Ollama's registry, or vllama's library of Hub sources.
-SHORT_NAME_SOURCES = ("registry", "library")
+#: Where short names are pulled from first: by the machine, Ollama's registry, or vllama's library of Hub sources.
+SHORT_NAME_SOURCES = ("auto", "registry", "library")
 
 #: Settings that Ollama also has: their ``OLLAMA_*`` name is read when the ``VLLAMA_*`` one is unset.
 OLLAMA_ALIASES = (
@@ -106,9 +106,10 @@ class Settings:
     #: The URL that ``registry.ollama.ai`` names are pulled from (``VLLAMA_REGISTRY``): Ollama's
     #: registry, or a mirror that speaks its protocol.
     registry: str = "https://registry.ollama.ai"
-    #: Where a short name (``llama3.2``) is pulled from first (``VLLAMA_SHORT_NAMES``): ``registry``
-    #: (Ollama's, falling back to vllama's library) or ``library`` (vllama's, then the registry).
-    short_names: str = "registry"
+    #: Where a short name (``llama3.2``) is pulled from first (``VLLAMA_SHORT_NAMES``): ``auto`` (the
+    #: library where it has the name in a format this machine runs better than GGUF, else the
+    #: registry), ``registry`` (Ollama's, falling back to vllama's library) or ``library``.
+    short_names: str = "auto"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, /, **overrides: object) -> Settings:

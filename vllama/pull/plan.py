@@ -7,9 +7,11 @@ Where a name is pulled from:
 - A name that spells out a registry host (``registry.ollama.ai/library/llama3.2``,
   ``registry.ollama.ai/USER/MODEL``, ``HOST/NAMESPACE/MODEL``): that registry, speaking Ollama's protocol.
 - A short name (``llama3.2``, ``qwen2.5:7b``, ``library/llama3.2``): Ollama's registry, falling back
-  to vllama's library when the registry does not have the name or cannot be reached. With
-  ``VLLAMA_SHORT_NAMES=library``, or where no installed backend runs GGUF (the registry's weights),
-  a name the library lists comes from the library's Hub source for this machine instead.
+  to vllama's library when the registry does not have the name or cannot be reached. A name the
+  library lists comes from the library's Hub source first where this machine prefers another
+  format than GGUF (the registry's: safetensors on NVIDIA, MLX on Apple silicon), where no installed
+  backend runs GGUF, or with ``VLLAMA_SHORT_NAMES=library``; ``VLLAMA_SHORT_NAMES=registry`` asks the
+  registry first on every machine.
 """
 
 from __future__ import annotations
@@ -86,9 +88,12 @@ def plan_pull(name: ModelName, text: str, where: Where) -> Plan | RegistryPlan:
         return registry_plan(name, where)
     if hub_source(name) is not None:
         return make_plan(name, text, where.hardware)
-    if library.lookup(name) is None:
+    if (entry := library.lookup(name)) is None:
         return registry_plan(name, where)
-    if where.settings.short_names == "library" or "gguf" not in where.formats:
+    prefers_library = where.settings.short_names == "library" or (
+        where.settings.short_names == "auto" and not isinstance(hub_source(parse_name(library.choose(entry, where.hardware))), GgufSource)
+    )
+    if prefers_library or "gguf" not in where.formats:
         return make_plan(name, text, where.hardware)
     try:
         return registry_plan(name, where)
