@@ -118,7 +118,8 @@ def registry_plan(name: ModelName, where: Where) -> RegistryPlan:
 def _names_host(text: str) -> bool:
     """Does the name as typed start with a host (three parts: ``HOST/NAMESPACE/MODEL``)?"""
     for scheme in ("https://", "http://"):
-        text = text.removeprefix(scheme)
+        if text.lower().startswith(scheme):
+            text = text[len(scheme) :]
     return text.split("@", 1)[0].count("/") == 2
 
 
