@@ -133,6 +133,16 @@ def test_import_ollama_adopts_the_store_with_hard_links(ollama_store: Path, tmp_
     assert "imported tiny:latest (0 blobs linked, 0 copied)" in again.output  # nothing taken in twice
 
 
+def test_import_ollama_skips_a_model_whose_blob_does_not_match(ollama_store: Path, tmp_path: Path, models: dict[str, OllamaModel]) -> None:
+    """A blob damaged on disk: that model is skipped with the reason, and none of its blobs are kept."""
+    weights = ollama_store / "blobs" / models["someone/Mixed:V1"].digest_of("model").replace(":", "-")
+    weights.write_bytes(weights.read_bytes()[:-1] + b"!")
+    into = tmp_path / "vllama"
+    result = CliRunner().invoke(import_ollama, [str(ollama_store), "--into", str(into)])
+    assert result.exit_code == 0 and "skipped someone/Mixed:V1: " in result.output and "digest mismatch" in result.output, result.output
+    assert not (into / "blobs" / weights.name).exists() and ModelStore(into).get(parse_name("tiny")) is not None
+
+
 def test_import_ollama_needs_an_ollama_store(tmp_path: Path) -> None:
     result = CliRunner().invoke(import_ollama, [str(tmp_path), "--into", str(tmp_path / "vllama")])
     assert result.exit_code != 0 and "is not an Ollama models directory" in result.output

@@ -38,7 +38,7 @@ def import_ollama(source: Path | None, into: Path | None) -> None:
         raise click.ClickException(f"{source} is not an Ollama models directory (it has no manifests/)")
     try:
         store = ModelStore(into)
-        results = import_store(source, store)
+        results = import_store(source, store, lambda line: click.echo(line, err=True))
     except VllamaError as e:
         raise click.ClickException(e.message) from None
     if not results:

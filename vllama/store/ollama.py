@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from vllama.errors import BadRequest
+from vllama.errors import BadRequest, NotFound
 from vllama.names import ModelName
 from vllama.store.describe import Description, describe_gguf
 from vllama.store.store import ADAPTER, LICENSE, MESSAGES, MODEL, PARAMS, PROJECTOR, SYSTEM, TEMPLATE, Layer, Manifest, ModelStore
@@ -142,8 +142,7 @@ class Imported:
 def import_store(source: Path, store: ModelStore, progress: Progress = lambda _: None) -> list[Imported]:
     """Adopt every model of the Ollama store at ``source`` into ``store``: blobs hard-linked where
     the file system allows, copied otherwise, each verified; ``source`` is only read."""
-    if store.read_only:
-        store.blobs.writable()
+    store.blobs.writable()
     ollama = ModelStore(source, read_only=True)
     if ollama.root.resolve() == store.root.resolve():
         raise BadRequest(f"{source} is the store to import into: set VLLAMA_MODELS to vllama's own store")
@@ -152,7 +151,7 @@ def import_store(source: Path, store: ModelStore, progress: Progress = lambda _:
         progress(f"importing {name.display}")
         try:
             out.append(_import_one(ollama, store, name, progress))
-        except BadRequest as e:
+        except (BadRequest, NotFound) as e:  # weights vllama cannot run, a blob that does not match or is missing
             out.append(Imported(name.display, skipped=e.message))
     return out
 
@@ -164,18 +163,18 @@ def _import_one(ollama: ModelStore, store: ModelStore, name: ModelName, progress
     weights_layer(name, manifest.layers, fmt)  # refuse before any blob is taken in
     new: list[str] = []
     linked = copied = 0
-    for layer in manifest.layers:
-        if layer.mediaType not in (MODEL, *TEXT_LAYERS, *KEPT_LAYERS) or store.blobs.has(layer.digest):
-            continue
-        progress(f"taking in {layer.digest}")
-        if store.blobs.adopt_file(ollama.blobs.require(layer.digest), layer.digest, new):
-            linked += 1
-        else:
-            copied += 1
-    found = read_layers(name, manifest.layers, fmt, lambda layer: store.blobs.require(layer.digest).read_text())
     try:
+        for layer in manifest.layers:
+            if layer.mediaType not in (MODEL, *TEXT_LAYERS, *KEPT_LAYERS) or store.blobs.has(layer.digest):
+                continue
+            progress(f"taking in {layer.digest}")
+            if store.blobs.adopt_file(ollama.blobs.require(layer.digest), layer.digest, new):
+                linked += 1
+            else:
+                copied += 1
+        found = read_layers(name, manifest.layers, fmt, lambda layer: store.blobs.require(layer.digest).read_text())
         adopt(store, name, found, new_blobs=new)
     except BaseException:
-        store.discard(new)
+        store.discard(new)  # what this model took in, unless another model uses it
         raise
     return Imported(name.display, linked, copied)
