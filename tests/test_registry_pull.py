@@ -403,3 +403,16 @@ def test_a_pulled_model_answers_a_chat(standin: RegistryStandin, tmp_path: Path)
         reply = r.json()
         assert reply["message"]["role"] == "assistant" and reply["message"]["content"].strip(), reply
         assert reply["done_reason"] == "length" and reply["eval_count"] == 16, reply
+
+
+def test_a_forced_backend_decides_the_formats_a_pull_may_bring() -> None:
+    from types import SimpleNamespace
+
+    from vllama.pull import job
+
+    backends = {
+        "gguf-engine": SimpleNamespace(formats=frozenset({"gguf"})),
+        "st-engine": SimpleNamespace(formats=frozenset({"safetensors"})),
+    }
+    assert job._formats(SimpleNamespace(backends=backends, settings=Settings())) == {"gguf", "safetensors"}  # type: ignore[arg-type]
+    assert job._formats(SimpleNamespace(backends=backends, settings=Settings(backend="st-engine"))) == {"safetensors"}  # type: ignore[arg-type]

@@ -49,8 +49,14 @@ def _prepare(v: Vllama, name: ModelName, text: str, insecure: bool) -> PullJob:
     v.store.blobs.writable()
     if _provided(v, name):
         return PullJob(v.store, name, None)
-    formats = frozenset().union(*(b.formats for b in v.backends.values()))
-    return PullJob(v.store, name, plan_pull(name, text, Where(v.hardware, v.settings, formats, insecure)))
+    return PullJob(v.store, name, plan_pull(name, text, Where(v.hardware, v.settings, _formats(v), insecure)))
+
+
+def _formats(v: Vllama) -> frozenset[str]:
+    """The weight formats that a backend here runs (only the forced one's with ``VLLAMA_BACKEND``)."""
+    forced = v.backends.get(v.settings.backend or "")
+    backends = [forced] if forced is not None else list(v.backends.values())
+    return frozenset().union(*(b.formats for b in backends))
 
 
 def _provided(v: Vllama, name: ModelName) -> bool:
