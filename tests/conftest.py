@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +15,10 @@ from vllama.testing.server import ServerProcess, create_model
 CHAT_TEMPLATE = "{% for m in messages %}{{ m.content }}{% endfor %}{% if tools %}{% endif %}<think>"
 
 ECHO_ENV = {"VLLAMA_PLUGINS": "none", "VLLAMA_PLUGIN_MODULES": "vllama.testing.echo"}
+
+#: Hermetic: servers that pull a short name never ask Ollama's registry (a port nothing listens on
+#: refuses at once); the tests of registry pulls point this at their stand-in.
+os.environ.setdefault("VLLAMA_REGISTRY", "http://127.0.0.1:9")
 
 
 @pytest.fixture(scope="session")

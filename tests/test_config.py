@@ -188,3 +188,14 @@ def test_settings_are_frozen() -> None:
     s = Settings.from_env({})
     with pytest.raises(AttributeError):
         s.port = 1
+
+
+def test_registry_and_short_name_settings() -> None:
+    default = Settings.from_env({})
+    assert default.registry == "https://registry.ollama.ai" and default.short_names == "auto"
+    chosen = Settings.from_env({"VLLAMA_REGISTRY": "http://mirror.local:5000/", "VLLAMA_SHORT_NAMES": "Library"})
+    assert chosen.registry == "http://mirror.local:5000" and chosen.short_names == "library"
+    with pytest.raises(ValueError, match="VLLAMA_REGISTRY must be an http:// or https:// URL"):
+        Settings.from_env({"VLLAMA_REGISTRY": "mirror.local"})
+    with pytest.raises(ValueError, match="VLLAMA_SHORT_NAMES must be one of auto, registry, library"):
+        Settings.from_env({"VLLAMA_SHORT_NAMES": "hub"})

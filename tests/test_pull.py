@@ -118,8 +118,10 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(hub: HubStandin, home: Path) -> Iterator[ServerProcess]:
-    """One echo server for the module, pulling from the stand-in into its own store and hub cache."""
-    with ServerProcess(home / "models", {**ECHO_ENV, **hub.env(home)}) as server:
+    """One echo server for the module, pulling from the stand-in into its own store and hub cache;
+    Ollama's registry cannot be reached, so short names come from vllama's library."""
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    with ServerProcess(home / "models", {**ECHO_ENV, **hub.env(home), "VLLAMA_REGISTRY": nowhere}) as server:
         yield server
 
 
@@ -298,8 +300,8 @@ def test_short_name_pulls_the_format_for_this_machine(hub: HubStandin, server: S
         (f"hf.co/{GGUF_REPO}:Q2_K", 404, f"has no GGUF file for the tag 'Q2_K'; it has: {Q4_1}, {Q4_K_M}"),
         (f"{GGUF_REPO}", 400, f"is not a safetensors model (it needs config.json and *.safetensors weights); to pull one of its GGUF files, name it hf.co/{GGUF_REPO}:QUANT"),
         (f"hf.co/{TINY_REPO}", 400, "has no GGUF files"),
-        ("library/unknown-model", 404, "not in vllama's model library"),
-        ("registry.example.com/team/model", 400, "pulling from 'registry.example.com' is not supported"),
+        ("library/unknown-model", 500, "pull model manifest: cannot reach the registry at http://127.0.0.1:"),  # Ollama's, not the hub
+        ("127.0.0.1:9/team/model", 500, "pull model manifest: cannot reach the registry at https://127.0.0.1:9"),
         ("", 400, "model is required"),
     ],
 )  # fmt: skip

@@ -14,6 +14,8 @@ from vllama.durations import env_keep_alive
 
 DEFAULT_PORT = 11434
 LOG_FORMATS = ("text", "json")
+#: Where short names are pulled from first: by the machine, Ollama's registry, or vllama's library of Hub sources.
+SHORT_NAME_SOURCES = ("auto", "registry", "library")
 
 #: Settings that Ollama also has: their ``OLLAMA_*`` name is read when the ``VLLAMA_*`` one is unset.
 OLLAMA_ALIASES = (
@@ -102,6 +104,13 @@ class Settings:
     create_dirs: tuple[Path, ...] = ()
     #: Keep blobs no model uses at start instead of removing them (``VLLAMA_NOPRUNE``).
     noprune: bool = False
+    #: The URL that ``registry.ollama.ai`` names are pulled from (``VLLAMA_REGISTRY``): Ollama's
+    #: registry, or a mirror that speaks its protocol.
+    registry: str = "https://registry.ollama.ai"
+    #: Where a short name (``llama3.2``) is pulled from first (``VLLAMA_SHORT_NAMES``): ``auto`` (the
+    #: library where it has the name in a format this machine runs better than GGUF, else the
+    #: registry), ``registry`` (Ollama's, falling back to vllama's library) or ``library``.
+    short_names: str = "auto"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, /, **overrides: object) -> Settings:
@@ -156,6 +165,14 @@ class Settings:
             values["create_dirs"] = tuple(Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip())
         if (raw := env("NOPRUNE", e)) is not None:
             values["noprune"] = _bool(raw)
+        if (raw := env("REGISTRY", e)) is not None:
+            if not raw.startswith(("http://", "https://")):
+                raise ValueError(f"VLLAMA_REGISTRY must be an http:// or https:// URL, got {raw!r}")
+            values["registry"] = raw.rstrip("/")
+        if (raw := env("SHORT_NAMES", e)) is not None:
+            if raw.lower() not in SHORT_NAME_SOURCES:
+                raise ValueError(f"VLLAMA_SHORT_NAMES must be one of {', '.join(SHORT_NAME_SOURCES)}, got {raw!r}")
+            values["short_names"] = raw.lower()
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 

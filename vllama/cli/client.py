@@ -354,9 +354,14 @@ def pull_model(client: httpx.Client, model: str, *, insecure: bool = False) -> N
 
 @cli.command()
 @click.argument("model")
-@click.option("--insecure", is_flag=True, help="Use an insecure registry.")
+@click.option("--insecure", is_flag=True, help="Pull from a registry over HTTP instead of HTTPS.")
 def pull(model: str, insecure: bool) -> None:
-    """Pull a model, showing each file's progress."""
+    """Pull a model, showing each layer's progress.
+
+    MODEL is a name from Ollama's registry (llama3.2, qwen2.5:7b, registry.ollama.ai/USER/MODEL,
+    HOST/NAMESPACE/MODEL:TAG), a Hugging Face GGUF (hf.co/ORG/REPO:QUANT) or a safetensors or MLX
+    repository (ORG/REPO). See docs/models.md for which source a short name comes from.
+    """
     pull_model(connect(), model, insecure=insecure)
 
 

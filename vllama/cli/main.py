@@ -19,12 +19,12 @@ def cli() -> None:
     VLLAMA_NUM_PARALLEL, VLLAMA_NUM_PARALLEL_MODELS, VLLAMA_MAX_LOADED_MODELS,
     VLLAMA_MAX_QUEUE, VLLAMA_ORIGINS, VLLAMA_CONTEXT_LENGTH, VLLAMA_BACKEND, VLLAMA_PLUGINS,
     VLLAMA_PLUGIN_MODULES, VLLAMA_ISOLATE_ENGINES, VLLAMA_PRELOAD, VLLAMA_DEBUG (or
-    OLLAMA_DEBUG), VLLAMA_LOG_FORMAT, VLLAMA_ACCESS_LOG.
+    OLLAMA_DEBUG), VLLAMA_LOG_FORMAT, VLLAMA_ACCESS_LOG, VLLAMA_REGISTRY, VLLAMA_SHORT_NAMES.
     """
 
 
 def main() -> None:
-    from vllama.cli import bench, client, inspect, run, serve  # noqa: F401 - they register commands
+    from vllama.cli import bench, client, inspect, run, serve, store  # noqa: F401 - they register commands
 
     _register_plugin_commands()
     cli(prog_name="vllama")

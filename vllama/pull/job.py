@@ -1,8 +1,9 @@
 """One pull: planned before anything is streamed (so that errors get their real status), then run
 in a thread of its own whose progress is read as an async stream.
 
-Files are downloaded into the hub cache, then verified while they are copied into the store's
-blobs, and the manifest is written last: a model that is not fully pulled is never listed.
+Hub files are downloaded into the hub cache, then verified while they are copied into the store's
+blobs; registry layers are downloaded beside the store's blobs and verified before they become
+blobs. The manifest is written last: a model that is not fully pulled is never listed.
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+import httpx
+
 from vllama.errors import BadRequest, VllamaError
 from vllama.names import ModelName, parse_name
-from vllama.pull import hub
-from vllama.pull.plan import Plan, make_plan
+from vllama.pull import hub, registry
+from vllama.pull.plan import Plan, RegistryPlan, Where, plan_pull
 from vllama.pull.progress import FileProgress, Progress
 from vllama.store import ModelStore
+from vllama.store.ollama import KEPT_LAYERS, TEXT_LAYERS, adopt, read_layers
+from vllama.store.store import MODEL, Layer
 
 if TYPE_CHECKING:
     from vllama.core import Vllama
@@ -33,16 +38,25 @@ class _Done(NamedTuple):
     error: Exception | None
 
 
-async def prepare(v: Vllama, text: str) -> PullJob:
-    """Plan a pull of ``text``: a model a plugin provides, or files to download from the hub."""
+async def prepare(v: Vllama, text: str, *, insecure: bool = False) -> PullJob:
+    """Plan a pull of ``text``: a model a plugin provides, files to download from the hub, or
+    layers from an Ollama registry (over HTTP with ``insecure``)."""
     name = parse_name(text)
-    return await asyncio.to_thread(_prepare, v, name, text)
+    return await asyncio.to_thread(_prepare, v, name, text, insecure)
 
 
-def _prepare(v: Vllama, name: ModelName, text: str) -> PullJob:
+def _prepare(v: Vllama, name: ModelName, text: str, insecure: bool) -> PullJob:
+    v.store.blobs.writable()
     if _provided(v, name):
         return PullJob(v.store, name, None)
-    return PullJob(v.store, name, make_plan(name, text, v.hardware))
+    return PullJob(v.store, name, plan_pull(name, text, Where(v.hardware, v.settings, _formats(v), insecure)))
+
+
+def _formats(v: Vllama) -> frozenset[str]:
+    """The weight formats that a backend here runs (only the forced one's with ``VLLAMA_BACKEND``)."""
+    forced = v.backends.get(v.settings.backend or "")
+    backends = [forced] if forced is not None else list(v.backends.values())
+    return frozenset().union(*(b.formats for b in backends))
 
 
 def _provided(v: Vllama, name: ModelName) -> bool:
@@ -56,7 +70,7 @@ def _provided(v: Vllama, name: ModelName) -> bool:
 class PullJob:
     """A planned pull. ``plan`` is None when a plugin already provided the model."""
 
-    def __init__(self, store: ModelStore, name: ModelName, plan: Plan | None) -> None:
+    def __init__(self, store: ModelStore, name: ModelName, plan: Plan | RegistryPlan | None) -> None:
         self.store, self.name, self.plan = store, name, plan
         self._cancelled = threading.Event()
 
@@ -92,13 +106,57 @@ class PullJob:
 
     def _run(self, emit: Emit) -> None:
         emit(Progress(status="pulling manifest"))
-        if (plan := self.plan) is not None:
+        if isinstance(plan := self.plan, RegistryPlan):
+            self._pull_layers(plan, emit)
+        elif plan is not None:
             downloaded = [(f, self._download(plan.listing, f, emit)) for f in plan.files]
             emit(Progress(status="verifying sha256 digest"))
             files = {f.path: self._install(plan.listing, f, path) for f, path in downloaded}
             emit(Progress(status="writing manifest"))
             self.store.create(self.name, files=files)
         emit(Progress(status="success"))
+
+    def _pull_layers(self, plan: RegistryPlan, emit: Emit) -> None:
+        """Ollama's order: each layer (the config last), verify them all, then write the manifest."""
+        wanted = [layer for layer in plan.manifest.layers if layer.mediaType in (MODEL, *TEXT_LAYERS, *KEPT_LAYERS)]
+        with registry.client() as http:
+            downloaded = [(layer, self._download_layer(http, plan, layer, emit)) for layer in wanted]
+        config = plan.manifest.config
+        FileProgress(emit, f"pulling {config.digest[7:19]}", config.digest, config.size, self._cancelled)(config.size)
+        emit(Progress(status="verifying sha256 digest"))
+        new: list[str] = []
+        try:
+            for layer, actual in downloaded:
+                if actual is not None:
+                    self._commit(layer, actual, new)
+            found = read_layers(
+                self.name, plan.manifest.layers, plan.model_format, lambda layer: self.store.blobs.require(layer.digest).read_text()
+            )
+            emit(Progress(status="writing manifest"))
+            adopt(self.store, self.name, found, new_blobs=new)
+        except BaseException:
+            self.store.discard(new)
+            raise
+
+    def _download_layer(self, http: httpx.Client, plan: RegistryPlan, layer: Layer, emit: Emit) -> str | None:
+        """Download one layer beside the blobs; its SHA-256, or None if the store already has it."""
+        report = FileProgress(emit, f"pulling {layer.digest[7:19]}", layer.digest, layer.size, self._cancelled)
+        partial = self.store.blobs.partial(layer.digest)
+        with registry.downloading(partial):
+            if self.store.blobs.has(layer.digest):
+                report(layer.size)
+                return None
+            return registry.download(http, registry.blob_url(plan.base, plan.name, layer.digest), partial, layer.size, report)
+
+    def _commit(self, layer: Layer, actual: str, new: list[str]) -> None:
+        """Make a verified download a blob; a mismatch removes it (the next pull starts it again)."""
+        try:
+            new.append(self.store.blobs.commit_partial(self.store.blobs.partial(layer.digest), actual, layer.digest))
+        except BadRequest:
+            raise VllamaError(
+                f"digest mismatch, file must be downloaded again: {layer.digest} from '{self.name.display}' "
+                f"is not what the manifest names (its SHA-256 is sha256:{actual}); the download was discarded, pull again"
+            ) from None
 
     def _download(self, listing: hub.Listing, file: hub.RemoteFile, emit: Emit) -> Path | None:
         """Fetch one file into the hub cache; None if the store already has its blob."""

@@ -1,18 +1,39 @@
-"""What a pull downloads: the name's hub source (named directly or through the library), the
-repo's listing, and the files chosen from it: one GGUF by quant, or a snapshot's engine files."""
+"""What a pull downloads, and from where.
+
+Where a name is pulled from:
+
+- ``hf.co/ORG/REPO[:QUANT]`` and ``ORG/REPO[:REVISION]``: the Hugging Face Hub (one GGUF file, or a
+  safetensors or MLX snapshot).
+- A name that spells out a registry host (``registry.ollama.ai/library/llama3.2``,
+  ``registry.ollama.ai/USER/MODEL``, ``HOST/NAMESPACE/MODEL``): that registry, speaking Ollama's protocol.
+- A short name (``llama3.2``, ``qwen2.5:7b``, ``library/llama3.2``): Ollama's registry, falling back
+  to vllama's library when the registry does not have the name or cannot be reached. A name the
+  library lists comes from the library's Hub source first where this machine prefers another
+  format than GGUF (the registry's: safetensors on NVIDIA, MLX on Apple silicon), where no installed
+  backend runs GGUF, or with ``VLLAMA_SHORT_NAMES=library``; ``VLLAMA_SHORT_NAMES=registry`` asks the
+  registry first on every machine.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import posixpath
 import re
+from dataclasses import dataclass
 
 import msgspec
 
+from vllama.config import Settings
 from vllama.errors import BadRequest, NotFound
 from vllama.names import DEFAULT_HOST, ModelName, parse_name
-from vllama.pull import hub, library
+from vllama.pull import hub, library, registry
 from vllama.pull.sources import HF_HOST, GgufSource, Source, hub_source
+from vllama.store.ollama import weights_layer
+from vllama.store.store import Manifest
 from vllama.types import Hardware
+
+log = logging.getLogger("vllama.pull")
 
 #: The quant an ``hf.co/ORG/REPO`` name (tag ``latest``) pulls, and the ones tried after it, in
 #: order, when the repo does not have it: 4-bit first, then larger, then smaller.
@@ -40,6 +61,68 @@ class Plan(msgspec.Struct, frozen=True):
     files: tuple[hub.RemoteFile, ...]
 
 
+@dataclass(frozen=True)
+class RegistryPlan:
+    """A model of an Ollama registry: where it is, and its manifest."""
+
+    base: str
+    name: ModelName
+    manifest: Manifest
+    model_format: str
+
+
+@dataclass(frozen=True)
+class Where:
+    """What a pull may use besides the name: the machine, the settings, and the formats installed backends run."""
+
+    hardware: Hardware
+    settings: Settings
+    formats: frozenset[str]
+    insecure: bool = False
+
+
+def plan_pull(name: ModelName, text: str, where: Where) -> Plan | RegistryPlan:
+    """Plan a pull from the Hub or a registry (see the module's rule); raises NotFound or BadRequest
+    before anything is downloaded."""
+    if name.host.lower() != HF_HOST and (name.host.lower() != DEFAULT_HOST or _names_host(text)):
+        return registry_plan(name, where)
+    if hub_source(name) is not None:
+        return make_plan(name, text, where.hardware)
+    if (entry := library.lookup(name)) is None:
+        return registry_plan(name, where)
+    prefers_library = where.settings.short_names == "library" or (
+        where.settings.short_names == "auto" and not isinstance(hub_source(parse_name(library.choose(entry, where.hardware))), GgufSource)
+    )
+    if prefers_library or "gguf" not in where.formats:
+        return make_plan(name, text, where.hardware)
+    try:
+        return registry_plan(name, where)
+    except (NotFound, registry.RegistryUnreachable) as e:
+        log.info("pulling %s from vllama's library: %s", name.display, e)
+        return make_plan(name, text, where.hardware)
+
+
+def registry_plan(name: ModelName, where: Where) -> RegistryPlan:
+    """Read the model's manifest and config from its registry, and check that a backend here runs its weights."""
+    base = registry.base_url(name, where.settings.registry, insecure=where.insecure)
+    with registry.client() as http:
+        manifest = registry.fetch_manifest(http, base, name)
+        config = json.loads(registry.fetch_small(http, base, name, manifest.config.digest))
+    fmt = str(config.get("model_format", "")) if isinstance(config, dict) else ""
+    weights_layer(name, manifest.layers, fmt)
+    if "gguf" not in where.formats:
+        raise BadRequest(f"'{name.display}' has GGUF weights, and no installed backend runs gguf models; install vllama[cpu]")
+    return RegistryPlan(base, name, manifest, fmt or "gguf")
+
+
+def _names_host(text: str) -> bool:
+    """Does the name as typed start with a host (three parts: ``HOST/NAMESPACE/MODEL``)?"""
+    for scheme in ("https://", "http://"):
+        if text.lower().startswith(scheme):
+            text = text[len(scheme) :]
+    return text.split("@", 1)[0].count("/") == 2
+
+
 def source_of(name: ModelName, hardware: Hardware) -> Source | None:
     """The hub source of a name: spelled out (``hf.co/...``, ``ORG/REPO``), or the library's for this hardware."""
     source = hub_source(name)
@@ -52,11 +135,7 @@ def make_plan(name: ModelName, text: str, hardware: Hardware) -> Plan:
     """List the source repo and choose its files; raises NotFound or BadRequest before anything is downloaded."""
     source = source_of(name, hardware)
     if source is None:
-        if name.host.lower() not in (DEFAULT_HOST, HF_HOST):
-            raise BadRequest(f"pull model manifest: pulling from '{name.host}' is not supported; {_ASK}")
-        raise NotFound(
-            f"pull model manifest: '{text}' is not in vllama's model library, and pulling from Ollama's registry is not supported; {_ASK}"
-        )
+        raise NotFound(f"pull model manifest: '{text}' names no Hugging Face repository and is not in vllama's model library; {_ASK}")
     if isinstance(source, GgufSource):
         listing = hub.list_files(source.repo, None)
         return Plan(listing, (pick_gguf(listing, source.tag),))

@@ -295,9 +295,9 @@ async def _progress(first: Any, queue: asyncio.Queue[Any], task: asyncio.Task[No
 
 @post("/api/pull", status_code=200, tags=["models"], summary="Pull a model")
 async def pull(request: Request[Any, Any, Any], data: w.PullBody) -> Response[Any] | Stream:
-    """Download a model from the Hugging Face Hub (or install one a plugin provides), with
-    Ollama's progress stream. Errors found before the download starts get their real status."""
-    job = await prepare(serving.vllama_of(request), data.model or data.name)
+    """Download a model from Ollama's registry or the Hugging Face Hub (or install one a plugin
+    provides), with Ollama's progress stream. Errors found before the download starts get their real status."""
+    job = await prepare(serving.vllama_of(request), data.model or data.name, insecure=data.insecure)
     if data.stream is False:
         async for _ in job.progress():
             pass

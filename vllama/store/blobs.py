@@ -12,7 +12,17 @@ from pathlib import Path
 from vllama.errors import BadRequest, NotFound
 
 _DIGEST = re.compile(r"sha256[:-]([0-9a-f]{64})")
+_BLOB_NAME = re.compile(r"sha256-[0-9a-f]{64}")
 CHUNK = 1 << 20
+#: The name a download in progress has beside the blob it will become (as Ollama names it):
+#: kept across restarts, so that a pull continues where it stopped.
+PARTIAL_SUFFIX = "-partial"
+
+
+class ReadOnlyStore(BadRequest):
+    """A write to a store that vllama only reads (an Ollama store)."""
+
+    status = 403
 
 
 def parse_digest(digest: str) -> str:
@@ -29,10 +39,11 @@ def is_digest(text: str) -> bool:
 
 
 class Blobs:
-    """The blob directory."""
+    """The blob directory; ``read_only`` refuses every write (:class:`ReadOnlyStore`)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, read_only: bool = False) -> None:
         self.root = root
+        self.read_only = read_only
 
     def path(self, digest: str) -> Path:
         return self.root / f"sha256-{parse_digest(digest)}"
@@ -46,7 +57,29 @@ class Blobs:
             raise NotFound(f'blob "{digest}" not found')
         return path
 
+    def partial(self, digest: str) -> Path:
+        """Where a download of ``digest`` is kept until it is verified."""
+        self.writable()
+        return self.root / f"sha256-{parse_digest(digest)}{PARTIAL_SUFFIX}"
+
+    def writable(self) -> None:
+        """Raise :class:`ReadOnlyStore` if this store is only read."""
+        if self.read_only:
+            raise ReadOnlyStore(
+                f"the model store at {self.root.parent} is an Ollama store, which vllama only reads; "
+                "run `vllama import-ollama` to adopt its models into vllama's own store (VLLAMA_MODELS)"
+            )
+
+    def commit_partial(self, partial: Path, actual: str, expected: str) -> str:
+        """Move a finished download into place once its SHA-256 (``actual``, hex) is ``expected``;
+        on a mismatch the download is removed and ``BadRequest`` raised. A download that another
+        pull of the same blob moved into place already counts as done."""
+        if not partial.exists() and self.has(expected) and parse_digest(expected) == actual:
+            return expected
+        return self._commit(partial, actual, expected)
+
     def _tmp(self) -> tempfile._TemporaryFileWrapper[bytes]:
+        self.writable()
         self.root.mkdir(parents=True, exist_ok=True)
         return tempfile.NamedTemporaryFile(dir=self.root, prefix=".partial-", delete=False)
 
@@ -103,12 +136,41 @@ class Blobs:
                 raise
         return self._commit(Path(dst.name), h.hexdigest(), None, new)
 
+    def adopt_file(self, source: Path, digest: str, new: list[str] | None = None) -> bool:
+        """Take in a file that another store holds as ``digest``: verified, then hard-linked (no
+        copy, the source is left as it is) or copied where a link cannot be made. True if linked."""
+        if self.has(digest):
+            return True
+        h = hashlib.sha256()
+        with source.open("rb") as src:
+            while chunk := src.read(CHUNK):
+                h.update(chunk)
+        if h.hexdigest() != parse_digest(digest):
+            raise BadRequest(
+                f'{source} does not hold what its name says: digest mismatch, expected "{digest}", got "sha256:{h.hexdigest()}"'
+            )
+        self.writable()
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, self.path(digest))
+            linked = True
+        except FileExistsError:
+            return True
+        except OSError:  # another file system, or links not allowed
+            with source.open("rb") as src:
+                self.write_chunks(iter(lambda: src.read(CHUNK), b""), expected=digest)
+            linked = False
+        if new is not None:
+            new.append(digest)
+        return linked
+
     def all(self) -> set[str]:
         if not self.root.is_dir():
             return set()
-        return {f"sha256:{p.name[7:]}" for p in self.root.glob("sha256-*")}
+        return {f"sha256:{p.name[7:]}" for p in self.root.glob("sha256-*") if _BLOB_NAME.fullmatch(p.name)}
 
     def remove(self, digest: str) -> None:
+        self.writable()
         self.path(digest).unlink(missing_ok=True)
 
 

@@ -2,6 +2,9 @@
 
 A model exists exactly when its manifest exists, and the manifest is written last (by an
 atomic rename) after every blob it names is in place: a crash never leaves a half model listed.
+
+A directory that Ollama keeps (:func:`~vllama.store.ollama.is_ollama_store`) is read in place and
+never written: no lock, no sweep, no partial file; its models are described from their GGUF weights.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +46,8 @@ SYSTEM = "application/vnd.ollama.image.system"
 PARAMS = "application/vnd.ollama.image.params"
 LICENSE = "application/vnd.ollama.image.license"
 MESSAGES = "application/vnd.ollama.image.messages"
+PROJECTOR = "application/vnd.ollama.image.projector"
+ADAPTER = "application/vnd.ollama.image.adapter"
 TITLE = "org.opencontainers.image.title"
 
 Progress = Callable[[str], None]
@@ -84,17 +90,30 @@ class ModelStore:
     and a delete never removes a blob that a model written meanwhile uses. Copying large files
     in happens outside the lock."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, read_only: bool | None = None) -> None:
+        """``read_only``: None decides from the directory (an Ollama store is only read)."""
+        from vllama.store.ollama import is_ollama_store
+
         self.root = Path(root)
-        self.blobs = Blobs(self.root / "blobs")
+        self.read_only = is_ollama_store(self.root) if read_only is None else read_only
+        self.blobs = Blobs(self.root / "blobs", read_only=self.read_only)
         self._manifests = self.root / "manifests"
         self._snapshots = self.root / "snapshots"
-        self._lock = StoreLock(self.root)
+        self._store_lock = StoreLock(self.root)
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        """The store's lock; a store that is only read is never locked (a lock is a write)."""
+        with nullcontext() if self.read_only else self._store_lock():
+            yield
 
     # -- reading --------------------------------------------------------------------
 
     def _manifest_path(self, name: ModelName) -> Path:
-        return self._manifests.joinpath(*name.parts)
+        path = self._manifests.joinpath(*name.parts)
+        if self.read_only and not path.is_file():  # Ollama keeps a name's case on disk
+            path = _case_insensitive(self._manifests, name.parts) or path
+        return path
 
     def _read(self, name: ModelName) -> tuple[Manifest, bytes] | None:
         path = self._manifest_path(name)
@@ -136,7 +155,7 @@ class ModelStore:
             for name in self._names():
                 try:
                     ref = self.get(name)
-                except (NotFound, msgspec.DecodeError) as e:  # damaged outside vllama
+                except (NotFound, BadRequest, msgspec.DecodeError) as e:  # damaged outside vllama, or weights it cannot run
                     log.warning("skipping %s: %s", name.display, e)
                     continue
                 if ref is not None:
@@ -145,6 +164,8 @@ class ModelStore:
 
     def _ref(self, name: ModelName, manifest: Manifest, raw: bytes) -> ModelRef:
         config = msgspec.json.decode(self.blobs.require(manifest.config.digest).read_bytes(), type=Config)
+        if not config.info:  # a config that Ollama wrote: what vllama records, read from the weights
+            config = self._described(name, manifest, config)
         text = {layer.mediaType: self._text(layer) for layer in manifest.layers if layer.mediaType in (TEMPLATE, SYSTEM, PARAMS, MESSAGES)}
         digest = hashlib.sha256(raw).hexdigest()
         mtime = self._manifest_path(name).stat().st_mtime
@@ -171,6 +192,13 @@ class ModelStore:
             modified_at=dt.datetime.fromtimestamp(mtime, dt.UTC).isoformat().replace("+00:00", "Z"),
         )
 
+    def _described(self, name: ModelName, manifest: Manifest, config: Config) -> Config:
+        """What vllama records, read from the GGUF of a model Ollama wrote; BadRequest if vllama cannot run it."""
+        from vllama.store.ollama import described_weights, weights_layer
+
+        model = weights_layer(name, manifest.layers, config.model_format)
+        return _config(described_weights(self.blobs.require(model.digest), model.digest))
+
     def _text(self, layer: Layer) -> str:
         return self.blobs.require(layer.digest).read_text()
 
@@ -185,6 +213,7 @@ class ModelStore:
         target = self._snapshots / digest
         if target.is_dir():
             return target
+        self.blobs.writable()
         self._snapshots.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=self._snapshots, prefix=".partial-"))
         for layer in manifest.layers:
@@ -200,6 +229,19 @@ class ModelStore:
 
     # -- writing --------------------------------------------------------------------
 
+    def manifest(self, name: ModelName) -> Manifest:
+        """An installed model's manifest; 404 if there is none."""
+        with self._lock():
+            found = self._read(name)
+        if found is None:
+            raise ModelNotFound(name.display)
+        return found[0]
+
+    def names(self) -> builtins.list[ModelName]:
+        """The names of the installed models, sorted."""
+        with self._lock():
+            return sorted(self._names(), key=lambda n: n.parts)
+
     def import_path(self, source: Path, progress: Progress = lambda _: None) -> dict[str, str]:
         """Copy a local GGUF file, or a model directory's files (:func:`~vllama.store.files.model_files`),
         into blobs: ``{filename: digest}``."""
@@ -214,6 +256,7 @@ class ModelStore:
         self, files: Mapping[str, Path], progress: Progress = lambda _: None, new: builtins.list[str] | None = None
     ) -> dict[str, str]:
         """Copy files into blobs: ``{name: digest}``; digests the store did not hold are appended to ``new``."""
+        self.blobs.writable()
         out = {}
         for rel, path in files.items():
             progress(f"copying file {rel}")
@@ -223,6 +266,7 @@ class ModelStore:
     def discard(self, digests: Iterable[str]) -> None:
         """Remove those of ``digests`` that no model uses (what a failed create wrote, or the
         layers of a replaced model), and snapshots no model refers to."""
+        self.blobs.writable()
         with self._lock():
             used, snapshots = self._in_use()
             for digest in set(digests) - used:
@@ -242,14 +286,19 @@ class ModelStore:
         messages: builtins.list[Message] | None = None,
         progress: Progress = lambda _: None,
         new_blobs: Iterable[str] = (),
+        extra_layers: Iterable[Layer] = (),
     ) -> ModelRef:
         """Write a model from uploaded blobs (``files``) or on top of ``base``; Ollama's
-        create semantics: given fields replace the base model's. If it fails, the blobs it wrote,
+        create semantics: given fields replace the base model's. ``extra_layers`` (a vision
+        projector: blobs already stored) are kept as they are. If it fails, the blobs it wrote,
         and ``new_blobs`` (those the caller wrote for it), are removed unless a model uses them."""
+        self.blobs.writable()
         written = list(new_blobs)
         with self._lock():
             try:
-                return self._create(name, files, base, parameters, template, system, license, messages, progress, written)
+                return self._create(
+                    name, files, base, parameters, template, system, license, messages, list(extra_layers), progress, written
+                )
             except BaseException:
                 self.discard(written)
                 raise
@@ -264,6 +313,7 @@ class ModelStore:
         system: str | None,
         license: builtins.list[str] | None,
         messages: builtins.list[Message] | None,
+        extra_layers: builtins.list[Layer],
         progress: Progress,
         written: builtins.list[str],
     ) -> ModelRef:
@@ -281,7 +331,7 @@ class ModelStore:
             system = base.system if system is None else system
             license = base.license if license is None else license
             messages = base.messages if messages is None else messages
-        layers = list(weights)
+        layers = list(weights) + extra_layers
         for media, value in (
             (TEMPLATE, template),
             (SYSTEM, system),
@@ -364,6 +414,7 @@ class ModelStore:
             self.discard(_digests(old[0]))
 
     def copy(self, source: ModelName, destination: ModelName) -> None:
+        self.blobs.writable()
         with self._lock():
             found = self._read(source)
             if found is None:
@@ -372,6 +423,7 @@ class ModelStore:
 
     def delete(self, name: ModelName) -> None:
         """Remove a model, and those of its blobs that no other model uses."""
+        self.blobs.writable()
         with self._lock():
             found = self._read(name)
             if found is None:
@@ -382,7 +434,10 @@ class ModelStore:
     def sweep(self, *, prune: bool = True) -> None:
         """Remove what an interrupted write left: partial files, snapshots no model uses and,
         with ``prune``, blobs no model uses (as Ollama prunes at start; ``VLLAMA_NOPRUNE``
-        keeps them). Run at start, before any request."""
+        keeps them). Run at start, before any request. A store that is only read is left alone."""
+        if self.read_only:
+            log.info("%s is an Ollama store: its models are read in place, nothing is written there", self.root)
+            return
         with self._lock():
             for folder in (self.root, self.blobs.root, self._snapshots):
                 self._remove_partials(folder.glob(".partial-*"))
@@ -423,6 +478,17 @@ class ModelStore:
                 used |= _digests(found[0])
                 snapshots.add(hashlib.sha256(found[1]).hexdigest())
         return used, snapshots
+
+
+def _case_insensitive(root: Path, parts: Iterable[str]) -> Path | None:
+    """The path under ``root`` whose parts equal ``parts`` ignoring case, if there is one."""
+    path = root
+    for part in parts:
+        try:
+            path = next(p for p in path.iterdir() if p.name.lower() == part)
+        except (StopIteration, OSError):
+            return None
+    return path if path.is_file() else None
 
 
 def _digests(manifest: Manifest) -> set[str]:
