@@ -211,6 +211,9 @@ class ChatRequest(_Generation, kw_only=True):
     #: How the model writes calls (:data:`vllama.tool_calls.FORMATS`), decided by the core
     #: from the Modelfile or the chat template; "" when no tools are offered.
     tool_format: str = ""
+    #: A chat longer than the context loses its oldest messages (:mod:`vllama.truncation`);
+    #: False: it is an error (:class:`~vllama.errors.ContextOverflow`).
+    truncate: bool = True
 
 
 class EmbedRequest(msgspec.Struct, kw_only=True):
@@ -258,6 +261,8 @@ class Done(msgspec.Struct, tag="done", kw_only=True):
     eval_ns: int = 0
     #: Token ids of prompt + reply, for Ollama's ``context`` (empty where unsupported).
     context: list[int] = []
+    #: Messages of a chat left out to fit the context (:mod:`vllama.truncation`).
+    dropped_messages: int = 0
 
 
 Event = Delta | Done
