@@ -85,6 +85,7 @@ READ_ONLY_ROUTES = tuple(
         ("GET", r"/v1/models"), ("GET", r"/v1/models/.+"), ("GET", r"/openapi(/.*)?"),
         ("POST", r"/v1/messages"), ("POST", r"/v1/messages/count_tokens"),
         ("GET", r"/health"), ("HEAD", r"/health"), ("GET", r"/health/.+"),
+        ("POST", r"/api/rerank"), ("POST", r"/v1/rerank"), ("POST", r"/rerank"),
     )
 )  # fmt: skip
 #: Routes whose body may carry ``keep_alive``.
@@ -97,6 +98,9 @@ KEEP_ALIVE_ROUTES = (
     "/v1/completions",
     "/v1/embeddings",
     "/v1/messages",
+    "/api/rerank",
+    "/v1/rerank",
+    "/rerank",
 )
 #: The most body a read-only request may send to a ``keep_alive`` route (Litestar's default limit).
 MAX_BODY = 10_000_000

@@ -12,6 +12,8 @@ from vllama import gguf
 from vllama.errors import BadRequest
 from vllama.types import ModelDetails
 
+#: llama.cpp's pooling type of a reranker GGUF: one relevance score per query and document pair.
+RANK_POOLING = 4
 _EMBEDDING_ARCHES = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "t5encoder", "modern-bert"})
 
 
@@ -53,8 +55,10 @@ def describe_gguf(path: Path) -> Description:
     info = {k: v for k, v in g.metadata.items() if v is not None and k != "tokenizer.chat_template"}
     info["general.parameter_count"] = g.parameter_count
     template = g.chat_template
+    is_reranker = g.arch_key("pooling_type") == RANK_POOLING
     is_embedding = arch in _EMBEDDING_ARCHES or g.arch_key("pooling_type") is not None
-    capabilities = with_template(["embedding"] if is_embedding else ["completion"], template)
+    kind = "rerank" if is_reranker else "embedding" if is_embedding else "completion"
+    capabilities = with_template([kind], template)
     if "tokenizer.ggml.fim_pre_token_id" in g.metadata:
         capabilities.append("insert")
     details = ModelDetails(
