@@ -12,7 +12,8 @@ from vllama import gguf
 from vllama.errors import BadRequest
 from vllama.types import ModelDetails
 
-#: llama.cpp's pooling type of a reranker GGUF: one relevance score per query and document pair.
+#: llama.cpp's pooling type of a reranker GGUF: one relevance score per query and document pair
+#: (a GGUF whose classifier has one output label, such as a BERT cross-encoder, is one too).
 RANK_POOLING = 4
 _EMBEDDING_ARCHES = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "t5encoder", "modern-bert"})
 
@@ -55,7 +56,8 @@ def describe_gguf(path: Path) -> Description:
     info = {k: v for k, v in g.metadata.items() if v is not None and k != "tokenizer.chat_template"}
     info["general.parameter_count"] = g.parameter_count
     template = g.chat_template
-    is_reranker = g.arch_key("pooling_type") == RANK_POOLING
+    labels = g.arch_key("classifier.output_labels")
+    is_reranker = g.arch_key("pooling_type") == RANK_POOLING or (isinstance(labels, list) and len(labels) == 1)
     is_embedding = arch in _EMBEDDING_ARCHES or g.arch_key("pooling_type") is not None
     kind = "rerank" if is_reranker else "embedding" if is_embedding else "completion"
     capabilities = with_template([kind], template)
