@@ -3,7 +3,10 @@ scored by its engine, an embedding model scored by embedding similarity, and cle
 
 from __future__ import annotations
 
+import json
+import struct
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,7 +17,7 @@ from tests.conftest import start_server
 from vllama.server import rerank_convert
 from vllama.server import rerank_wire as r
 from vllama.server.auth import KEEP_ALIVE_ROUTES, READ_ONLY_ROUTES
-from vllama.store.describe import RANK_POOLING
+from vllama.store.describe import RANK_POOLING, describe_directory, describe_gguf
 from vllama.testing.gguf import tiny_model
 from vllama.testing.server import ServerProcess, create_model
 from vllama.types import RerankScores
@@ -130,3 +133,37 @@ def test_the_routes_are_open_to_read_only_keys() -> None:
     for path in PATHS:
         assert any(method == "POST" and pattern.fullmatch(path) for method, pattern in READ_ONLY_ROUTES)
         assert path in KEEP_ALIVE_ROUTES  # a read-only key may not unload or pin a model through them
+
+
+def _model_dir(path: Path, config: dict[str, object]) -> Path:
+    path.mkdir()
+    (path / "config.json").write_text(json.dumps({"model_type": "bert", **config}))
+    header = json.dumps({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}).encode()
+    (path / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + bytes(16))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("config", "kind"),
+    [
+        ({"architectures": ["BertForSequenceClassification"], "id2label": {"0": "LABEL_0"}}, "rerank"),
+        ({"architectures": ["XLMRobertaForSequenceClassification"]}, "rerank"),
+        ({"architectures": ["BertForSequenceClassification"], "id2label": {"0": "negative", "1": "positive"}}, "completion"),
+        ({"architectures": ["BertModel"]}, "embedding"),
+    ],
+)
+def test_a_one_label_classifier_directory_is_a_reranker(tmp_path: Path, config: dict[str, object], kind: str) -> None:
+    assert describe_directory(_model_dir(tmp_path / "m", config)).capabilities == [kind]
+
+
+@pytest.mark.parametrize(
+    ("metadata", "kind"),
+    [
+        ({"bert.pooling_type": RANK_POOLING}, "rerank"),
+        ({"bert.classifier.output_labels": ["LABEL_0"]}, "rerank"),
+        ({"bert.classifier.output_labels": ["negative", "positive"]}, "embedding"),
+        ({"bert.pooling_type": 1}, "embedding"),
+    ],
+)
+def test_a_rank_pooling_or_one_label_gguf_is_a_reranker(tmp_path: Path, metadata: dict[str, object], kind: str) -> None:
+    assert describe_gguf(tiny_model(tmp_path / "m.gguf", arch="bert", template="", **metadata)).capabilities == [kind]

@@ -104,7 +104,10 @@ def describe_directory(path: Path) -> Description:
             info[f"{family}.{key}"] = text_config[src]
     template = _hf_chat_template(path)
     is_embedding = (path / "modules.json").is_file() or (arch.endswith(("Model", "ForMaskedLM")) and "CausalLM" not in arch)
-    capabilities = with_template(["embedding"] if is_embedding else ["completion"], template)
+    labels = config.get("id2label")
+    is_reranker = arch.endswith("ForSequenceClassification") and (not isinstance(labels, dict) or len(labels) == 1)
+    kind = "rerank" if is_reranker else "embedding" if is_embedding else "completion"
+    capabilities = with_template([kind], template)
     level = f"Q{quant['bits']}" if is_mlx and "bits" in quant else (str(quant.get("quant_method") or "").upper() or dtype)
     details = ModelDetails(
         format="mlx" if is_mlx else "safetensors",

@@ -23,8 +23,9 @@ GPU_PARALLEL = 256
 CPU_PARALLEL = 8
 
 
-#: What vLLM does with an embedding model, and with any other.
+#: What vLLM does with an embedding model, a cross-encoder, and with any other.
 EMBEDDER = frozenset({"embedding"})
+RERANKER = frozenset({"rerank"})
 GENERATOR = frozenset({"completion", "chat", "tools", "format", "logprobs"})
 
 
@@ -38,7 +39,7 @@ class VllmBackend(Backend):
 
     name: ClassVar[str] = "vllm"
     formats: ClassVar[frozenset[str]] = frozenset({"safetensors"})
-    capabilities: ClassVar[frozenset[str]] = frozenset({"completion", "chat", "embedding", "tools", "format", "logprobs"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"completion", "chat", "embedding", "tools", "format", "logprobs", "rerank"})
     isolated: ClassVar[bool] = False
     parses_tool_calls: ClassVar[bool] = True
     settings_type: ClassVar[type[EngineSettings]] = VllmSettings
@@ -62,8 +63,8 @@ class VllmBackend(Backend):
     def supports(cls, model: ModelRef, hardware: Hardware) -> Support | None:
         if model.format != "safetensors" or importlib.util.find_spec("vllm") is None:
             return None
-        # vLLM runs a model as a generator or, with its pooling runner, as an embedder.
-        serves = EMBEDDER if "embedding" in model.capabilities else GENERATOR
+        # vLLM runs a model as a generator or, with its pooling runner, as an embedder or a cross-encoder.
+        serves = RERANKER if "rerank" in model.capabilities else EMBEDDER if "embedding" in model.capabilities else GENERATOR
         if hardware.has_nvidia:
             return Support(score=100, reason="vLLM on NVIDIA", parallel=GPU_PARALLEL, capabilities=serves)
         return Support(score=20, reason="vLLM's CPU build, as a fallback", parallel=CPU_PARALLEL, capabilities=serves)
