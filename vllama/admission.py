@@ -57,7 +57,9 @@ def check(model: ModelRef, serving: Candidate, request: GenerateRequest | ChatRe
 
 def check_embed(model: ModelRef, serving: Candidate) -> None:
     """Embeddings need a backend that embeds this model; as in Ollama, a generative model may
-    embed where the backend allows it."""
+    embed where the backend allows it; a reranker does not embed."""
+    if "rerank" in model.capabilities and "embedding" not in model.capabilities:
+        raise Unsupported(f'"{model.name}" is a reranker and does not support embeddings: use /api/rerank')
     if "embedding" not in serving.capabilities:
         raise Unsupported(f'"{model.name}" does not support embeddings with the {serving.backend.name} backend')
 

@@ -107,6 +107,16 @@ def test_bad_requests_are_clear_400s(server: ServerProcess, body: dict[str, obje
     assert v1.status_code == 400 and message in v1.json()["error"]["message"]
 
 
+def test_a_reranker_does_not_embed(server: ServerProcess) -> None:
+    r = httpx.post(server.url + "/api/embed", json={"model": "reranker", "input": "x"})
+    assert r.status_code == 400 and "is a reranker and does not support embeddings" in r.json()["error"]
+
+
+def test_the_routes_are_in_the_openapi_schema(server: ServerProcess) -> None:
+    paths = httpx.get(server.url + "/openapi/openapi.json").json()["paths"]
+    assert {"/api/rerank", "/v1/rerank", "/rerank"} <= set(paths)
+
+
 def test_an_unknown_model_is_a_404(server: ServerProcess) -> None:
     assert _rerank(server, model="nope", query=QUERY, documents=DOCUMENTS).status_code == 404
 

@@ -285,7 +285,10 @@ async def rerank_scores(
     scoring = admission.check_rerank(model, v.candidate_for(model))
     async with v.scheduler.acquire(model, keep_alive=keep_alive, options=options) as lease:
         if scoring == "cross-encoder":
-            return await lease.engine.rerank(RerankRequest(query=query, documents=documents, truncate=truncate))
+            scored = await lease.engine.rerank(RerankRequest(query=query, documents=documents, truncate=truncate))
+            if len(scored.scores) != len(documents):
+                raise EngineError(f"the engine for {model.name} returned {len(scored.scores)} scores for {len(documents)} documents")
+            return scored
         embedded = await lease.engine.embed(EmbedRequest(inputs=[query, *documents], truncate=truncate))
     first, *rest = (normalize(vector) for vector in embedded.vectors)
     scores = [sum(a * b for a, b in zip(first, vector, strict=True)) for vector in rest]
