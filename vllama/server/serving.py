@@ -251,8 +251,6 @@ async def embed_vectors(
     v: Vllama, model: ModelRef, inputs: list[str], *, truncate: bool, keep_alive: float | None, options: opts.RequestOptions
 ) -> tuple[list[list[float]], int, int]:
     """Embed inputs; return (raw vectors, prompt tokens, load ns)."""
-    from vllama.types import EmbedRequest
-
     admission.check_embed(model, v.candidate_for(model))
     async with v.scheduler.acquire(model, keep_alive=keep_alive, options=options) as lease:
         result = await lease.engine.embed(EmbedRequest(inputs=inputs, truncate=truncate))

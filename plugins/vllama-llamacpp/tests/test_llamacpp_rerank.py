@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from vllama.errors import ContextOverflow
 from vllama.testing.hf_models import minilm_cross_encoder_dir, minilm_cross_encoder_gguf, minilm_dir, minilm_gguf, smollm2_gguf
 from vllama.testing.rerank import CASES, check_relevance, rerank
 from vllama.testing.server import ServerProcess, create_model
@@ -83,6 +84,14 @@ async def test_the_cross_encoder_scores_pairs_as_transformers_does(cross_encoder
     assert got.scoring == "cross-encoder" and got.prompt_tokens == int(pairs["attention_mask"].sum())
     assert got.scores == pytest.approx(want, rel=5e-3)
     assert len(set(got.scores)) == len(documents)
+
+
+async def test_a_pair_longer_than_the_context_is_cut_or_refused(cross_encoder: LlamaCppEngine) -> None:
+    long = "word " * 600
+    cut = await cross_encoder.rerank(RerankRequest(query="a query", documents=[long, "short"]))
+    assert cut.prompt_tokens == 512 + len(cross_encoder._embedder._pair("a query", "short"))
+    with pytest.raises(ContextOverflow):
+        await cross_encoder.rerank(RerankRequest(query="a query", documents=[long], truncate=False))
 
 
 @pytest.fixture(scope="module")

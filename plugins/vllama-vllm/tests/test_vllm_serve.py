@@ -162,6 +162,11 @@ def test_a_cross_encoder_is_scored_by_vllm_as_transformers_scores_it(server: Ser
         want = torch.sigmoid(model(**pairs).logits[:, 0]).tolist()  # vLLM's activation for one label
     assert [got[i] for i in range(len(documents))] == pytest.approx(want, abs=1e-2)
     assert body["usage"]["prompt_tokens"] == int(pairs["attention_mask"].sum())
+    long = "word " * 600  # past MiniLM's 512 positions: cut to fit, or refused
+    assert rerank(server.url, "minilm-ce", query, [long, documents[0]])["usage"]["prompt_tokens"] > 512
+    for fields in ({"documents": [long], "truncate": False}, {"query": long, "documents": ["d"]}):
+        refused = httpx.post(server.url + "/api/rerank", json={"model": "minilm-ce", "query": query, **fields}, timeout=60)
+        assert refused.status_code == 400 and "exceeds the context length" in refused.json()["error"], refused.text
 
 
 def test_bad_input_is_a_clear_ollama_error(client: ollama.Client) -> None:

@@ -242,6 +242,9 @@ class VllmEngine(Engine):
         if len(encoded["input_ids"]) > self._max_len:
             if not truncate:
                 raise ContextOverflow("the input length exceeds the context length")
+            query_tokens = len(self._tokenizer(text=query, text_pair="")["input_ids"])
+            if query_tokens + 2 > self._max_len:  # only the document can be cut, down to a token
+                raise ContextOverflow("the query length exceeds the context length")
             encoded = self._tokenizer(text=query, text_pair=document, truncation="only_second", max_length=self._max_len)
         params = PoolingParams(task="classify")
         if (types := encoded.get("token_type_ids")) is not None:
