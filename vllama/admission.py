@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from vllama.errors import BadRequest, Unsupported
 from vllama.selection import Candidate
-from vllama.types import ChatRequest, GenerateRequest, ModelRef
+from vllama.types import ChatRequest, GenerateRequest, ModelRef, Scoring
 
 #: Model capabilities and the backend capability each needs ("completion": either).
 _NEEDS = {"completion": ("completion", "chat"), "embedding": ("embedding",), "tools": ("tools",),
@@ -57,9 +57,24 @@ def check(model: ModelRef, serving: Candidate, request: GenerateRequest | ChatRe
 
 def check_embed(model: ModelRef, serving: Candidate) -> None:
     """Embeddings need a backend that embeds this model; as in Ollama, a generative model may
-    embed where the backend allows it."""
+    embed where the backend allows it; a reranker does not embed."""
+    if "rerank" in model.capabilities and "embedding" not in model.capabilities:
+        raise Unsupported(f'"{model.name}" is a reranker and does not support embeddings: use /api/rerank')
     if "embedding" not in serving.capabilities:
         raise Unsupported(f'"{model.name}" does not support embeddings with the {serving.backend.name} backend')
+
+
+def check_rerank(model: ModelRef, serving: Candidate) -> Scoring:
+    """How a rerank with ``model`` is scored: by the engine where the model is a reranker its
+    backend runs, else by embedding similarity where it is an embedding model the backend
+    embeds. A generative model is refused: its embeddings do not rank documents."""
+    if "rerank" in model.capabilities and "rerank" in serving.capabilities:
+        return "cross-encoder"
+    if "embedding" in model.capabilities and "embedding" in serving.capabilities:
+        return "embedding-similarity"
+    if "rerank" in model.capabilities or "embedding" in model.capabilities:
+        raise Unsupported(f'"{model.name}" does not support rerank with the {serving.backend.name} backend')
+    raise Unsupported(f'"{model.name}" does not support rerank: use a reranker or an embedding model')
 
 
 def check_context(model: ModelRef, context: list[int]) -> None:

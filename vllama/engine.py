@@ -25,11 +25,13 @@ from vllama.types import (
     Hardware,
     LoadSettings,
     ModelRef,
+    RerankRequest,
+    RerankScores,
 )
 
 #: Capabilities a backend may declare. The server answers 400 for a request that needs one
 #: the backend lacks (e.g. ``format`` without "format").
-CAPABILITIES = frozenset({"completion", "chat", "embedding", "tools", "thinking", "vision", "insert", "format", "logprobs"})
+CAPABILITIES = frozenset({"completion", "chat", "embedding", "tools", "thinking", "vision", "insert", "format", "logprobs", "rerank"})
 
 
 class Support(msgspec.Struct, frozen=True, kw_only=True):
@@ -166,6 +168,14 @@ class Engine(abc.ABC):
         from vllama.errors import Unsupported
 
         raise Unsupported("this model does not support embeddings")
+
+    async def rerank(self, request: RerankRequest) -> RerankScores:
+        """Score each document against the query with a reranker model (the backend declares
+        "rerank" and the model is one). Plain embedders need not: the core scores them by the
+        similarity of their embeddings."""
+        from vllama.errors import Unsupported
+
+        raise Unsupported("this model does not support rerank")
 
     @abc.abstractmethod
     def info(self) -> EngineInfo:

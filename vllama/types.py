@@ -225,6 +225,15 @@ class EmbedRequest(msgspec.Struct, kw_only=True):
     truncate: bool = True
 
 
+class RerankRequest(msgspec.Struct, kw_only=True):
+    """Score how relevant each document is to ``query``, with a model that scores the pair
+    itself (a cross-encoder, a reranker GGUF). ``truncate`` as in :class:`EmbedRequest`."""
+
+    query: str
+    documents: list[str]
+    truncate: bool = True
+
+
 # -- what engines stream back ---------------------------------------------------------
 
 
@@ -273,6 +282,19 @@ EventStream = AsyncGenerator[Event, None]
 class Embeddings(msgspec.Struct, kw_only=True):
     vectors: list[list[float]]
     prompt_tokens: int = 0
+
+
+#: How relevance scores were made: by a model that reads query and document together, or as
+#: the cosine similarity of their embeddings (where the model is a plain embedder).
+Scoring = Literal["cross-encoder", "embedding-similarity"]
+
+
+class RerankScores(msgspec.Struct, kw_only=True):
+    """One relevance score per document, in the request's order; higher is more relevant."""
+
+    scores: list[float]
+    prompt_tokens: int = 0
+    scoring: Scoring = "cross-encoder"
 
 
 class EngineInfo(msgspec.Struct, kw_only=True):

@@ -36,6 +36,8 @@ from vllama.types import (
     Hardware,
     LoadSettings,
     ModelRef,
+    RerankRequest,
+    RerankScores,
 )
 
 log = logging.getLogger("vllama.worker")
@@ -72,6 +74,11 @@ class Embed(_Message, tag="embed"):
     request: EmbedRequest
 
 
+class Rerank(_Message, tag="rerank"):
+    id: int
+    request: RerankRequest
+
+
 class Cancel(_Message, tag="cancel"):
     """The request's client went away: stop it and free its sequence."""
 
@@ -104,6 +111,13 @@ class Result(_Message, tag="result"):
     embeddings: Embeddings
 
 
+class Ranked(_Message, tag="ranked"):
+    """The answer to a :class:`Rerank`."""
+
+    id: int
+    scores: RerankScores
+
+
 class End(_Message, tag="end"):
     """A request's stream ended (after its ``Done``)."""
 
@@ -123,8 +137,8 @@ class Info(_Message, tag="info"):
     alive: bool = True
 
 
-ToWorker = Generate | Chat | Embed | Cancel | Close
-FromWorker = Loaded | LoadFailed | Output | Result | End | Failed | Info
+ToWorker = Generate | Chat | Embed | Rerank | Cancel | Close
+FromWorker = Loaded | LoadFailed | Output | Result | Ranked | End | Failed | Info
 
 S = TypeVar("S")
 R = TypeVar("R")
@@ -215,7 +229,7 @@ def _error(failure: Failure) -> errors.VllamaError:
 
 # -- the server's side -------------------------------------------------------------------
 
-_Reply = Output | Result | End | errors.VllamaError
+_Reply = Output | Result | Ranked | End | errors.VllamaError
 
 
 class WorkerEngine(Engine):
@@ -309,7 +323,7 @@ class WorkerEngine(Engine):
             except (OSError, BrokenPipeError):
                 raise errors.EngineError(f"the engine for {self._name} is not running") from None
 
-    def _open(self, msg: Generate | Chat | Embed) -> asyncio.Queue[_Reply]:
+    def _open(self, msg: Generate | Chat | Embed | Rerank) -> asyncio.Queue[_Reply]:
         """Send a request; its replies arrive on the queue returned."""
         queue: asyncio.Queue[_Reply] = asyncio.Queue()
         self._pending[msg.id] = queue
@@ -352,7 +366,19 @@ class WorkerEngine(Engine):
         return self._stream(Chat(next(self._ids), request))
 
     async def embed(self, request: EmbedRequest) -> Embeddings:
-        msg = Embed(next(self._ids), request)
+        reply = await self._call(Embed(next(self._ids), request))
+        if isinstance(reply, Result):
+            return reply.embeddings
+        raise errors.EngineError("the engine returned no embeddings")
+
+    async def rerank(self, request: RerankRequest) -> RerankScores:
+        reply = await self._call(Rerank(next(self._ids), request))
+        if isinstance(reply, Ranked):
+            return reply.scores
+        raise errors.EngineError("the engine returned no scores")
+
+    async def _call(self, msg: Embed | Rerank) -> _Reply:
+        """Send a request that has one answer, and return it (raise the error it failed with)."""
         queue = self._open(msg)
         finished = False
         try:
@@ -362,9 +388,7 @@ class WorkerEngine(Engine):
             self._done(msg.id, finished)
         if isinstance(reply, errors.VllamaError):
             raise reply
-        if isinstance(reply, Result):
-            return reply.embeddings
-        raise errors.EngineError("the engine returned no embeddings")
+        return reply
 
     def info(self) -> EngineInfo:
         return self._info
@@ -422,7 +446,7 @@ async def _serve(
     threading.Thread(target=read, daemon=True).start()
     tasks: dict[int, asyncio.Task[None]] = {}
 
-    def finish(rid: int, outcome: End | Result | Failed | None) -> None:
+    def finish(rid: int, outcome: End | Result | Ranked | Failed | None) -> None:
         """A request is over (``outcome`` None: cancelled): the engine's state, then its end."""
         tasks.pop(rid, None)
         try:
@@ -455,10 +479,13 @@ async def _serve(
         finally:
             finish(rid, outcome)
 
-    async def embed(rid: int, request: EmbedRequest) -> None:
-        outcome: Result | Failed | None = None
+    async def answer(rid: int, request: EmbedRequest | RerankRequest) -> None:
+        outcome: Result | Ranked | Failed | None = None
         try:
-            outcome = Result(rid, await engine.embed(request))
+            if isinstance(request, RerankRequest):
+                outcome = Ranked(rid, await engine.rerank(request))
+            else:
+                outcome = Result(rid, await engine.embed(request))
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
@@ -478,7 +505,7 @@ async def _serve(
         elif isinstance(msg, Chat):
             tasks[msg.id] = asyncio.create_task(stream(msg.id, engine.chat(msg.request)))
         else:
-            tasks[msg.id] = asyncio.create_task(embed(msg.id, msg.request))
+            tasks[msg.id] = asyncio.create_task(answer(msg.id, msg.request))
     for task in list(tasks.values()):
         task.cancel()
     await engine.close()

@@ -15,7 +15,17 @@ from litestar.plugins import InitPlugin
 
 from vllama import __version__
 from vllama.core import Vllama
-from vllama.server import anthropic_routes, health, lenient, metrics, ollama_generate, ollama_models, openai_routes, responses_routes
+from vllama.server import (
+    anthropic_routes,
+    health,
+    lenient,
+    metrics,
+    ollama_generate,
+    ollama_models,
+    openai_routes,
+    rerank_routes,
+    responses_routes,
+)
 from vllama.server.auth import ApiKeyGuard, Keys
 from vllama.server.cors import OriginGuard
 from vllama.server.errors import HANDLERS
@@ -37,6 +47,7 @@ class VllamaPlugin(InitPlugin):
             *ollama_generate.ROUTES,
             *openai_routes.ROUTES,
             *anthropic_routes.ROUTES,
+            *rerank_routes.ROUTES,
             *health.ROUTES,
             *responses_routes.ROUTES,
             *metrics.ROUTES,

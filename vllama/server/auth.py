@@ -86,6 +86,7 @@ READ_ONLY_ROUTES = tuple(
         ("POST", r"/v1/messages"), ("POST", r"/v1/messages/count_tokens"),
         ("GET", r"/health"), ("HEAD", r"/health"), ("GET", r"/health/.+"),
         ("POST", r"/v1/responses"),
+        ("POST", r"/api/rerank"), ("POST", r"/v1/rerank"), ("POST", r"/rerank"),
     )
 )  # fmt: skip
 #: Routes whose body may carry ``keep_alive``.
@@ -99,6 +100,9 @@ KEEP_ALIVE_ROUTES = (
     "/v1/embeddings",
     "/v1/messages",
     "/v1/responses",
+    "/api/rerank",
+    "/v1/rerank",
+    "/rerank",
 )
 #: The most body a read-only request may send to a ``keep_alive`` route (Litestar's default limit).
 MAX_BODY = 10_000_000

@@ -30,7 +30,20 @@ from vllama.errors import BadRequest, ClientGone, EngineError
 from vllama.scheduler import Lease
 from vllama.server import metrics
 from vllama.tool_calls import FORMATS, detect_format, parse_tool_calls, request_parser
-from vllama.types import ChatRequest, Event, EventStream, GenerateRequest, Message, ModelRef, Think, ThinkLevel, Tool
+from vllama.types import (
+    ChatRequest,
+    EmbedRequest,
+    Event,
+    EventStream,
+    GenerateRequest,
+    Message,
+    ModelRef,
+    RerankRequest,
+    RerankScores,
+    Think,
+    ThinkLevel,
+    Tool,
+)
 
 T = TypeVar("T")
 
@@ -240,8 +253,6 @@ async def embed_vectors(
     v: Vllama, model: ModelRef, inputs: list[str], *, truncate: bool, keep_alive: float | None, options: opts.RequestOptions
 ) -> tuple[list[list[float]], int, int]:
     """Embed inputs; return (raw vectors, prompt tokens, load ns)."""
-    from vllama.types import EmbedRequest
-
     admission.check_embed(model, v.candidate_for(model))
     async with v.scheduler.acquire(model, keep_alive=keep_alive, options=options) as lease:
         result = await lease.engine.embed(EmbedRequest(inputs=inputs, truncate=truncate))
@@ -256,3 +267,29 @@ def normalize(vector: list[float], dimensions: int | None = None) -> list[float]
         vector = vector[:dimensions]
     norm = math.sqrt(sum(x * x for x in vector))
     return [x / norm for x in vector] if norm > 0 else list(vector)
+
+
+async def rerank_scores(
+    v: Vllama,
+    model: ModelRef,
+    query: str,
+    documents: list[str],
+    *,
+    truncate: bool,
+    keep_alive: float | None,
+    options: opts.RequestOptions,
+) -> RerankScores:
+    """Score each document's relevance to ``query``: by the engine where the model is a
+    reranker, else as the cosine similarity of the query's and the document's embeddings,
+    all embedded in one request."""
+    scoring = admission.check_rerank(model, v.candidate_for(model))
+    async with v.scheduler.acquire(model, keep_alive=keep_alive, options=options) as lease:
+        if scoring == "cross-encoder":
+            scored = await lease.engine.rerank(RerankRequest(query=query, documents=documents, truncate=truncate))
+            if len(scored.scores) != len(documents):
+                raise EngineError(f"the engine for {model.name} returned {len(scored.scores)} scores for {len(documents)} documents")
+            return scored
+        embedded = await lease.engine.embed(EmbedRequest(inputs=[query, *documents], truncate=truncate))
+    first, *rest = (normalize(vector) for vector in embedded.vectors)
+    scores = [sum(a * b for a, b in zip(first, vector, strict=True)) for vector in rest]
+    return RerankScores(scores=scores, prompt_tokens=embedded.prompt_tokens, scoring="embedding-similarity")

@@ -12,6 +12,9 @@ from vllama import fim, gguf
 from vllama.errors import BadRequest
 from vllama.types import ModelDetails
 
+#: llama.cpp's pooling type of a reranker GGUF: one relevance score per query and document pair
+#: (a GGUF whose classifier has one output label, such as a BERT cross-encoder, is one too).
+RANK_POOLING = 4
 _EMBEDDING_ARCHES = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "t5encoder", "modern-bert"})
 
 
@@ -56,9 +59,12 @@ def describe_gguf(path: Path) -> Description:
     info = {k: v for k, v in g.metadata.items() if v is not None and k != "tokenizer.chat_template"}
     info["general.parameter_count"] = g.parameter_count
     template = g.chat_template
+    labels = g.arch_key("classifier.output_labels")
+    is_reranker = g.arch_key("pooling_type") == RANK_POOLING or (isinstance(labels, list) and len(labels) == 1)
     is_embedding = arch in _EMBEDDING_ARCHES or g.arch_key("pooling_type") is not None
-    capabilities = with_template(["embedding"] if is_embedding else ["completion"], template)
-    if not is_embedding and (fim.find(g.tokens) or fim.declared(g.metadata)):
+    kind = "rerank" if is_reranker else "embedding" if is_embedding else "completion"
+    capabilities = with_template([kind], template)
+    if kind == "completion" and (fim.find(g.tokens) or fim.declared(g.metadata)):
         capabilities.append("insert")
     details = ModelDetails(
         format="gguf",
@@ -101,10 +107,13 @@ def describe_directory(path: Path) -> Description:
             info[f"{family}.{key}"] = text_config[src]
     template = _hf_chat_template(path)
     is_embedding = (path / "modules.json").is_file() or (arch.endswith(("Model", "ForMaskedLM")) and "CausalLM" not in arch)
-    capabilities = with_template(["embedding"] if is_embedding else ["completion"], template)
-    if not is_embedding and fim.find(_hf_vocab(path)):
+    labels = config.get("id2label")
+    is_reranker = arch.endswith("ForSequenceClassification") and (not isinstance(labels, dict) or len(labels) == 1)
+    kind = "rerank" if is_reranker else "embedding" if is_embedding else "completion"
+    capabilities = with_template([kind], template)
+    if kind == "completion" and fim.find(_hf_vocab(path)):
         capabilities.append("insert")
-    if not is_embedding and isinstance(config.get("vision_config"), dict):
+    if kind == "completion" and isinstance(config.get("vision_config"), dict):
         capabilities.append("vision")  # the model has a vision encoder: what engines can run of it is the backend's say
     level = f"Q{quant['bits']}" if is_mlx and "bits" in quant else (str(quant.get("quant_method") or "").upper() or dtype)
     details = ModelDetails(

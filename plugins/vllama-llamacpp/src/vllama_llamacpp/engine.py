@@ -21,6 +21,8 @@ from vllama.types import (
     GenerateRequest,
     LoadSettings,
     ModelRef,
+    RerankRequest,
+    RerankScores,
 )
 from vllama_llamacpp.batch_loop import BatchLoop
 from vllama_llamacpp.chat_template import ChatTemplate
@@ -74,7 +76,10 @@ class LlamaCppEngine(BatchEngine[Sequence]):
                 lc.llama_free(ctx)
             self._model.close()
             raise
-        self._embedder = Embedder(self._model, n_ctx=self.n_ctx, n_threads=n_threads, pooling_declared=pooling_declared)
+        self._reranker = "rerank" in ref.capabilities
+        self._embedder = Embedder(
+            self._model, n_ctx=self.n_ctx, n_threads=n_threads, pooling_declared=pooling_declared, reranker=self._reranker
+        )
         self._fim = _fim_tokens(self._model, header)
         self._kv_cell_bytes = _kv_cell_bytes(self._model, header)
 
@@ -129,6 +134,12 @@ class LlamaCppEngine(BatchEngine[Sequence]):
 
     async def embed(self, request: EmbedRequest) -> Embeddings:
         future = self.loop.call(lambda: self._embedder.embed(request.inputs, request.truncate))
+        return await asyncio.wrap_future(future)
+
+    async def rerank(self, request: RerankRequest) -> RerankScores:
+        if not self._reranker:
+            raise Unsupported(f'"{self.name}" is not a reranker')
+        future = self.loop.call(lambda: self._embedder.rank(request.query, request.documents, request.truncate))
         return await asyncio.wrap_future(future)
 
     def info(self) -> EngineInfo:

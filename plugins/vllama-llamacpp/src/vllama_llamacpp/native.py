@@ -102,16 +102,16 @@ class Model:
         self._pieces: dict[int, bytes] = {}
         self._piece_buf = ctypes.create_string_buffer(256)
 
-    def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
-        """Token ids of ``text``, with special tokens (``<|im_start|>``...) parsed."""
+    def tokenize(self, text: str, *, add_special: bool = True, special: bool = True) -> list[int]:
+        """Token ids of ``text``, with special tokens (``<|im_start|>``...) parsed unless ``special`` is false."""
         data = text.encode("utf-8")
         capacity = len(data) + 8
         arr = (lc.llama_token * capacity)()
-        n = lc.llama_tokenize(self.vocab, data, len(data), arr, capacity, add_special, True)
+        n = lc.llama_tokenize(self.vocab, data, len(data), arr, capacity, add_special, special)
         if n < 0:
             capacity = -n
             arr = (lc.llama_token * capacity)()
-            n = lc.llama_tokenize(self.vocab, data, len(data), arr, capacity, add_special, True)
+            n = lc.llama_tokenize(self.vocab, data, len(data), arr, capacity, add_special, special)
         tokens = list(arr[:n])
         if len(tokens) > 1 and tokens[0] == tokens[1] == self.bos:
             del tokens[0]  # a template that writes the BOS itself

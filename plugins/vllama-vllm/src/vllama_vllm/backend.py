@@ -23,9 +23,10 @@ GPU_PARALLEL = 256
 CPU_PARALLEL = 8
 
 
-#: What vLLM does with an embedding model, and with any other; with a vision encoder, images too
-#: (vLLM's multimodal inputs).
+#: What vLLM does with an embedding model, a cross-encoder, and with any other; with a vision
+#: encoder, images too (vLLM's multimodal inputs).
 EMBEDDER = frozenset({"embedding"})
+RERANKER = frozenset({"rerank"})
 GENERATOR = frozenset({"completion", "chat", "tools", "format", "logprobs", "insert"})
 VISION = frozenset({"vision"})
 
@@ -41,7 +42,7 @@ class VllmBackend(Backend):
     name: ClassVar[str] = "vllm"
     formats: ClassVar[frozenset[str]] = frozenset({"safetensors"})
     capabilities: ClassVar[frozenset[str]] = frozenset(
-        {"completion", "chat", "embedding", "tools", "format", "logprobs", "insert", "vision"}
+        {"completion", "chat", "embedding", "tools", "format", "logprobs", "insert", "vision", "rerank"}
     )
     isolated: ClassVar[bool] = False
     parses_tool_calls: ClassVar[bool] = True
@@ -66,8 +67,8 @@ class VllmBackend(Backend):
     def supports(cls, model: ModelRef, hardware: Hardware) -> Support | None:
         if model.format != "safetensors" or importlib.util.find_spec("vllm") is None:
             return None
-        # vLLM runs a model as a generator or, with its pooling runner, as an embedder.
-        serves = EMBEDDER if "embedding" in model.capabilities else GENERATOR
+        # vLLM runs a model as a generator or, with its pooling runner, as an embedder or a cross-encoder.
+        serves = RERANKER if "rerank" in model.capabilities else EMBEDDER if "embedding" in model.capabilities else GENERATOR
         if "vision" in model.capabilities:
             serves |= VISION
         if hardware.has_nvidia:

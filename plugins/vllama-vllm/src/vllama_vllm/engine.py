@@ -34,6 +34,8 @@ from vllama.types import (
     Format,
     GenerateRequest,
     ModelRef,
+    RerankRequest,
+    RerankScores,
     SamplingOptions,
     TokenLogprob,
     ToolCall,
@@ -96,6 +98,7 @@ class VllmEngine(Engine):
         self._dtype = str(config.model_config.dtype).removeprefix("torch.")
         self._max_len = config.model_config.max_model_len
         self._pooling = config.model_config.runner_type == "pooling"
+        self._reranker = "rerank" in ref.capabilities
         self._tokenizer = llm.get_tokenizer()
         images = ImageInputs(config.model_config, self._tokenizer) if config.model_config.is_multimodal_model else None
         self._prompts = PromptBuilder(self._tokenizer, ref, images)
@@ -105,6 +108,9 @@ class VllmEngine(Engine):
     async def warm_up(self) -> None:
         """Run one tiny request, so that the first forward pass (slow on some platforms) is part
         of loading rather than of the first user's wait."""
+        if self._reranker:
+            await self.rerank(RerankRequest(query="warm", documents=["up"]))
+            return
         if self._pooling:
             await self._embed_one(self._prompts.tokenize("warm up", special=True))
             return
@@ -231,6 +237,41 @@ class VllmEngine(Engine):
         if result is None:
             raise EngineError(f"the engine for {self.name} returned no embedding")
         return [float(x) for x in result.outputs.data.tolist()]
+
+    # -- rerank ----------------------------------------------------------------------------
+
+    async def rerank(self, request: RerankRequest) -> RerankScores:
+        """Score each pair with the cross-encoder, as vLLM's scoring does: the tokenizer joins
+        query and document (its separator and token types), vLLM's classify pooling scores them."""
+        if not self._reranker:
+            raise Unsupported(f'"{self.name}" is not a reranker')
+        pairs = [self._pair(request.query, document, request.truncate) for document in request.documents]
+        scores = await asyncio.gather(*(self._score_one(ids, params) for ids, params in pairs))
+        return RerankScores(scores=list(scores), prompt_tokens=sum(len(ids) for ids, _ in pairs))
+
+    def _pair(self, query: str, document: str, truncate: bool) -> tuple[list[int], PoolingParams]:
+        from vllm.entrypoints.pooling.scoring.utils import compress_token_type_ids
+
+        encoded = self._tokenizer(text=query, text_pair=document)
+        if len(encoded["input_ids"]) > self._max_len:
+            if not truncate:
+                raise ContextOverflow("the input length exceeds the context length")
+            query_tokens = len(self._tokenizer(text=query, text_pair="")["input_ids"])
+            if query_tokens + 2 > self._max_len:  # only the document can be cut, down to a token
+                raise ContextOverflow("the query length exceeds the context length")
+            encoded = self._tokenizer(text=query, text_pair=document, truncation="only_second", max_length=self._max_len)
+        params = PoolingParams(task="classify")
+        if (types := encoded.get("token_type_ids")) is not None:
+            params.extra_kwargs = {"compressed_token_type_ids": compress_token_type_ids(list(types))}
+        return list(encoded["input_ids"]), params
+
+    async def _score_one(self, prompt: list[int], params: PoolingParams) -> float:
+        result = None
+        async for out in self._guard(self._running.encode(tokens_input(prompt), params, uuid.uuid4().hex)):
+            result = out
+        if result is None:
+            raise EngineError(f"the engine for {self.name} returned no score")
+        return float(result.outputs.data.reshape(-1)[0])
 
     # -- info, close -----------------------------------------------------------------------
 

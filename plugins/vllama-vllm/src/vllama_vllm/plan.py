@@ -83,7 +83,7 @@ def _layout(
         "served_model_name": model.name,
         "max_model_len": num_ctx,
         "max_num_seqs": settings.parallel,
-        "runner": "pooling" if "embedding" in model.capabilities else "generate",
+        "runner": "pooling" if {"embedding", "rerank"} & set(model.capabilities) else "generate",
         # Stats go to vllama's own logger (see stats.py), not to vLLM's periodic log lines.
         "disable_log_stats": True,
         **engine,
