@@ -20,6 +20,7 @@ from vllama.types import (
 from vllama_mlx import sampling
 from vllama_mlx.batch_loop import BatchLoop
 from vllama_mlx.loading import load_model
+from vllama_mlx.output_format import FormatCompiler
 from vllama_mlx.prompts import Prompts
 from vllama_mlx.sequence import Sequence
 from vllama_mlx.tool_parsing import module_name, parser_for
@@ -52,6 +53,7 @@ class MlxEngine(BatchEngine[Sequence]):
         self._tokenizer = loaded.tokenizer
         self._vocab_size = int(getattr(getattr(loaded.model, "args", None), "vocab_size", 0) or len(loaded.tokenizer))
         self._prompts = Prompts(loaded.tokenizer, ref)
+        self._formats = FormatCompiler(loaded.tokenizer, self._vocab_size)
         self._weights_bytes, self._dtype, itemsize = _weights(loaded.model)
         self._kv_token_bytes = _kv_token_bytes(loaded.model, itemsize)
 
@@ -74,13 +76,15 @@ class MlxEngine(BatchEngine[Sequence]):
         plan = sampling.plan(options, vocab_size=self._vocab_size, n_ctx=self.n_ctx) if options.num_predict else None
         sampler, processors = sampling.build(plan) if plan is not None else (None, [])
         room = max(1, self.n_ctx - len(prompt))
+        constrained = request.format is not None and plan is not None
         seq = Sequence(
             prompt,
             sampler=sampler,
             processors=processors,
+            format_mask=self._formats.mask(request.format) if constrained else None,
             detokenizer=self._tokenizer.detokenizer,
             max_tokens=min(options.num_predict, room) if options.num_predict > 0 else room,
-            ignore_eos=options.ignore_eos,
+            ignore_eos=options.ignore_eos and not constrained,  # a formatted reply ends with its value
             stop=options.stop,
             top_logprobs=top_logprobs(request),
         )
