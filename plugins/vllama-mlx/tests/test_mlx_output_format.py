@@ -75,11 +75,26 @@ def test_properties_not_asked_for_are_refused_as_ollama_does(compiler: FormatCom
     assert comma not in after and any("}" in tokenizer.decode([t]) for t in after)
 
 
-def test_a_token_the_grammar_refuses_leaves_only_the_end(compiler: FormatCompiler, tokenizer: Any) -> None:
+def test_a_token_the_grammar_refuses_leaves_only_the_end(
+    compiler: FormatCompiler, tokenizer: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     mask = compiler.mask(SCHEMA)
     allowed(mask, PROMPT, len(tokenizer))
     wrong = tokenizer.encode("hello", add_special_tokens=False)
     assert allowed(mask, PROMPT + wrong[:1], len(tokenizer)) == set(tokenizer.eos_token_ids)
+    assert "the grammar refused a sampled token" in caplog.text
+
+
+def test_after_the_end_token_the_mask_stays_quiet(compiler: FormatCompiler, tokenizer: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """mlx-lm calls a sequence's processors once more after it sampled the end token."""
+    reply = tokenizer.encode('{"a": 1}', add_special_tokens=False)
+    mask = compiler.mask("json")
+    allowed(mask, PROMPT, len(tokenizer))
+    allowed(mask, PROMPT + reply, len(tokenizer))
+    end = sorted(tokenizer.eos_token_ids)[:1]
+    assert allowed(mask, PROMPT + reply + end, len(tokenizer)) == set(tokenizer.eos_token_ids)
+    allowed(mask, PROMPT + reply + end + end, len(tokenizer))
+    assert "refused" not in caplog.text
 
 
 def test_a_freed_mask_holds_nothing_and_changes_nothing(compiler: FormatCompiler, tokenizer: Any) -> None:

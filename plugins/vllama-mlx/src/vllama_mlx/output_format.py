@@ -12,12 +12,15 @@ cannot go on, so the reply ends with the value. llguidance was chosen by its cos
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from concurrent.futures import Future
 from typing import Any
 
-from vllama.errors import BadRequest
+from vllama.errors import BadRequest, Unsupported
 from vllama.types import Format
+
+log = logging.getLogger("vllama.mlx")
 
 #: ``format: "json"``: any JSON object, as Ollama's grammar for it.
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
@@ -43,14 +46,19 @@ class FormatCompiler:
             self._vocabulary.set_exception(e)
 
     def mask(self, fmt: Format) -> FormatMask:
-        """A new sequence's grammar state for ``fmt``; BadRequest for a schema llguidance cannot compile."""
+        """A new sequence's grammar state for ``fmt``; BadRequest for a schema llguidance cannot
+        compile, Unsupported where llguidance cannot read the model's tokenizer."""
         import llguidance
 
         grammar = grammar_for(fmt)
-        matcher = llguidance.LLMatcher(self._vocabulary.result(), grammar, log_level=0)
+        try:
+            vocabulary = self._vocabulary.result()
+        except Exception as e:
+            raise Unsupported(f"structured output (format) is not available for this model's tokenizer: {e}") from None
+        matcher = llguidance.LLMatcher(vocabulary, grammar, log_level=0)
         if matcher.is_error():
             raise BadRequest(f"invalid JSON schema in format: {matcher.get_error().strip()}")
-        return FormatMask(matcher, self._n_vocab, self._eos)
+        return FormatMask(matcher, self._n_vocab)
 
 
 def grammar_for(fmt: Format) -> str:
@@ -105,12 +113,11 @@ class FormatMask:
     token each call (the one sampled last), which advances the matcher before the next mask.
     """
 
-    def __init__(self, matcher: Any, n_vocab: int, eos: list[int]) -> None:
+    def __init__(self, matcher: Any, n_vocab: int) -> None:
         import numpy as np
 
         self._matcher: Any = matcher
         self._bits = np.full((1, (n_vocab + 31) // 32), -1, dtype=np.int32)
-        self._eos = eos
         #: Tokens mlx-lm had passed at the last call; -1 before the first.
         self._seen = -1
 
@@ -121,8 +128,9 @@ class FormatMask:
         matcher = self._matcher
         if matcher is None:  # freed: the sequence has left the batch
             return logits
-        if self._seen >= 0 and n > self._seen:
-            matcher.consume_tokens(tokens[self._seen :].tolist())  # an error leaves only the end tokens allowed
+        if self._seen >= 0 and n > self._seen and not matcher.is_stopped():  # stopped: past an end token
+            if not matcher.consume_tokens(tokens[self._seen :].tolist()):  # from here only the end tokens pass
+                log.warning("format: the grammar refused a sampled token: %s", matcher.get_error().splitlines()[0])
         self._seen = n
         fill_next_token_bitmask(matcher, self._bits)
         return apply_bitmask(logits, self._bits)
