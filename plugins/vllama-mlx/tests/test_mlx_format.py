@@ -10,6 +10,7 @@ from typing import Any
 
 import jsonschema
 import ollama
+import openai
 import pytest
 
 from vllama.testing.server import ServerProcess, create_from_dir
@@ -79,6 +80,20 @@ def test_generate_with_a_schema_streams_valid_json(client: ollama.Client) -> Non
     chunks = list(parts)
     jsonschema.validate(json.loads("".join(c.response for c in chunks)), PET)
     assert chunks[-1].done and chunks[-1].done_reason == "stop"
+
+
+def test_openai_response_format_json_schema(server: ServerProcess, client: ollama.Client) -> None:
+    oai = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
+    reply = oai.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Describe my pet, in JSON."}],
+        response_format={"type": "json_schema", "json_schema": {"name": "pet", "schema": PET}},
+        temperature=0.8,
+        seed=11,
+        max_tokens=96,
+    )
+    assert reply.choices[0].finish_reason == "stop"
+    jsonschema.validate(json.loads(reply.choices[0].message.content or ""), PET)
 
 
 def test_a_schema_llguidance_cannot_compile_is_a_400(client: ollama.Client) -> None:

@@ -1,8 +1,11 @@
-"""``format`` as an mlx-lm logits processor (llguidance), on SmolLM2's real tokenizer."""
+"""``format`` as an mlx-lm logits processor (llguidance), on SmolLM2's real tokenizer, and each
+sequence's matcher in the real engine."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vllama.errors import BadRequest
+from vllama.types import ChatRequest, Done, Hardware, LoadSettings, Message, ModelRef, SamplingOptions
+from vllama_mlx.backend import MlxBackend
+from vllama_mlx.engine import MlxEngine
 from vllama_mlx.output_format import FormatCompiler, FormatMask, apply_bitmask, closed
+from vllama_mlx.sequence import Sequence
 
 SCHEMA = {
     "type": "object",
@@ -128,6 +135,74 @@ def test_a_schema_llguidance_cannot_compile_is_a_bad_request(compiler: FormatCom
 def test_a_format_that_is_neither_json_nor_a_schema_is_a_bad_request(compiler: FormatCompiler) -> None:
     with pytest.raises(BadRequest, match="invalid format"):
         compiler.mask("yaml")  # type: ignore[arg-type]
+
+
+# -- in the engine ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def engine(smollm2: ModelRef) -> Iterator[MlxEngine]:
+    engine = asyncio.run(MlxBackend.load(smollm2, Hardware(), LoadSettings(num_ctx=512, parallel=2)))
+    assert isinstance(engine, MlxEngine)
+    yield engine
+    asyncio.run(engine.close())
+
+
+def made_sequences(engine: MlxEngine, monkeypatch: pytest.MonkeyPatch) -> list[Sequence]:
+    """The sequences the engine makes from here on (its own ``sequence``, recorded)."""
+    made: list[Sequence] = []
+    make = engine.sequence
+
+    def sequence(prompt: list[int], request: Any) -> Sequence:
+        made.append(make(prompt, request))
+        return made[-1]
+
+    monkeypatch.setattr(engine, "sequence", sequence)
+    return made
+
+
+def masks(seq: Sequence) -> list[FormatMask]:
+    return [p for p in seq.processors if isinstance(p, FormatMask)]
+
+
+async def until_idle(engine: MlxEngine) -> None:
+    for _ in range(600):
+        if engine.active_sequences == 0:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the sequences did not leave the batch")
+
+
+def chat(fmt: Any, num_predict: int = 64) -> ChatRequest:
+    question = [Message(role="user", content="What is the capital of France? Answer in JSON.")]
+    return ChatRequest(messages=question, format=fmt, options=SamplingOptions(temperature=0.8, seed=5, num_predict=num_predict))
+
+
+async def test_only_a_sequence_with_a_format_has_a_mask_and_each_its_own(engine: MlxEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    made = made_sequences(engine, monkeypatch)
+
+    async def events(fmt: Any) -> list[Any]:
+        return [e async for e in engine.chat(chat(fmt))]
+
+    replies = await asyncio.gather(*(events(f) for f in (SCHEMA, None, "json")))
+    with_schema, plain, any_object = made
+    assert len(masks(with_schema)) == 1 and not masks(plain) and len(masks(any_object)) == 1
+    assert masks(with_schema)[0] is not masks(any_object)[0]
+    assert all(m._matcher is None for s in made for m in masks(s))  # freed as each ended
+    for events in (replies[0], replies[2]):
+        assert isinstance(events[-1], Done) and events[-1].reason == "stop"
+        json.loads("".join(getattr(e, "text", "") for e in events))
+
+
+async def test_a_cancelled_sequence_frees_its_matcher(engine: MlxEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    made = made_sequences(engine, monkeypatch)
+    stream = engine.chat(chat(SCHEMA, num_predict=200))
+    await anext(stream)  # the first text: the sequence is in the batch
+    (mask,) = masks(made[0])
+    assert mask._matcher is not None
+    await stream.aclose()  # the client went away
+    await until_idle(engine)
+    assert mask._matcher is None
 
 
 # -- the bitmask on the logits ----------------------------------------------------------------
