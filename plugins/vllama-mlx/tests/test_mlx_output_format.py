@@ -148,14 +148,15 @@ def engine(smollm2: ModelRef) -> Iterator[MlxEngine]:
     asyncio.run(engine.close())
 
 
-def made_sequences(engine: MlxEngine, monkeypatch: pytest.MonkeyPatch) -> list[Sequence]:
-    """The sequences the engine makes from here on (its own ``sequence``, recorded)."""
-    made: list[Sequence] = []
+def made_sequences(engine: MlxEngine, monkeypatch: pytest.MonkeyPatch) -> dict[str, Sequence]:
+    """The sequences the engine makes from here on (its own ``sequence``, recorded), by the
+    JSON of their request's format."""
+    made: dict[str, Sequence] = {}
     make = engine.sequence
 
     def sequence(prompt: list[int], request: Any) -> Sequence:
-        made.append(make(prompt, request))
-        return made[-1]
+        seq = made[json.dumps(request.format)] = make(prompt, request)
+        return seq
 
     monkeypatch.setattr(engine, "sequence", sequence)
     return made
@@ -185,10 +186,10 @@ async def test_only_a_sequence_with_a_format_has_a_mask_and_each_its_own(engine:
         return [e async for e in engine.chat(chat(fmt))]
 
     replies = await asyncio.gather(*(events(f) for f in (SCHEMA, None, "json")))
-    with_schema, plain, any_object = made
+    with_schema, plain, any_object = (made[json.dumps(f)] for f in (SCHEMA, None, "json"))
     assert len(masks(with_schema)) == 1 and not masks(plain) and len(masks(any_object)) == 1
     assert masks(with_schema)[0] is not masks(any_object)[0]
-    assert all(m._matcher is None for s in made for m in masks(s))  # freed as each ended
+    assert all(m._matcher is None for s in made.values() for m in masks(s))  # freed as each ended
     for events in (replies[0], replies[2]):
         assert isinstance(events[-1], Done) and events[-1].reason == "stop"
         json.loads("".join(getattr(e, "text", "") for e in events))
@@ -198,7 +199,7 @@ async def test_a_cancelled_sequence_frees_its_matcher(engine: MlxEngine, monkeyp
     made = made_sequences(engine, monkeypatch)
     stream = engine.chat(chat(SCHEMA, num_predict=200))
     await anext(stream)  # the first text: the sequence is in the batch
-    (mask,) = masks(made[0])
+    (mask,) = masks(made[json.dumps(SCHEMA)])
     assert mask._matcher is not None
     await stream.aclose()  # the client went away
     await until_idle(engine)

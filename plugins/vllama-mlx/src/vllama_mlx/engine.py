@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from vllama.batching import BatchEngine, top_logprobs
 from vllama.errors import Unsupported
@@ -65,11 +66,26 @@ class MlxEngine(BatchEngine[Sequence]):
     def chat_prompt(self, request: ChatRequest) -> list[int]:
         return self._prompts.for_chat(request)
 
+    def generate(self, request: GenerateRequest) -> EventStream:
+        events = super().generate(request)
+        return events if request.format is None else self._formats_ready(events)
+
     def chat(self, request: ChatRequest) -> EventStream:
         events = super().chat(request)
+        if request.format is not None:
+            events = self._formats_ready(events)
         if not request.tools:
             return events
         return parse_tool_calls(events, parser_for(module_name(self.ref, self._tokenizer, request.tool_format), request))
+
+    async def _formats_ready(self, events: EventStream) -> EventStream:
+        """``events`` once llguidance's vocabulary is built (the first request with a format
+        waits for it here, off the event loop, rather than in :meth:`sequence`)."""
+        with contextlib.suppress(Exception):  # a vocabulary llguidance cannot read: sequence() says so (a 400)
+            await asyncio.wrap_future(self._formats.vocabulary())
+        async with contextlib.aclosing(events) as inner:
+            async for event in inner:
+                yield event
 
     def sequence(self, prompt: list[int], request: GenerateRequest | ChatRequest) -> Sequence:
         options = request.options

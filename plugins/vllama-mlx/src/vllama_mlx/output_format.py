@@ -1,8 +1,8 @@
 """``format`` (any JSON object, or a JSON schema) as an mlx-lm logits processor, with llguidance.
 
-:class:`FormatCompiler` holds the model's vocabulary as llguidance reads it (built once per
-load, on a thread of its own, so that neither the load nor requests without a format wait for
-it) and turns a request's ``format`` into a :class:`FormatMask`: one sequence's grammar state,
+:class:`FormatCompiler` holds the model's vocabulary as llguidance reads it (built at the
+first request with a format, on a thread of its own, so that neither the load nor requests
+without a format pay for it, and the event loop does not wait for it) and turns a request's ``format`` into a :class:`FormatMask`: one sequence's grammar state,
 which mlx-lm calls before each sampling step of that sequence only. The mask lets the
 end-of-generation tokens through only where the grammar is complete, and only them once it
 cannot go on, so the reply ends with the value. llguidance was chosen by its cost per token
@@ -31,28 +31,38 @@ class FormatCompiler:
     ``n_vocab`` the width of the model's logits."""
 
     def __init__(self, tokenizer: Any, n_vocab: int) -> None:
+        self._tokenizer = tokenizer
         self._n_vocab = max(n_vocab, len(tokenizer))
-        self._eos = sorted(tokenizer.eos_token_ids)
-        self._vocabulary: Future[Any] = Future()
-        threading.Thread(target=self._build, args=(tokenizer,), name="mlx-format-vocab", daemon=True).start()
+        self._lock = threading.Lock()
+        self._vocabulary: Future[Any] | None = None
 
-    def _build(self, tokenizer: Any) -> None:
+    def vocabulary(self) -> Future[Any]:
+        """llguidance's view of the vocabulary: started on a thread of its own at the first call."""
+        with self._lock:
+            if self._vocabulary is None:
+                self._vocabulary = Future()
+                threading.Thread(target=self._build, args=(self._vocabulary,), name="mlx-format-vocab", daemon=True).start()
+            return self._vocabulary
+
+    def _build(self, future: Future[Any]) -> None:
         try:
             import llguidance.hf
 
-            hf = getattr(tokenizer, "_tokenizer", tokenizer)
-            self._vocabulary.set_result(llguidance.hf.from_tokenizer(hf, n_vocab=self._n_vocab, eos_token=self._eos))
-        except BaseException as e:  # handed to the first request with a format
-            self._vocabulary.set_exception(e)
+            hf = getattr(self._tokenizer, "_tokenizer", self._tokenizer)
+            eos = sorted(self._tokenizer.eos_token_ids)
+            future.set_result(llguidance.hf.from_tokenizer(hf, n_vocab=self._n_vocab, eos_token=eos))
+        except BaseException as e:  # handed to the requests with a format
+            future.set_exception(e)
 
     def mask(self, fmt: Format) -> FormatMask:
-        """A new sequence's grammar state for ``fmt``; BadRequest for a schema llguidance cannot
-        compile, Unsupported where llguidance cannot read the model's tokenizer."""
+        """A new sequence's grammar state for ``fmt`` (blocks until :meth:`vocabulary` is built);
+        BadRequest for a schema llguidance cannot compile, Unsupported where llguidance cannot
+        read the model's tokenizer."""
         import llguidance
 
         grammar = grammar_for(fmt)
         try:
-            vocabulary = self._vocabulary.result()
+            vocabulary = self.vocabulary().result()
         except Exception as e:
             raise Unsupported(f"structured output (format) is not available for this model's tokenizer: {e}") from None
         matcher = llguidance.LLMatcher(vocabulary, grammar, log_level=0)
