@@ -1,11 +1,12 @@
 """``format`` (any JSON object, or a JSON schema) as an mlx-lm logits processor, with llguidance.
 
-:class:`FormatCompiler` holds the model's vocabulary as llguidance reads it (built at the
-first request with a format, on a thread of its own, so that neither the load nor requests
-without a format pay for it, and the event loop does not wait for it) and turns a request's ``format`` into a :class:`FormatMask`: one sequence's grammar state,
-which mlx-lm calls before each sampling step of that sequence only. The mask lets the
-end-of-generation tokens through only where the grammar is complete, and only them once it
-cannot go on, so the reply ends with the value. llguidance was chosen by its cost per token
+:class:`FormatCompiler` holds the model's vocabulary as llguidance reads it (built at the first
+request with a format, on a thread of its own, so that neither the load nor requests without a
+format pay for it, and the event loop does not wait for it) and turns a request's ``format``
+into a :class:`FormatMask`: one sequence's grammar state, which mlx-lm calls before each
+sampling step of that sequence only. The mask lets the end-of-generation tokens through only
+where the grammar is complete, and only them once it cannot go on, so the reply ends with the
+value. llguidance was chosen by what a request pays per token, its compile included
 (``bench/format_mlx.py``; figures in docs/performance.md).
 """
 
