@@ -58,14 +58,10 @@ def test_openai_client_streams_the_answer(server: ServerProcess, client: ollama.
     "call, message",
     [
         (lambda c: c.embed(model=MODEL, input="hi"), "does not support embeddings with the mlx backend"),
-        (
-            lambda c: c.chat(model=MODEL, messages=QUESTION, format="json"),
-            "does not support structured output (format) with the mlx backend",
-        ),
         (lambda c: c.generate(model=MODEL, prompt="hi", options={"typical_p": 0.5}), "typical_p is not supported by the mlx backend"),
         (lambda c: c.generate(model=MODEL, prompt="hello " * 1100), "exceeds the context length"),
     ],
-    ids=["embeddings", "format", "typical_p", "context"],
+    ids=["embeddings", "typical_p", "context"],
 )
 def test_what_mlx_cannot_do_is_a_clear_400(client: ollama.Client, call, message: str) -> None:
     with pytest.raises(ollama.ResponseError) as e:

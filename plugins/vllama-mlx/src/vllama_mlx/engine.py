@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from vllama.batching import BatchEngine, top_logprobs
 from vllama.errors import Unsupported
@@ -20,6 +21,7 @@ from vllama.types import (
 from vllama_mlx import sampling
 from vllama_mlx.batch_loop import BatchLoop
 from vllama_mlx.loading import load_model
+from vllama_mlx.output_format import FormatCompiler
 from vllama_mlx.prompts import Prompts
 from vllama_mlx.sequence import Sequence
 from vllama_mlx.tool_parsing import module_name, parser_for
@@ -52,6 +54,7 @@ class MlxEngine(BatchEngine[Sequence]):
         self._tokenizer = loaded.tokenizer
         self._vocab_size = int(getattr(getattr(loaded.model, "args", None), "vocab_size", 0) or len(loaded.tokenizer))
         self._prompts = Prompts(loaded.tokenizer, ref)
+        self._formats = FormatCompiler(loaded.tokenizer, self._vocab_size)
         self._weights_bytes, self._dtype, itemsize = _weights(loaded.model)
         self._kv_token_bytes = _kv_token_bytes(loaded.model, itemsize)
 
@@ -63,24 +66,41 @@ class MlxEngine(BatchEngine[Sequence]):
     def chat_prompt(self, request: ChatRequest) -> list[int]:
         return self._prompts.for_chat(request)
 
+    def generate(self, request: GenerateRequest) -> EventStream:
+        events = super().generate(request)
+        return events if request.format is None else self._formats_ready(events)
+
     def chat(self, request: ChatRequest) -> EventStream:
         events = super().chat(request)
+        if request.format is not None:
+            events = self._formats_ready(events)
         if not request.tools:
             return events
         return parse_tool_calls(events, parser_for(module_name(self.ref, self._tokenizer, request.tool_format), request))
+
+    async def _formats_ready(self, events: EventStream) -> EventStream:
+        """``events`` once llguidance's vocabulary is built (the first request with a format
+        waits for it here, off the event loop, rather than in :meth:`sequence`)."""
+        with contextlib.suppress(Exception):  # a vocabulary llguidance cannot read: sequence() says so (a 400)
+            await asyncio.wrap_future(self._formats.vocabulary())
+        async with contextlib.aclosing(events) as inner:
+            async for event in inner:
+                yield event
 
     def sequence(self, prompt: list[int], request: GenerateRequest | ChatRequest) -> Sequence:
         options = request.options
         plan = sampling.plan(options, vocab_size=self._vocab_size, n_ctx=self.n_ctx) if options.num_predict else None
         sampler, processors = sampling.build(plan) if plan is not None else (None, [])
         room = max(1, self.n_ctx - len(prompt))
+        constrained = request.format is not None and plan is not None
         seq = Sequence(
             prompt,
             sampler=sampler,
             processors=processors,
+            format_mask=self._formats.mask(request.format) if constrained else None,
             detokenizer=self._tokenizer.detokenizer,
             max_tokens=min(options.num_predict, room) if options.num_predict > 0 else room,
-            ignore_eos=options.ignore_eos,
+            ignore_eos=options.ignore_eos and not constrained,  # a formatted reply ends with its value
             stop=options.stop,
             top_logprobs=top_logprobs(request),
             end_tokens=self._prompts.end_tokens(request),
