@@ -1,9 +1,11 @@
-"""How fast vllama starts: `vllama --help`, and `vllama serve` until GET / answers.
+"""How fast vllama starts: `vllama --help`, `vllama list`, and `vllama serve` until GET / answers.
 
-    .venv/bin/python bench/startup.py [--runs 5]
+    .venv/bin/python bench/startup.py [--runs 10] [--cli]
 
-Runs with every installed plugin loaded, an empty model store, and prints the median and
-worst of each over the runs.
+Runs with every installed plugin installed, an empty model store, and prints the median and
+worst of each over the runs. `vllama list` runs against a port where nothing listens: it
+connects, is refused and says how to start a server (the client's whole path but the reply).
+``--cli`` skips ``vllama serve``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,16 @@ def time_help() -> float:
     return time.perf_counter() - start
 
 
+def time_list() -> float:
+    env = {**os.environ, "VLLAMA_HOST": f"127.0.0.1:{free_port()}"}
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "vllama", "list"], env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if "could not connect" not in out.stderr:
+        raise RuntimeError(f"vllama list: {out.stderr}")
+    return elapsed
+
+
 def time_serve() -> float:
     port = free_port()
     env = {**os.environ, "VLLAMA_HOST": f"127.0.0.1:{port}", "VLLAMA_MODELS": tempfile.mkdtemp()}
@@ -48,9 +60,13 @@ def time_serve() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--cli", action="store_true", help="Measure the CLI only, not vllama serve.")
     args = parser.parse_args()
-    for name, fn in (("vllama --help", time_help), ("vllama serve -> GET / 200", time_serve)):
+    measures = [("vllama --help", time_help), ("vllama list (no server)", time_list)]
+    if not args.cli:
+        measures.append(("vllama serve -> GET / 200", time_serve))
+    for name, fn in measures:
         samples = [fn() for _ in range(args.runs)]
         print(f"{name:<28} median {statistics.median(samples):.3f}s  max {max(samples):.3f}s  ({args.runs} runs)")
 

@@ -58,10 +58,9 @@ def bench(model: str, url: str | None, api: str, name: str | None, against_url: 
 
     from vllama.bench import report, runner
     from vllama.bench.workload import Target, Workload, default_name
-    from vllama.cli.client import auth_headers
-    from vllama.config import Settings
+    from vllama.cli.client import auth_headers, base_url
 
-    url = url or Settings.from_env().url
+    url = url or base_url()
     targets = [Target(name=name or default_name(url), url=url, api=api, model=model)]  # type: ignore[arg-type]
     if against_url:
         targets.append(Target(name=against_name or default_name(against_url), url=against_url,
