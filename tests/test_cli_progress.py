@@ -1,0 +1,120 @@
+"""What the CLI draws while it waits, seen on a pseudo-terminal: the spinner while a model loads,
+pull bars with speed and time left, NO_COLOR and TERM=dumb; the chat's history; https hosts."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vllama.cli.client import Progress, base_url
+from vllama.cli.progress import elapsed_words
+from vllama.testing.server import ServerProcess, free_port
+
+sys.path.insert(0, str(Path(__file__).parent))
+from registry_standin import Fault, RegistryStandin, build_model
+from test_cli import ECHO_ENV, Terminal
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
+
+GREEN = "\x1b[32m"
+
+
+def session(server: ServerProcess, *args: str, **env: str) -> Terminal:
+    """``vllama ARGS`` on a terminal, read to its end."""
+    term = Terminal(server, *args, env=env)
+    try:
+        term.read_until(None)
+    finally:
+        term.close()
+    return term
+
+
+def test_run_shows_a_spinner_with_the_time_while_the_model_loads(echo_server: ServerProcess) -> None:
+    term = session(echo_server, "run", "echo", "--hidethinking", "hello")
+    assert re.search(r"Loading echo \(\d+s\)", term.screen), term.screen
+    assert term.screen.rstrip().endswith("hello")
+    assert GREEN in term.raw  # the spinner's colour
+
+
+def test_no_color_keeps_the_spinner_without_colour(echo_server: ServerProcess) -> None:
+    term = session(echo_server, "run", "echo", "--hidethinking", "hello", NO_COLOR="1")
+    assert re.search(r"Loading echo \(\d+s\)", term.screen) and GREEN not in term.raw
+
+
+def test_a_dumb_terminal_gets_no_spinner(echo_server: ServerProcess) -> None:
+    term = session(echo_server, "run", "echo", "--hidethinking", "hello", TERM="dumb")
+    assert "Loading" not in term.screen and "hello" in term.screen
+
+
+def test_the_chat_keeps_its_history_across_sessions(echo_server: ServerProcess, tmp_path: Path) -> None:
+    first = Terminal(echo_server, "run", "echo", "--hidethinking", env={"HOME": str(tmp_path)})
+    try:
+        first.read_until(">>> ")
+        first.type("a line to remember")
+        first.type("/bye", until=None)  # type: ignore[arg-type]
+    finally:
+        first.close()
+    assert (tmp_path / ".vllama" / "history").read_text().splitlines()[-2:] == ["a line to remember", "/bye"]
+    second = Terminal(echo_server, "run", "echo", "--hidethinking", env={"HOME": str(tmp_path)})
+    try:
+        second.read_until(">>> ")
+        second.type("\x1b[A\x1b[A")  # up twice: past /bye to the line before, sent again
+        assert "a line to remember\na line to remember" in second.screen
+    finally:
+        second.close()
+
+
+@pytest.fixture(scope="module")
+def registry(tiny_gguf: Path) -> Iterator[RegistryStandin]:
+    reg = RegistryStandin()
+    reg.models["library/tiny:latest"] = build_model(tiny_gguf.read_bytes())
+    with reg:
+        yield reg
+
+
+def test_pull_draws_a_bar_per_layer_with_its_size_speed_and_time_left(registry: RegistryStandin, tmp_path: Path) -> None:
+    model = registry.models["library/tiny:latest"]
+    weights = model.digest_of("model")
+    registry.faults[weights] = Fault(delay=0.01)
+    env = {**ECHO_ENV, "VLLAMA_REGISTRY": registry.url, "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
+    with ServerProcess(tmp_path / "models", env) as server:
+        term = session(server, "pull", "tiny")
+    lines = [line.rstrip() for line in term.screen.replace("\r", "\n").splitlines() if line.strip()]
+    assert lines[0] == "pulling manifest" and lines[-1] == "success"
+    bar = next(line for line in lines if line.startswith(f"pulling {weights[7:19]}") and "100%" in line)
+    size = len(registry.blob(weights) or b"")
+    assert re.search(rf"100% +{size}/{size} bytes +\S+ +0:00:00$", bar), bar  # size, speed (? when too quick to tell), time left
+
+
+def test_progress_off_a_terminal_stays_ollamas(capsys: pytest.CaptureFixture[str]) -> None:
+    """A pipe sees each finished bar once (no rich), so logs stay readable."""
+    progress = Progress()
+    progress.update({"status": "pulling abc", "digest": "sha256:abc", "total": 10, "completed": 10})
+    assert progress.bars is None
+    assert capsys.readouterr().err.startswith("pulling abc: 100%")
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("", "http://127.0.0.1:11434"),
+        ("example.com", "http://example.com:11434"),
+        ("http://example.com", "http://example.com:80"),
+        ("https://example.com", "https://example.com:443"),
+        ("https://example.com:8443/ollama/", "https://example.com:8443/ollama"),
+        ("0.0.0.0:1234", "http://127.0.0.1:1234"),
+        ("[::1]:5000", "http://[::1]:5000"),
+    ],
+)
+def test_the_host_keeps_its_scheme_as_ollamas_client_does(host: str, url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VLLAMA_HOST", raising=False)
+    monkeypatch.setenv("OLLAMA_HOST", host)
+    assert base_url() == url
+
+
+def test_elapsed_time_reads_as_seconds_then_minutes() -> None:
+    assert [elapsed_words(s) for s in (0.4, 12.9, 65, 600)] == ["0s", "12s", "1m05s", "10m00s"]

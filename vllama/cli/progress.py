@@ -1,0 +1,105 @@
+"""What the CLI draws on stderr while it waits: a spinner with the time elapsed while a model
+loads, and a bar per file with its speed and time left while a model is pulled.
+
+Drawn with rich, only when stderr is a terminal that can redraw a line (not ``TERM=dumb``);
+rich leaves colours out under ``NO_COLOR``. rich is imported only when something is drawn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console, ConsoleOptions, RenderResult
+    from rich.progress import Progress, TaskID
+
+
+def animated() -> bool:
+    """Whether stderr is a terminal that can redraw a line."""
+    return sys.stderr.isatty() and os.environ.get("TERM", "") not in ("dumb", "unknown")
+
+
+def stderr_console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def elapsed_words(seconds: float) -> str:
+    """``7s``, ``1m05s``: the time shown beside a spinner."""
+    s = int(seconds)
+    return f"{s}s" if s < 60 else f"{s // 60}m{s % 60:02d}s"
+
+
+class _Waiting:
+    """A spinner and ``text (12s)``, the seconds counted from when it was made."""
+
+    def __init__(self, text: str) -> None:
+        from rich.spinner import Spinner
+
+        self.text = text
+        self.start = time.monotonic()
+        self.spinner = Spinner("dots", style="status.spinner")
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        self.spinner.update(text=f"{self.text} ({elapsed_words(time.monotonic() - self.start)})")
+        yield self.spinner
+
+
+@contextlib.contextmanager
+def waiting(text: str) -> Iterator[None]:
+    """Show a spinner with ``text`` and the time elapsed until the block ends, then clear it.
+    Shows nothing where stderr cannot redraw a line."""
+    if not animated():
+        yield
+        return
+    from rich.live import Live
+
+    live = Live(_Waiting(text), console=stderr_console(), refresh_per_second=8, transient=True, redirect_stdout=False)
+    live.start(refresh=True)  # drawn at once, however short the wait
+    try:
+        yield
+    finally:
+        live.stop()
+
+
+class FileBars:
+    """rich bars for the files of one step (a pull's layers, a create's uploads): percentage,
+    size, speed and time left, each bar kept on screen once its file is done."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self.progress: Progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=stderr_console(),
+            refresh_per_second=8,
+        )
+        self.tasks: dict[str, TaskID] = {}
+        self.progress.start()
+
+    def update(self, key: str, label: str, completed: int, total: int) -> None:
+        if key not in self.tasks:
+            self.tasks[key] = self.progress.add_task(label, total=total)
+        self.progress.update(self.tasks[key], completed=min(completed, total), total=total)
+
+    def stop(self) -> None:
+        self.progress.stop()
