@@ -203,7 +203,7 @@ def test_run_prints_an_embedding_models_vector(echo_server: ServerProcess, tmp_p
 class Terminal:
     """``vllama`` on a pseudo-terminal that is its controlling terminal, so Ctrl-C is a SIGINT."""
 
-    def __init__(self, server: ServerProcess, *args: str, columns: int = 200, env: dict[str, str] | None = None) -> None:
+    def __init__(self, server: ServerProcess | None, *args: str, columns: int = 200, env: dict[str, str] | None = None) -> None:
         import fcntl
         import pty
         import struct
@@ -216,7 +216,7 @@ class Terminal:
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-        env = {**os.environ, "VLLAMA_HOST": f"127.0.0.1:{server.port}", "TERM": "xterm", **(env or {})}
+        env = {**os.environ, **({"VLLAMA_HOST": f"127.0.0.1:{server.port}"} if server else {}), "TERM": "xterm", **(env or {})}
         self.process = subprocess.Popen([VLLAMA, *args], stdin=slave, stdout=slave, stderr=slave, env=env,
                                         preexec_fn=controlling_terminal)  # fmt: skip
         os.close(slave)

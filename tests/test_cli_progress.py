@@ -12,6 +12,8 @@ import pytest
 
 from vllama.cli.client import Progress, base_url
 from vllama.cli.progress import elapsed_words
+from vllama.names import parse_name
+from vllama.store import ModelStore
 from vllama.testing.server import ServerProcess, free_port
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -66,6 +68,21 @@ def test_the_chat_keeps_its_history_across_sessions(echo_server: ServerProcess, 
         assert "a line to remember\na line to remember" in second.screen
     finally:
         second.close()
+
+
+def test_serve_shows_a_spinner_below_its_logs_until_the_preloaded_model_loads(tmp_path: Path, tiny_gguf: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    store.create(parse_name("echo"), files=store.import_path(tiny_gguf))
+    env = {**ECHO_ENV, "VLLAMA_MODELS": str(tmp_path / "models"), "VLLAMA_HOST": f"127.0.0.1:{free_port()}"}
+    term = Terminal(None, "serve", "--model", "echo", "--model", "no-such-model", env=env)
+    try:
+        before = term.read_until("could not preload no-such-model")
+    finally:
+        term.close()
+    assert re.search(r"Loading echo \(then 1 more\) \(\d+s\)", before), before
+    assert before.index("listening on") < before.index("Loading echo") < before.index("preloaded echo")
+    assert term.raw.rfind("\x1b[?25h") > term.raw.rfind("Loading")  # cleared, and the cursor shown again
+    assert "preloaded echo:latest on echo" in before
 
 
 @pytest.fixture(scope="module")

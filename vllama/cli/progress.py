@@ -1,5 +1,6 @@
 """What the CLI draws on stderr while it waits: a spinner with the time elapsed while a model
-loads, and a bar per file with its speed and time left while a model is pulled.
+loads (``vllama run``, ``vllama serve --model``), and a bar per file with its speed and time
+left while a model is pulled.
 
 Drawn with rich, only when stderr is a terminal that can redraw a line (not ``TERM=dumb``);
 rich leaves colours out under ``NO_COLOR``. rich is imported only when something is drawn.
@@ -8,11 +9,12 @@ rich leaves colours out under ``NO_COLOR``. rich is imported only when something
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderResult
@@ -103,3 +105,48 @@ class FileBars:
 
     def stop(self) -> None:
         self.progress.stop()
+
+
+class PreloadSpinner(logging.Filter):
+    """``vllama serve --model``: a spinner naming the model loading and its time, below the
+    server's log lines, until every preloaded model has loaded or failed.
+
+    The server logs one line per preloaded model when it is done (:meth:`vllama.core.Vllama.preload`);
+    this filter sees those lines go by on the log handler, whose stream it routes through rich
+    meanwhile so that they print above the spinner."""
+
+    DONE = ("preloaded %s", "could not preload %s")
+
+    def __init__(self, models: list[str], handler: logging.StreamHandler[Any]) -> None:
+        super().__init__()
+        from rich.file_proxy import FileProxy
+        from rich.live import Live
+
+        self.pending = list(models)
+        self.handler = handler
+        self.stream = handler.stream
+        self.waiting = _Waiting(self._text())
+        console = stderr_console()
+        self.live = Live(self.waiting, console=console, refresh_per_second=8, transient=True, redirect_stdout=False, redirect_stderr=False)
+        handler.setStream(FileProxy(console, self.stream))
+        handler.addFilter(self)
+        self.live.start(refresh=True)
+
+    def _text(self) -> str:
+        more = f" (then {len(self.pending) - 1} more)" if len(self.pending) > 1 else ""
+        return f"Loading {self.pending[0]}{more}"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.pending and record.name == "vllama" and str(record.msg).startswith(self.DONE):
+            self.pending.pop(0)
+            if self.pending:
+                self.waiting.text, self.waiting.start = self._text(), time.monotonic()
+            else:
+                self.stop()
+        return True
+
+    def stop(self) -> None:
+        """Clear the spinner and give the log handler its stream back (again is harmless)."""
+        self.live.stop()
+        self.handler.setStream(self.stream)
+        self.handler.removeFilter(self)
