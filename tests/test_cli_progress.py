@@ -3,7 +3,9 @@ pull bars with speed and time left, NO_COLOR and TERM=dumb; the chat's history; 
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,3 +137,15 @@ def test_the_host_keeps_its_scheme_as_ollamas_client_does(host: str, url: str, m
 
 def test_elapsed_time_reads_as_seconds_then_minutes() -> None:
     assert [elapsed_words(s) for s in (0.4, 12.9, 65, 600)] == ["0s", "12s", "1m05s", "10m00s"]
+
+
+def test_shell_completion_completes_commands_and_options() -> None:
+    """The completion that docs/usage/serve.md tells shells to load."""
+
+    def complete(*words: str) -> list[str]:
+        env = {**os.environ, "COMP_WORDS": " ".join(["vllama", *words]), "COMP_CWORD": str(len(words)), "_VLLAMA_COMPLETE": "bash_complete"}
+        out = subprocess.run([sys.executable, "-m", "vllama"], env=env, capture_output=True, text=True, check=True)
+        return [line.split(",", 1)[1] for line in out.stdout.splitlines()]
+
+    assert complete("li") == ["list"]
+    assert complete("bench", "--ra") == ["--rate"]
