@@ -87,6 +87,13 @@ def test_serve_shows_a_spinner_below_its_logs_until_the_preloaded_model_loads(tm
     assert "preloaded echo:latest on echo" in before
 
 
+def test_bench_shows_a_bar_per_server_and_level_then_clears_it(echo_server: ServerProcess) -> None:
+    term = session(echo_server, "bench", "echo", "-c", "1,2", "-n", "4", "--num-predict", "2", "--name", "echoes")
+    assert re.search(r"echoes level 1 .* 4/4 requests", term.screen) and re.search(r"echoes level 2 .* 4/4 requests", term.screen)
+    table = term.screen[term.screen.index("echoes (ollama, echo)") :]
+    assert "level" not in table  # the bars are gone before the table prints
+
+
 @pytest.fixture(scope="module")
 def registry(tiny_gguf: Path) -> Iterator[RegistryStandin]:
     reg = RegistryStandin()

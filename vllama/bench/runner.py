@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import time
 from collections.abc import Callable, Mapping
 
@@ -113,16 +112,3 @@ async def run(
             stats = [results[i] for i in range(len(targets))]
             levels.append(Level(concurrency=concurrency, results=stats, comparison=compare(*stats) if len(stats) == 2 else None))
     return BenchResult(targets=targets, workload=workload, levels=levels)
-
-
-def tty_progress() -> Progress | None:
-    """A live ``name level N: done/total requests`` line on stderr, when stderr is a terminal."""
-    if not sys.stderr.isatty():
-        return None
-
-    def show(name: str, concurrency: int, done: int, total: int) -> None:
-        end = "\r\x1b[2K" if done == total else ""
-        sys.stderr.write(f"\r\x1b[2K{name} level {concurrency}: {done}/{total} requests{end}")
-        sys.stderr.flush()
-
-    return show

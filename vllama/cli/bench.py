@@ -76,6 +76,7 @@ def bench(model: str, url: str | None, api: str, name: str | None, against_url: 
     from vllama.bench import chart, report, runner
     from vllama.bench.workload import Target, Workload, default_name
     from vllama.cli.client import auth_headers, base_url
+    from vllama.cli.progress import requests_progress
 
     url = url or base_url()
     targets = [Target(name=name or default_name(url), url=url, api=api, model=model)]  # type: ignore[arg-type]
@@ -86,7 +87,8 @@ def bench(model: str, url: str | None, api: str, name: str | None, against_url: 
         raise click.UsageError("both servers have the same name; set --name or --against-name")
     workload = Workload(prompt=prompt, concurrency=concurrency, requests=requests, stream=stream, num_predict=num_predict,
                         temperature=temperature, ignore_eos=ignore_eos, warmup=warmup, timeout=timeout, rate=rate, seed=seed)  # fmt: skip
-    result = asyncio.run(runner.run(targets, workload, runner.tty_progress(), headers=auth_headers()))
+    with requests_progress() as progress:
+        result = asyncio.run(runner.run(targets, workload, progress, headers=auth_headers()))
     click.echo(report.to_json(result) if as_json else report.table(result))
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

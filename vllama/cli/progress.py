@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -105,6 +105,29 @@ class FileBars:
 
     def stop(self) -> None:
         self.progress.stop()
+
+
+@contextlib.contextmanager
+def requests_progress() -> Iterator[Callable[[str, int, int, int], None] | None]:
+    """``vllama bench``'s progress: a bar per server and level (``NAME level 8``) with the
+    requests done, the time taken and the time left, cleared at the end; None off a terminal.
+    The callback takes (server name, concurrency, requests done, requests in the level)."""
+    if not animated():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("requests"), TimeElapsedColumn())
+    bars = Progress(*columns, TimeRemainingColumn(), console=stderr_console(), transient=True)
+    tasks: dict[tuple[str, int], TaskID] = {}
+
+    def show(name: str, concurrency: int, done: int, total: int) -> None:
+        if (name, concurrency) not in tasks:
+            tasks[name, concurrency] = bars.add_task(f"{name} level {concurrency}", total=total)
+        bars.update(tasks[name, concurrency], completed=done)
+
+    with bars:
+        yield show
 
 
 class PreloadSpinner(logging.Filter):
