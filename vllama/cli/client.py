@@ -44,12 +44,21 @@ def auth_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
+def http_client(url: str, timeout: httpx.Timeout | float) -> httpx.Client:
+    """An HTTP client for the server at ``url``, with the API key. The CA certificates are loaded
+    only for an https:// server: a plain http:// one needs none, and loading them takes about
+    30 ms of every command's start."""
+    import httpx
+
+    return httpx.Client(base_url=url, timeout=timeout, headers=auth_headers(), verify=url.startswith("https://"))
+
+
 def connect() -> httpx.Client:
     """A client for the server at VLLAMA_HOST / OLLAMA_HOST, after a heartbeat."""
     import httpx
 
     url = base_url()
-    client = httpx.Client(base_url=url, timeout=httpx.Timeout(None, connect=5), headers=auth_headers())
+    client = http_client(url, httpx.Timeout(None, connect=5))
     try:
         client.head("/")
     except httpx.TransportError:
@@ -448,7 +457,7 @@ def version() -> None:
 
     url = base_url()
     try:
-        with httpx.Client(base_url=url, timeout=10, headers=auth_headers()) as client:
+        with http_client(url, 10) as client:
             api_version = check(client.get("/api/version")).json()["version"]
             schema = client.get("/openapi/openapi.json")
     except (httpx.TransportError, click.ClickException, ValueError, KeyError):
