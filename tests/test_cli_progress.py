@@ -1,13 +1,18 @@
 """What the CLI draws while it waits, seen on a pseudo-terminal: the spinner while a model loads,
-pull bars with speed and time left, NO_COLOR and TERM=dumb; the chat's history; https hosts."""
+pull bars with speed and time left, NO_COLOR and TERM=dumb; the chat's history; https hosts;
+shell completion."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import ssl
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -156,3 +161,50 @@ def test_shell_completion_completes_commands_and_options() -> None:
 
     assert complete("li") == ["list"]
     assert complete("bench", "--ra") == ["--rate"]
+
+
+TLS = Path(__file__).parent / "tls"
+
+
+class _Tags(BaseHTTPRequestHandler):
+    """A server that knows one model, over TLS."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_HEAD(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        body = json.dumps({"models": [{"name": "tls:latest", "digest": "sha256:" + "ab" * 32, "size": 1, "modified_at": ""}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def tls_server() -> Iterator[str]:
+    """A server on https://127.0.0.1 with a self-signed certificate (tests/tls, valid until 2126)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Tags)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(TLS / "127.0.0.1.crt", TLS / "127.0.0.1.key")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_https_host_is_reached_over_tls_and_its_certificate_checked(tls_server: str) -> None:
+    def vllama_list(**env: str) -> subprocess.CompletedProcess[str]:
+        environ = {k: v for k, v in os.environ.items() if k != "VLLAMA_HOST"} | {"OLLAMA_HOST": tls_server, **env}
+        return subprocess.run([sys.executable, "-m", "vllama", "list"], env=environ, capture_output=True, text=True, timeout=60)
+
+    trusted = vllama_list(SSL_CERT_FILE=str(TLS / "127.0.0.1.crt"))
+    assert trusted.returncode == 0 and "tls:latest" in trusted.stdout, trusted.stderr
+    untrusted = vllama_list()  # the self-signed certificate is not among the trusted ones
+    assert untrusted.returncode == 1 and f"could not connect to a vllama server at {tls_server}" in untrusted.stderr
