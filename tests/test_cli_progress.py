@@ -54,6 +54,13 @@ def test_no_color_keeps_the_spinner_without_colour(echo_server: ServerProcess) -
     assert re.search(r"Loading echo \(\d+s\)", term.screen) and GREEN not in term.raw
 
 
+def test_no_color_leaves_the_thinking_undimmed(echo_server: ServerProcess) -> None:
+    dim = "\x1b[38;5;245m"
+    assert dim in session(echo_server, "run", "echo", "hello").raw
+    plain = session(echo_server, "run", "echo", "hello", NO_COLOR="1")
+    assert dim not in plain.raw and "Thinking...\nThe user said 1 words." in plain.screen
+
+
 def test_a_dumb_terminal_gets_no_spinner(echo_server: ServerProcess) -> None:
     term = session(echo_server, "run", "echo", "--hidethinking", "hello", TERM="dumb")
     assert "Loading" not in term.screen and "hello" in term.screen

@@ -268,8 +268,9 @@ class Session:
         return body
 
     def display(self) -> Display:
-        color = sys.stdout.isatty()
-        return Display(hide_thinking=self.hide_thinking, color=color, wrap=self.wrap and color)
+        terminal = sys.stdout.isatty()
+        color = terminal and not os.environ.get("NO_COLOR")
+        return Display(hide_thinking=self.hide_thinking, color=color, wrap=self.wrap and terminal)
 
     def infer_think(self, info: dict[str, Any]) -> None:
         """Ollama's default: think when the model can, unless the user chose."""
