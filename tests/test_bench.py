@@ -3,18 +3,24 @@ the JSON, ``--against`` ratios, failed requests and the API key; and bench/soak.
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 
+from vllama.bench.chart import nice_ceiling
+from vllama.bench.report import CSV_COLUMNS
 from vllama.bench.stats import LevelStats, Percentiles, compare, percentile
+from vllama.bench.workload import arrival_times
 from vllama.names import parse_name
 from vllama.store import ModelStore
 from vllama.testing.server import ServerProcess, create_model, free_port
@@ -168,6 +174,56 @@ def test_statistics() -> None:
     ratios = compare(level(200, 0.1), level(100, 0.4))
     assert (ratios.throughput_ratio, ratios.ttft_ratio, ratios.latency_ratio) == (2.0, 4.0, 4.0)
     assert compare(level(0, 0.1), level(100, 0.1)).throughput_ratio is None
+
+
+def test_out_writes_a_csv_row_per_server_and_level_and_a_chart(servers: tuple[ServerProcess, ServerProcess], tmp_path: Path) -> None:
+    fast, slow = servers
+    common = ("-c", "1,2", "-n", "4", "--prompt", PROMPT, "--num-predict", "4", "--out", str(tmp_path / "out"))
+    out = bench("echo", "--url", fast.url, "--name", "fast", "--against", slow.url, "--against-name", "slow <2>", *common)
+    assert out.returncode == 0, out.stderr
+    with (tmp_path / "out" / "bench.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == CSV_COLUMNS
+    expected = [("fast", "1"), ("slow <2>", "1"), ("fast", "2"), ("slow <2>", "2")]
+    assert [(r["server"], r["concurrency"], r["requests"], r["errors"]) for r in rows] == [(*e, "4", "0") for e in expected]
+    for r in rows:
+        assert r["api"] == "ollama" and r["model"] == "echo" and r["rate"] == "" and r["output_tokens"] == "16"
+        assert float(r["tokens_per_s"]) > 0 and 0 < float(r["ttft_ms_p50"]) <= float(r["ttft_ms_p99"])
+    by_server = {r["server"]: float(r["tokens_per_s"]) for r in rows if r["concurrency"] == "1"}
+    assert by_server["fast"] > by_server["slow <2>"]
+    root = ElementTree.parse(tmp_path / "out" / "bench.svg").getroot()  # well-formed, server names escaped
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    lines = [e for e in root.iter("{http://www.w3.org/2000/svg}polyline") if e.get("class") == "series"]
+    assert [e.get("data-server") for e in lines] == ["fast", "slow <2>"] * 2  # throughput, then TTFT
+    assert all(len(e.get("points", "").split()) == 2 for e in lines)  # one point per level
+    assert "slow &lt;2&gt;" in (tmp_path / "out" / "bench.svg").read_text()
+
+
+def test_chart_scales_to_round_numbers() -> None:
+    assert [nice_ceiling(v) for v in (0, 0.7, 1, 1.2, 2.2, 3, 7.5, 180, 1001)] == [1, 1, 1, 2, 2.5, 5, 10, 200, 2000]
+
+
+def test_open_loop_arrivals_are_poisson_at_the_rate() -> None:
+    """Exponential gaps of mean 1/rate: the mean rate and the gaps' spread (standard deviation =
+    mean) hold within a few percent over many arrivals, the same for the same seed."""
+    times = arrival_times(20_000, 4.0, seed=7)
+    gaps = [b - a for a, b in zip([0.0, *times], times, strict=False)]
+    mean = sum(gaps) / len(gaps)
+    spread = (sum((g - mean) ** 2 for g in gaps) / len(gaps)) ** 0.5
+    assert len(times) / times[-1] == pytest.approx(4.0, rel=0.03)
+    assert spread / mean == pytest.approx(1.0, rel=0.05)
+    assert sum(g < 0.25 for g in gaps) / len(gaps) == pytest.approx(1 - math.exp(-1), abs=0.02)  # P(gap < mean)
+    assert times == arrival_times(20_000, 4.0, seed=7) and times != arrival_times(20_000, 4.0, seed=8)
+
+
+def test_open_loop_run(servers: tuple[ServerProcess, ServerProcess]) -> None:
+    fast, _ = servers
+    args = ("echo", "--url", fast.url, "-c", "2", "-n", "6", "--rate", "40", "--seed", "3", "--prompt", PROMPT, "--num-predict", "3")
+    result = bench_json(*args)
+    assert result["workload"]["rate"] == 40 and result["workload"]["seed"] == 3
+    (stats,) = result["levels"][0]["results"]
+    assert (stats["requests"], stats["errors"], stats["output_tokens"]) == (6, 0, 18)
+    assert "open loop at 40 req/s (Poisson, seed 3)" in bench(*args).stdout.splitlines()[0]
 
 
 @pytest.mark.engine

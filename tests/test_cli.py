@@ -203,7 +203,7 @@ def test_run_prints_an_embedding_models_vector(echo_server: ServerProcess, tmp_p
 class Terminal:
     """``vllama`` on a pseudo-terminal that is its controlling terminal, so Ctrl-C is a SIGINT."""
 
-    def __init__(self, server: ServerProcess, *args: str, columns: int = 200) -> None:
+    def __init__(self, server: ServerProcess | None, *args: str, columns: int = 200, env: dict[str, str] | None = None) -> None:
         import fcntl
         import pty
         import struct
@@ -216,11 +216,13 @@ class Terminal:
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-        env = {**os.environ, "VLLAMA_HOST": f"127.0.0.1:{server.port}", "TERM": "xterm"}
+        env = {**os.environ, **({"VLLAMA_HOST": f"127.0.0.1:{server.port}"} if server else {}), "TERM": "xterm", **(env or {})}
         self.process = subprocess.Popen([VLLAMA, *args], stdin=slave, stdout=slave, stderr=slave, env=env,
                                         preexec_fn=controlling_terminal)  # fmt: skip
         os.close(slave)
         self.screen = ""
+        #: Everything vllama wrote, escape sequences and carriage returns included.
+        self.raw = ""
 
     def read_until(self, text: str | None, timeout: float = 20) -> str:
         """Read until ``text`` shows up, or with None until vllama exits; return what came
@@ -236,6 +238,7 @@ class Terminal:
                 if not data and text is None:
                     break
                 assert data, f"vllama exited while waiting for {text!r}:\n{self.screen}"
+                self.raw += data.decode(errors="replace")
                 self.screen += ANSI.sub("", data.decode(errors="replace")).replace("\r\n", "\n")
         return self.screen[start:]
 
@@ -311,7 +314,8 @@ def test_interactive_ctrl_c_stops_the_answer_and_ctrl_d_leaves(terminal: Termina
 def test_answers_wrap_words_at_the_terminals_edge(echo_server: ServerProcess) -> None:
     words = " ".join(f"word{i}" for i in range(40))
     for flag, wrapped in (("--hidethinking", True), ("--nowordwrap", False)):
-        term = Terminal(echo_server, "run", "echo", "--think=false", flag, words, columns=40)
+        # TERM=dumb: no loading spinner, so the screen holds only the answer
+        term = Terminal(echo_server, "run", "echo", "--think=false", flag, words, columns=40, env={"TERM": "dumb"})
         try:
             lines = term.read_until(None).strip().split("\n")
         finally:

@@ -5,7 +5,10 @@ The public modules, for backend authors and for apps that embed the server, are 
 of them (and no engine library).
 """
 
-from vllama.hookspecs import hookimpl
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vllama.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 
@@ -26,3 +29,12 @@ __all__ = [
     "core",
     "testing",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``vllama.hookimpl``, imported on first use so that the CLI starts without pluggy."""
+    if name == "hookimpl":
+        from vllama.hookspecs import hookimpl
+
+        return hookimpl
+    raise AttributeError(f"module 'vllama' has no attribute {name!r}")

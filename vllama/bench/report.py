@@ -1,6 +1,9 @@
-"""A benchmark's result as a plain-text table, or as JSON."""
+"""A benchmark's result as a plain-text table, as JSON or as CSV."""
 
 from __future__ import annotations
+
+import csv
+import io
 
 import msgspec
 
@@ -13,6 +16,49 @@ NUMERIC = {1, 2, 3, 4, 5}
 
 def to_json(result: BenchResult) -> str:
     return msgspec.json.format(msgspec.json.encode(result), indent=2).decode()
+
+
+#: The CSV's columns: one row per server and concurrency level; times in milliseconds (end-to-end in seconds).
+CSV_COLUMNS = (
+    "server api model concurrency rate requests errors duration_s requests_per_s tokens_per_s output_tokens prompt_tokens"
+    " ttft_ms_p50 ttft_ms_p95 ttft_ms_p99 itl_ms_p50 itl_ms_p95 itl_ms_p99 tpot_ms_p50 e2e_s_p50 e2e_s_p95 e2e_s_p99"
+).split()
+
+
+def _cells(p: Percentiles | None, scale: float, *quantiles: str) -> list[str]:
+    return [f"{getattr(p, q) * scale:.4f}" if p else "" for q in quantiles]
+
+
+def to_csv(result: BenchResult) -> str:
+    """The results as CSV, one row per server and level (:data:`CSV_COLUMNS`); a missing value is empty."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    targets = {t.name: t for t in result.targets}
+    for level in result.levels:
+        for s in level.results:
+            t = targets[s.target]
+            writer.writerow(
+                [
+                    s.target,
+                    t.api,
+                    t.model,
+                    s.concurrency,
+                    f"{result.workload.rate:g}" if result.workload.rate else "",
+                    s.requests,
+                    s.errors,
+                    f"{s.duration_s:.4f}",
+                    f"{s.requests_per_s:.4f}",
+                    f"{s.tokens_per_s:.4f}",
+                    s.output_tokens,
+                    s.prompt_tokens,
+                    *_cells(s.ttft_s, 1000, "p50", "p95", "p99"),
+                    *_cells(s.itl_s, 1000, "p50", "p95", "p99"),
+                    *_cells(s.tpot_s, 1000, "p50"),
+                    *_cells(s.e2e_s, 1, "p50", "p95", "p99"),
+                ]
+            )
+    return out.getvalue()
 
 
 def _ms(value: float) -> str:
@@ -60,7 +106,8 @@ def table(result: BenchResult) -> str:
     w = result.workload
     lines.insert(0, f"{', '.join(f'{t.name} ({t.api}, {t.model})' for t in result.targets)}: "
                     f"prompt {w.prompt if w.prompt in ('short', 'long') else 'custom'}, {w.num_predict} tokens, "
-                    f"{'streaming' if w.stream else 'not streaming'}, temperature {w.temperature:g}")  # fmt: skip
+                    f"{'streaming' if w.stream else 'not streaming'}, temperature {w.temperature:g}"
+                    + (f", open loop at {w.rate:g} req/s (Poisson, seed {w.seed})" if w.rate else ""))  # fmt: skip
     notes = []
     if len(result.targets) == 2:
         a, b = (t.name for t in result.targets)

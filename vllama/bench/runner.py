@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import time
 from collections.abc import Callable, Mapping
 
@@ -18,7 +17,7 @@ import msgspec
 
 from vllama.bench.drivers import Sample, send
 from vllama.bench.stats import Comparison, LevelStats, compare, summarize
-from vllama.bench.workload import Target, Workload
+from vllama.bench.workload import Target, Workload, arrival_times
 
 #: Called as requests finish: (target name, concurrency, done, total).
 Progress = Callable[[str, int, int, int], None]
@@ -40,7 +39,10 @@ class BenchResult(msgspec.Struct, kw_only=True):
 async def run_level(
     client: httpx.AsyncClient, target: Target, workload: Workload, concurrency: int, *, first: int = 0, progress: Progress | None = None
 ) -> LevelStats:
-    """Send the level's requests, ``concurrency`` at a time, their prompts numbered from ``first``."""
+    """Send the level's requests, ``concurrency`` at a time, their prompts numbered from ``first``;
+    with a ``rate``, at their Poisson arrival times, at most ``concurrency`` in flight."""
+    if workload.rate:
+        return await _open_loop(client, target, workload, concurrency, workload.rate, first=first, progress=progress)
     total = workload.requests_at(concurrency)
     samples: list[Sample] = []
     issued = 0
@@ -56,6 +58,28 @@ async def run_level(
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(min(concurrency, total))))
     return summarize(target.name, concurrency, samples, time.perf_counter() - started)
+
+
+async def _open_loop(
+    client: httpx.AsyncClient, target: Target, workload: Workload, concurrency: int, rate: float, *, first: int, progress: Progress | None
+) -> LevelStats:
+    """Requests sent at their arrival times; a request's times count from when it is sent."""
+    total = workload.requests_at(concurrency)
+    samples: list[Sample] = []
+    in_flight = asyncio.Semaphore(concurrency)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    async def arrive(index: int, at: float) -> None:
+        await asyncio.sleep(max(0.0, started + at - loop.time()))
+        async with in_flight:
+            samples.append(await send(client, target, workload, workload.prompt_for(first + index)))
+        if progress is not None:
+            progress(target.name, concurrency, len(samples), total)
+
+    schedule = arrival_times(total, rate, workload.seed + concurrency)
+    await asyncio.gather(*(arrive(i, at) for i, at in enumerate(schedule)))
+    return summarize(target.name, concurrency, samples, loop.time() - started)
 
 
 async def run(
@@ -88,16 +112,3 @@ async def run(
             stats = [results[i] for i in range(len(targets))]
             levels.append(Level(concurrency=concurrency, results=stats, comparison=compare(*stats) if len(stats) == 2 else None))
     return BenchResult(targets=targets, workload=workload, levels=levels)
-
-
-def tty_progress() -> Progress | None:
-    """A live ``name level N: done/total requests`` line on stderr, when stderr is a terminal."""
-    if not sys.stderr.isatty():
-        return None
-
-    def show(name: str, concurrency: int, done: int, total: int) -> None:
-        end = "\r\x1b[2K" if done == total else ""
-        sys.stderr.write(f"\r\x1b[2K{name} level {concurrency}: {done}/{total} requests{end}")
-        sys.stderr.flush()
-
-    return show

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import itertools
+import random
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -65,9 +67,22 @@ class Workload(msgspec.Struct, frozen=True, kw_only=True):
     ignore_eos: bool = True
     warmup: int = 1
     timeout: float = 600.0
+    #: Open loop: requests arrive at this mean rate per second (Poisson arrivals), whether or not
+    #: earlier ones have finished; a level's concurrency then caps the requests in flight.
+    #: None: closed loop, each of ``concurrency`` workers sends its next request when one ends.
+    rate: float | None = None
+    #: Seeds the open loop's arrival times, so two runs (and two servers) see the same schedule.
+    seed: int = 0
 
     def requests_at(self, concurrency: int) -> int:
         return self.requests if self.requests is not None else max(4, 2 * concurrency)
 
     def prompt_for(self, index: int) -> str:
         return f"({index}) {prompt_text(self.prompt)}"
+
+
+def arrival_times(count: int, rate: float, seed: int) -> list[float]:
+    """When each of ``count`` requests is sent, in seconds from the start: a Poisson process
+    of ``rate`` per second (exponential gaps), the same for the same seed."""
+    rng = random.Random(seed)
+    return list(itertools.accumulate(rng.expovariate(rate) for _ in range(count)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from vllama.cli.main import cli
@@ -42,26 +44,41 @@ def _levels(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int
 @click.option("--temperature", type=float, default=0.0, show_default=True)
 @click.option("--warmup", type=click.IntRange(min=0), default=1, show_default=True, help="Requests per server before measuring.")
 @click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds one request may take.")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="REQ/S",
+    help="Open loop: send requests at this mean rate (Poisson arrivals); concurrency then caps those in flight.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the open loop's arrival times.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write bench.csv and bench.svg (tokens/s and TTFT by concurrency) into this directory.",
+)
 def bench(model: str, url: str | None, api: str, name: str | None, against_url: str | None, against_api: str | None,
           against_model: str | None, against_name: str | None, concurrency: tuple[int, ...], requests: int | None,
           stream: bool, prompt: str, num_predict: int, ignore_eos: bool, temperature: float, warmup: int,
-          timeout: float, as_json: bool) -> None:  # fmt: skip
+          timeout: float, rate: float | None, seed: int, as_json: bool, out_dir: Path | None) -> None:  # fmt: skip
     """Measure MODEL's throughput and latency on a server, at each concurrency level.
 
     Reports time to first token, inter-token latency and end-to-end latency (p50/p95/p99),
     requests/s and generated tokens/s, counted from the server's own usage fields. With
-    --against, ratios above 1 mean the first server is faster. Like the other commands, it
-    sends the first key of VLLAMA_API_KEY (else OLLAMA_API_KEY) as a bearer token.
+    --against, ratios above 1 mean the first server is faster. With --rate, requests arrive
+    at random (Poisson) times at that mean rate instead of each worker waiting for its last
+    answer. Like the other commands, it sends the first key of VLLAMA_API_KEY (else
+    OLLAMA_API_KEY) as a bearer token.
     """
     import asyncio
 
-    from vllama.bench import report, runner
+    from vllama.bench import chart, report, runner
     from vllama.bench.workload import Target, Workload, default_name
-    from vllama.cli.client import auth_headers
-    from vllama.config import Settings
+    from vllama.cli.client import auth_headers, base_url
+    from vllama.cli.progress import requests_progress
 
-    url = url or Settings.from_env().url
+    url = url or base_url()
     targets = [Target(name=name or default_name(url), url=url, api=api, model=model)]  # type: ignore[arg-type]
     if against_url:
         targets.append(Target(name=against_name or default_name(against_url), url=against_url,
@@ -69,9 +86,15 @@ def bench(model: str, url: str | None, api: str, name: str | None, against_url: 
     if len({t.name for t in targets}) < len(targets):
         raise click.UsageError("both servers have the same name; set --name or --against-name")
     workload = Workload(prompt=prompt, concurrency=concurrency, requests=requests, stream=stream, num_predict=num_predict,
-                        temperature=temperature, ignore_eos=ignore_eos, warmup=warmup, timeout=timeout)  # fmt: skip
-    result = asyncio.run(runner.run(targets, workload, runner.tty_progress(), headers=auth_headers()))
+                        temperature=temperature, ignore_eos=ignore_eos, warmup=warmup, timeout=timeout, rate=rate, seed=seed)  # fmt: skip
+    with requests_progress() as progress:
+        result = asyncio.run(runner.run(targets, workload, progress, headers=auth_headers()))
     click.echo(report.to_json(result) if as_json else report.table(result))
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "bench.csv").write_text(report.to_csv(result))
+        (out_dir / "bench.svg").write_text(chart.svg(result))
+        click.echo(f"wrote {out_dir / 'bench.csv'} and {out_dir / 'bench.svg'}", err=True)
     for target in targets:
         stats = [s for level in result.levels for s in level.results if s.target == target.name]
         if all(s.errors == s.requests for s in stats):

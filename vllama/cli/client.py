@@ -6,23 +6,34 @@ import datetime as dt
 import hashlib
 import json
 import os
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import click
-import httpx
 
 from vllama import __version__
 from vllama.cli.main import cli
 
+if TYPE_CHECKING:
+    import httpx
+
+    from vllama.cli.progress import FileBars
+
 
 def base_url() -> str:
-    from vllama.config import Settings
+    """The server the client commands talk to: VLLAMA_HOST (else OLLAMA_HOST) read as Ollama's
+    client reads it, its scheme kept: ``https://host`` is ``https://host:443``, ``host`` is
+    ``http://host:11434``; a path (behind a proxy) is kept too."""
+    from vllama.config import env, parse_host
 
-    return Settings.from_env().url
+    raw = (env("HOST") or "").strip()
+    scheme = raw.split("://", 1)[0].lower() if "://" in raw else "http"
+    host, port = parse_host(raw)
+    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    path = urlsplit(raw if "://" in raw else f"http://{raw}").path.rstrip("/")
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}{path}"
 
 
 def auth_headers() -> dict[str, str]:
@@ -33,10 +44,21 @@ def auth_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
+def http_client(url: str, timeout: httpx.Timeout | float) -> httpx.Client:
+    """An HTTP client for the server at ``url``, with the API key. The CA certificates are loaded
+    only for an https:// server: a plain http:// one needs none, and loading them takes about
+    30 ms of every command's start."""
+    import httpx
+
+    return httpx.Client(base_url=url, timeout=timeout, headers=auth_headers(), verify=url.startswith("https://"))
+
+
 def connect() -> httpx.Client:
     """A client for the server at VLLAMA_HOST / OLLAMA_HOST, after a heartbeat."""
+    import httpx
+
     url = base_url()
-    client = httpx.Client(base_url=url, timeout=httpx.Timeout(None, connect=5), headers=auth_headers())
+    client = http_client(url, httpx.Timeout(None, connect=5))
     try:
         client.head("/")
     except httpx.TransportError:
@@ -279,15 +301,16 @@ def stop(model: str) -> None:
 
 class Progress:
     """Ollama's progress on stderr: a line per status, a bar per file (``digest``, ``total``,
-    ``completed``). A terminal sees bars redrawn in place; anything else sees each bar once, done."""
+    ``completed``). A terminal sees rich bars with each file's speed and time left, redrawn in
+    place; anything else (a pipe, ``TERM=dumb``) sees each bar once, done, as Ollama draws it."""
 
     def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
+        from vllama.cli.progress import animated
+
+        self.tty = animated()
         self.status = ""
-        self.current = ""
         self.done: set[str] = set()
-        self.open = False
-        self.drawn = 0.0
+        self.bars: FileBars | None = None
 
     def update(self, item: dict[str, Any]) -> None:
         status, digest = item.get("status") or "", item.get("digest") or ""
@@ -306,20 +329,14 @@ class Progress:
     def bar(self, key: str, label: str, completed: int, total: int) -> None:
         if key in self.done:
             return
-        finished = completed >= total
-        if key != self.current:
-            self.end()
-            self.current = key
-        elif not finished and time.monotonic() - self.drawn < 0.1:
-            return
-        if finished:
+        if completed >= total:
             self.done.add(key)
         if self.tty:
-            click.echo("\r" + self.render(label, min(completed, total), total) + "\x1b[K", nl=False, err=True)
-            self.open, self.drawn = True, time.monotonic()
-            if finished:
-                self.end()
-        elif finished:
+            from vllama.cli.progress import FileBars
+
+            self.bars = self.bars or FileBars()
+            self.bars.update(key, label, completed, total)
+        elif completed >= total:
             click.echo(self.render(label, total, total), err=True)
 
     def render(self, label: str, completed: int, total: int) -> str:
@@ -327,18 +344,14 @@ class Progress:
         percent = completed / total * 100
         head = f"{label}: {percent:3.0f}%"
         tail = f"{human_size(completed):>6}/{human_size(total):>6}" if completed < total else f"{human_size(total):>6}"
-        try:
-            columns = os.get_terminal_size(sys.stderr.fileno()).columns if self.tty else 80
-        except OSError:
-            columns = 80
-        room = max(columns - len(head) - 13 - 5, 10)
+        room = max(80 - len(head) - 13 - 5, 10)
         filled = int(room * percent / 100)
         return f"{head} ▕{'█' * filled}{' ' * (room - filled)}▏ {tail}"
 
     def end(self) -> None:
-        if self.open:
-            click.echo("", err=True)
-            self.open = False
+        if self.bars is not None:
+            self.bars.stop()
+            self.bars = None
 
 
 def pull_model(client: httpx.Client, model: str, *, insecure: bool = False) -> None:
@@ -440,9 +453,11 @@ def create(model: str, modelfile_path: str, quantize: str | None) -> None:
 @cli.command()
 def version() -> None:
     """Show the server's and this client's versions."""
+    import httpx
+
     url = base_url()
     try:
-        with httpx.Client(base_url=url, timeout=10, headers=auth_headers()) as client:
+        with http_client(url, 10) as client:
             api_version = check(client.get("/api/version")).json()["version"]
             schema = client.get("/openapi/openapi.json")
     except (httpx.TransportError, click.ClickException, ValueError, KeyError):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-import msgspec
 
 from vllama.cli.main import cli
 
@@ -27,6 +26,8 @@ def plugins(as_json: bool) -> None:
     infos = describe(pm)
     backends = {name: cls.__module__ for name, cls in registered_backends(pm).items()}
     if as_json:
+        import msgspec
+
         click.echo(msgspec.json.format(msgspec.json.encode({"plugins": infos, "backends": backends}).decode()))
         return
     for p in infos:
@@ -43,6 +44,8 @@ def hardware(as_json: bool) -> None:
 
     hw = probe(_pm())
     if as_json:
+        import msgspec
+
         click.echo(msgspec.json.format(msgspec.json.encode(hw).decode()))
         return
     for d in hw.devices:

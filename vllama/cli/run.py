@@ -6,13 +6,15 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import httpx
 
 from vllama.cli.client import check, connect, error_of, pull_model, show_info, stream_lines
 from vllama.cli.main import cli
+
+if TYPE_CHECKING:
+    import httpx
 
 THINK_VALUES = ("true", "false", "high", "medium", "low", "max")
 GREY, BOLD, RESET = "\x1b[38;5;245m", "\x1b[1m", "\x1b[0m"
@@ -266,8 +268,9 @@ class Session:
         return body
 
     def display(self) -> Display:
-        color = sys.stdout.isatty()
-        return Display(hide_thinking=self.hide_thinking, color=color, wrap=self.wrap and color)
+        terminal = sys.stdout.isatty()
+        color = terminal and not os.environ.get("NO_COLOR")
+        return Display(hide_thinking=self.hide_thinking, color=color, wrap=self.wrap and terminal)
 
     def infer_think(self, info: dict[str, Any]) -> None:
         """Ollama's default: think when the model can, unless the user chose."""
@@ -302,9 +305,13 @@ class Session:
     # -- the interactive session ------------------------------------------------------------
 
     def load(self) -> None:
-        """Load the model (an empty prompt), so the first message does not wait for it."""
+        """Load the model (an empty prompt), so the first message does not wait for it; a
+        terminal sees a spinner with the time elapsed meanwhile."""
+        from vllama.cli.progress import waiting
+
         body = {"model": self.model, **({"keep_alive": self.keep_alive} if self.keep_alive else {})}
-        check(self.client.post("/api/generate", json=body))
+        with waiting(f"Loading {self.model}"):
+            check(self.client.post("/api/generate", json=body))
 
     def chat(self) -> None:
         """Send the conversation, stream the reply and keep it; Ctrl-C stops the reply."""
@@ -334,10 +341,12 @@ class Session:
         self.messages.append({"role": "assistant", "content": "".join(reply), **({"thinking": "".join(thought)} if any(thought) else {})})
 
     def interact(self) -> None:
-        try:
-            import readline  # noqa: F401 - line editing and history for input()
-        except ImportError:
-            pass
+        from vllama.cli.history import history
+
+        with history():
+            self.read_lines()
+
+    def read_lines(self) -> None:
         while True:
             try:
                 line = input("... " if self.multiline else ">>> ")
@@ -380,6 +389,8 @@ class Session:
         return line
 
     def turn(self, text: str) -> None:
+        import httpx
+
         self.messages.append({"role": "user", "content": text})
         try:
             self.chat()
@@ -560,6 +571,8 @@ def run(model: str, prompt: tuple[str, ...], keepalive: str | None, verbose: boo
     The model is pulled first if the server does not have it. In the chat, /? lists the
     commands, \"\"\" begins a multi-line message, Ctrl-C stops a reply and Ctrl-D or /bye leaves.
     """
+    from vllama.cli.progress import animated
+
     client = connect()
     parts = list(prompt)
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and not parts
@@ -575,6 +588,8 @@ def run(model: str, prompt: tuple[str, ...], keepalive: str | None, verbose: boo
     if "embedding" in capabilities and "completion" not in capabilities:
         session.embed(" ".join(parts))
     elif not interactive:
+        if animated():
+            session.load()  # a spinner while the model loads, before the answer streams
         session.generate(" ".join(parts))
     else:
         session.load()

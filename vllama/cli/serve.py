@@ -50,6 +50,7 @@ def serve(host: str | None, models: tuple[str, ...], backend: str | None, parall
     import uvicorn
 
     from vllama import logs
+    from vllama.cli.progress import PreloadSpinner, animated
     from vllama.config import Settings, parse_host
     from vllama.core import Vllama
     from vllama.server.deferred import DeferredApp
@@ -62,7 +63,7 @@ def serve(host: str | None, models: tuple[str, ...], backend: str | None, parall
         overrides["preload"] = models
     overrides["engine_defaults"] = {k: v for k, v in engine.items() if v is not None}
     settings = Settings.from_env(**overrides)
-    logs.configure(level=log_level or ("debug" if settings.debug else "info"), json_lines=settings.log_format == "json")
+    handler = logs.configure(level=log_level or ("debug" if settings.debug else "info"), json_lines=settings.log_format == "json")
     vllama = Vllama(settings)
     log = logging.getLogger("vllama")
     for device in vllama.hardware.devices:
@@ -77,6 +78,9 @@ def serve(host: str | None, models: tuple[str, ...], backend: str | None, parall
     if settings.preload:
         log.info("preloading %s (in the background; each stays loaded)", ", ".join(settings.preload))
     log.info("models in %s; listening on %s", settings.models_dir, settings.url)
+    spinner = None
+    if settings.preload and animated() and log.isEnabledFor(logging.INFO) and isinstance(handler, logging.StreamHandler):
+        spinner = PreloadSpinner(list(settings.preload), handler)  # it stops at the last "preloaded" line
     if settings.api_keys or settings.read_only_api_keys:
         log.info("API keys required: %d full, %d read-only", len(settings.api_keys), len(settings.read_only_api_keys))
     elif not settings.loopback:
@@ -88,4 +92,8 @@ def serve(host: str | None, models: tuple[str, ...], backend: str | None, parall
         return create_app(vllama)
 
     app = logs.RequestLog(DeferredApp(build), access_log=settings.access_log)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False, lifespan="on")
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False, lifespan="on")
+    finally:
+        if spinner is not None:
+            spinner.stop()
