@@ -194,3 +194,23 @@ def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
     unit.write_text((ROOT / "contrib" / "systemd" / "vllama.service").read_text().replace("/opt/vllama/bin/vllama", str(vllama)))
     result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
     assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+
+
+def compose_command() -> list[str] | None:
+    """``docker compose`` (the CLI plugin) or the standalone ``docker-compose``, where installed."""
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    return ["docker-compose"] if shutil.which("docker-compose") else None
+
+
+@pytest.mark.skipif(compose_command() is None, reason="neither docker compose nor docker-compose is installed")
+@pytest.mark.parametrize("files", [["compose.yaml"], ["compose.yaml", "compose.cuda.yaml"]], ids=["cpu", "cuda"])
+def test_compose_accepts_the_files(files: list[str]) -> None:
+    """Compose validates the files (and the CUDA override merged over the CPU file) without a daemon."""
+    command = compose_command()
+    assert command is not None
+    args = [word for name in files for word in ("-f", str(ROOT / name))]
+    result = subprocess.run([*command, *args, "config"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    merged = yaml.safe_load(result.stdout)["services"]["vllama"]
+    assert merged["build"]["dockerfile"] == f"docker/{'cuda' if len(files) == 2 else 'cpu'}.Dockerfile"
