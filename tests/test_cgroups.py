@@ -3,6 +3,9 @@ containers, systemd units and hybrid hosts lay them out."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -181,3 +184,35 @@ def test_memory_sees_the_container_limit(container_1g: CgroupMemory) -> None:
     assert memory.worker_limit(None) == GiB
     assert memory.system_available_bytes() == GiB - 300 * MiB
     assert probes.cpu_device().memory_bytes == GiB
+
+
+def test_a_real_cgroup_limit(tmp_path: Path) -> None:
+    """A process moved into a new child cgroup with a 1 GiB limit sees it (root on a writable cgroup
+    file system: a CI runner, this machine; elsewhere the kernel refuses and the test is skipped)."""
+    hierarchy = cgroups._hierarchy(Path("/"))
+    if hierarchy is None:
+        pytest.skip("no cgroup memory controller mounted")
+    child = hierarchy.leaf / f"vllama-test-{os.getpid()}"
+    limit_file = "memory.max" if hierarchy.version == 2 else "memory.limit_in_bytes"
+    try:
+        child.mkdir()
+    except OSError as exc:
+        pytest.skip(f"cannot create a cgroup here: {exc}")
+    try:
+        try:
+            (child / limit_file).write_text(str(GiB))
+        except OSError as exc:
+            pytest.skip(f"cannot set a memory limit here: {exc}")
+        code = (
+            f"import os; open({str(child / 'cgroup.procs')!r}, 'w').write(str(os.getpid()))\n"
+            "from vllama.cgroups import cgroup_memory; from vllama import memory\n"
+            "m = cgroup_memory(); print(m.limit, m.available, memory.total_bytes())"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=os.environ | {"PYTHONPATH": ":".join(sys.path)}
+        )
+        assert result.returncode == 0, result.stderr
+        limit, available, total = map(int, result.stdout.split())
+        assert limit == total == GiB and 0 < available < GiB
+    finally:
+        child.rmdir()
