@@ -20,8 +20,9 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     PIP_FIND_LINKS=/src/wheels ./scripts/setup --serve cuda --venv /opt/vllama
 
 FROM ${BASE}
+# gcc, libc6-dev, python3-dev: Triton (under vLLM) compiles its GPU launchers against Python's headers when a model loads.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 libgomp1 ca-certificates \
+    && apt-get install -y --no-install-recommends python3 python3-dev gcc libc6-dev libgomp1 ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --uid 1001 --create-home --home-dir /home/vllama vllama \
     && mkdir /models && chown vllama: /models
