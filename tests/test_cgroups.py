@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vllama import cgroups, memory, probes
@@ -138,6 +138,11 @@ def test_parse_mountinfo_unescapes_paths() -> None:
 sizes = st.integers(min_value=1, max_value=2**50)
 
 
+#: Each example writes a cgroup tree to disk: no per-example deadline on a busy machine.
+files_settings = settings(deadline=None, max_examples=50)
+
+
+@files_settings
 @given(version=st.sampled_from([1, 2]), limit=sizes, usage=st.integers(0, 2**50), inactive=st.integers(0, 2**50))
 def test_room_under_any_limit(version: int, limit: int, usage: int, inactive: int) -> None:
     """The room is the limit less the working set (usage less inactive file pages, at least 0), within [0, limit]."""
@@ -152,6 +157,7 @@ def test_room_under_any_limit(version: int, limit: int, usage: int, inactive: in
     assert 0 <= found.available <= found.limit
 
 
+@files_settings
 @given(limits=st.lists(st.one_of(sizes, st.none()), min_size=1, max_size=5))
 def test_the_tightest_of_nested_limits(limits: list[int | None]) -> None:
     """Each level of a nested v2 path may have a limit or ``max``; the tightest applies."""
