@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vllama.cgroups import cgroup_memory
 from vllama.errors import BadRequest
 from vllama.probes import meminfo_bytes
 from vllama.types import Hardware, LoadSettings, ModelRef
@@ -174,14 +175,20 @@ def needed_bytes(model: ModelRef, settings: LoadSettings) -> int | None:
 
 
 def total_bytes() -> int:
-    """Physical memory of the machine."""
-    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    """Physical memory of the machine, or the memory limit of this process's cgroup (a
+    container's, a systemd unit's) where that is lower."""
+    physical = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    limit = cgroup_memory()
+    return physical if limit is None else min(physical, limit.limit)
 
 
 def system_available_bytes() -> int:
-    """Memory the kernel says a new process can take now (``MemAvailable``), else the total."""
+    """Memory the kernel says a new process can take now (``MemAvailable``), else the total;
+    no more than the room left under this process's cgroup memory limit."""
     available = meminfo_bytes("MemAvailable")
-    return total_bytes() if available is None else available
+    available = total_bytes() if available is None else available
+    limit = cgroup_memory()
+    return available if limit is None else min(available, limit.available)
 
 
 def available_bytes(hardware: Hardware, reclaimable: int = 0) -> int:
@@ -218,7 +225,7 @@ def _gib(n: int) -> str:
 
 def worker_limit(setting: int | None) -> int | None:
     """Bytes of private memory a worker may hold: ``setting`` when given (0: no limit),
-    else the machine's physical memory."""
+    else :func:`total_bytes`."""
     if setting is not None:
         return setting or None
     return total_bytes()

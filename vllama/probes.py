@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from vllama.cgroups import cgroup_memory
 from vllama.hookspecs import hookimpl
 from vllama.types import Device
 
@@ -69,7 +70,8 @@ def meminfo_bytes(field: str) -> int | None:
 
 def _memory_bytes() -> int:
     if (total := meminfo_bytes("MemTotal")) is not None:
-        return total
+        limit = cgroup_memory()
+        return total if limit is None else min(total, limit.limit)
     if platform.system() == "Darwin":
         value = _sysctl("hw.memsize")
         return int(value) if value.isdigit() else 0
