@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -66,13 +67,21 @@ def qwen_coder_safetensors() -> Path:
 
 
 def _safetensors_of(gguf: Path, target: Path, rope_theta: float) -> Path:
-    if (target / "config.json").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    def build(work: Path) -> None:
         _convert_gguf(gguf, work)
         _set_top_level_rope_theta(work / "config.json", rope_theta)
+
+    return cached_directory(target, build)
+
+
+def cached_directory(target: Path, build: Callable[[Path], None]) -> Path:
+    """``target``, a model directory made once by ``build`` (given an empty directory beside
+    it, renamed into place when whole, so a crash or a concurrent build leaves no half)."""
+    if (target / "config.json").exists():
+        return target
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=_made_parent(target)))
+    try:
+        build(work)
         try:
             work.rename(target)
         except OSError:  # another process finished first
@@ -149,27 +158,22 @@ def minilm_cross_encoder_dir() -> Path:
     trained to rank, but a real cross-encoder for checking that engines score pairs as
     transformers does. Its second token type embeds like the first, as llama.cpp's BERT gives
     every token type 0."""
-    target = cache_dir() / "minilm-cross-encoder"
-    if (target / "config.json").exists():
-        return target
-    import torch
-    from transformers import AutoTokenizer, BertForSequenceClassification
 
-    torch.manual_seed(0)
-    model = BertForSequenceClassification.from_pretrained(str(minilm_dir()), num_labels=1)
-    with torch.no_grad():
-        types = model.bert.embeddings.token_type_embeddings.weight
-        types[1:] = types[0]
-        model.classifier.weight.normal_(0.0, 0.5)
-        model.classifier.bias.zero_()
-    work = Path(tempfile.mkdtemp(prefix=".minilm-ce-", dir=_made_parent(target)))
-    try:
+    def build(work: Path) -> None:
+        import torch
+        from transformers import AutoTokenizer, BertForSequenceClassification
+
+        torch.manual_seed(0)
+        model = BertForSequenceClassification.from_pretrained(str(minilm_dir()), num_labels=1)
+        with torch.no_grad():
+            types = model.bert.embeddings.token_type_embeddings.weight
+            types[1:] = types[0]
+            model.classifier.weight.normal_(0.0, 0.5)
+            model.classifier.bias.zero_()
         model.save_pretrained(str(work))
         AutoTokenizer.from_pretrained(str(minilm_dir())).save_pretrained(str(work))
-        os.replace(work, target)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return target
+
+    return cached_directory(cache_dir() / "minilm-cross-encoder", build)
 
 
 def minilm_cross_encoder_gguf() -> Path:

@@ -15,12 +15,10 @@ one (no torchvision needed). Made once and cached next to the other test models.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from vllama.testing.hf_models import cache_dir, smollm2_safetensors
+from vllama.testing.hf_models import cache_dir, cached_directory, smollm2_safetensors
 
 #: The vision tower's input side, in pixels, and its patch size: each image becomes
 #: (IMAGE_SIZE / PATCH_SIZE)^2 / SCALE_FACTOR^2 = 16 image tokens.
@@ -69,21 +67,7 @@ IMAGE_TOKENS = [
 def smolvlm_safetensors() -> Path:
     """The test vision-language model as a safetensors directory, with its tokenizer, image
     processor and chat template (built once: a few seconds, about 300 MB)."""
-    target = cache_dir() / "smolvlm-smollm2-135m-random-vision"
-    if (target / "config.json").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        _build(smollm2_safetensors(), work)
-        try:
-            work.rename(target)
-        except OSError:  # another process finished first
-            if not (target / "config.json").exists():
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return target
+    return cached_directory(cache_dir() / "smolvlm-smollm2-135m-random-vision", lambda work: _build(smollm2_safetensors(), work))
 
 
 def _build(text_dir: Path, out: Path) -> None:
