@@ -116,6 +116,9 @@ class FakeEngine(BatchEngine[Letters]):
     def chat_prompt(self, request: ChatRequest) -> list[int]:
         return [ord(c) - 97 for m in request.messages for c in m.content]
 
+    def prompt_text(self, tokens: list[int]) -> str:
+        return "".join(chr(t + 97) for t in tokens)
+
     def sequence(self, prompt: list[int], request: GenerateRequest | ChatRequest) -> Letters:
         options = request.options
         seq = Letters(prompt, max_tokens=options.num_predict, stop=options.stop, top_logprobs=top_logprobs(request))

@@ -10,6 +10,7 @@ from typing import Any
 
 from vllama import gguf
 from vllama.errors import BadRequest
+from vllama.thinking import thinking_format
 from vllama.types import ModelDetails
 
 _EMBEDDING_ARCHES = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "t5encoder", "modern-bert"})
@@ -41,7 +42,7 @@ def with_template(capabilities: list[str], template: str) -> list[str]:
     out = [c for c in capabilities if c not in ("tools", "thinking")]
     if template and "tools" in template:
         out.append("tools")
-    if template and ("<think>" in template or "enable_thinking" in template):
+    if template and thinking_format(template) is not None:
         out.append("thinking")
     return out
 
