@@ -18,7 +18,7 @@ class LlamaCppBackend(Backend):
 
     name: ClassVar[str] = "llamacpp"
     formats: ClassVar[frozenset[str]] = frozenset({"gguf"})
-    capabilities: ClassVar[frozenset[str]] = frozenset({"completion", "chat", "embedding", "format", "logprobs", "tools"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"completion", "chat", "embedding", "format", "logprobs", "tools", "thinking"})
 
     @classmethod
     def supports(cls, model: ModelRef, hardware: Hardware) -> Support | None:

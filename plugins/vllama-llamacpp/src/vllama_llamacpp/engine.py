@@ -12,6 +12,7 @@ from vllama import gguf
 from vllama.batching import BatchEngine, top_logprobs
 from vllama.chat_inputs import generate_messages, is_jinja
 from vllama.errors import BadRequest, EngineError, Unsupported
+from vllama.thinking import thinking_format
 from vllama.tool_calls import FORMATS
 from vllama.types import (
     ChatRequest,
@@ -55,6 +56,7 @@ class LlamaCppEngine(BatchEngine[Sequence]):
         ctx = None
         try:
             self._template = self._chat_template(ref, str(metadata.get("tokenizer.chat_template") or ""))
+            self.thinking_format = thinking_format(self._template.source) if self._template else None
             if self._generative:
                 ctx = new_context(
                     self._model,
@@ -93,7 +95,7 @@ class LlamaCppEngine(BatchEngine[Sequence]):
                 return list(request.context)
             return list(request.context) + self._model.tokenize(request.prompt, add_special=not request.context)
         messages = generate_messages(request)
-        return list(request.context) + self._model.tokenize(self._template.render(messages))
+        return list(request.context) + self._model.tokenize(self._template.render(messages, think=request.think))
 
     def chat_prompt(self, request: ChatRequest) -> list[int]:
         self._check_generative()
@@ -101,7 +103,10 @@ class LlamaCppEngine(BatchEngine[Sequence]):
             raise Unsupported(f'"{self.name}" does not support chat')
         if any(m.images for m in request.messages):
             raise Unsupported(f'"{self.name}" does not support images')
-        return self._model.tokenize(self._template.render(request.messages, request.tools))
+        return self._model.tokenize(self._template.render(request.messages, request.tools, request.think))
+
+    def prompt_text(self, tokens: list[int]) -> str:
+        return "".join(self._model.special_text(t) for t in tokens)
 
     def _check_generative(self) -> None:
         if not self._generative:
