@@ -105,7 +105,7 @@ class Thinking:
     def test_generate_thinks_too(self, client: ollama.Client) -> None:
         # generate sends no MESSAGE examples: the model may end inside its thought
         reply = client.generate(model=MODEL, prompt=ASK[0]["content"], options=GREEDY, think=True)
-        assert reply.thinking and "40" in reply.thinking and "<think>" not in reply.thinking and "</think>" not in reply.response
+        assert reply.thinking and "40" in reply.thinking and "<think>" not in reply.thinking and "</think>" not in (reply.response or "")
 
     def test_openai_reasoning_effort(self, oai: openai.OpenAI) -> None:
         low = oai.chat.completions.create(model=MODEL, messages=ASK, temperature=0, seed=1, max_tokens=96, reasoning_effort="low")
