@@ -25,7 +25,7 @@ CPU_PARALLEL = 8
 
 #: What vLLM does with an embedding model, and with any other.
 EMBEDDER = frozenset({"embedding"})
-GENERATOR = frozenset({"completion", "chat", "tools", "format", "logprobs"})
+GENERATOR = frozenset({"completion", "chat", "tools", "thinking", "format", "logprobs"})
 
 
 class VllmBackend(Backend):
@@ -38,7 +38,7 @@ class VllmBackend(Backend):
 
     name: ClassVar[str] = "vllm"
     formats: ClassVar[frozenset[str]] = frozenset({"safetensors"})
-    capabilities: ClassVar[frozenset[str]] = frozenset({"completion", "chat", "embedding", "tools", "format", "logprobs"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"completion", "chat", "embedding", "tools", "thinking", "format", "logprobs"})
     isolated: ClassVar[bool] = False
     parses_tool_calls: ClassVar[bool] = True
     engine_settings: ClassVar[frozenset[str]] = NAMES
@@ -57,6 +57,13 @@ class VllmBackend(Backend):
         from vllama_vllm.tool_parsing import registered
 
         return registered()
+
+    @classmethod
+    def reasoning_parsers(cls) -> Collection[str]:
+        """Every parser in vLLM's reasoning-parser registry."""
+        from vllama_vllm.tool_parsing import reasoning_registered
+
+        return reasoning_registered()
 
     @classmethod
     def check_engine_settings(cls, settings: Mapping[str, Any]) -> None:

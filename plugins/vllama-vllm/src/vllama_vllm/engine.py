@@ -21,6 +21,7 @@ from vllm.v1.engine.exceptions import EngineDeadError
 
 from vllama.engine import Engine
 from vllama.errors import ContextOverflow, EngineError, Unsupported
+from vllama.thinking import Splitter, splitter
 from vllama.tool_calls import parse_tool_calls, request_parser
 from vllama.types import (
     ChatRequest,
@@ -42,7 +43,7 @@ from vllama_vllm.plan import Plan
 from vllama_vllm.prompts import PromptBuilder
 from vllama_vllm.sampling import required_calls_schema, sampling_kwargs, sampling_params
 from vllama_vllm.stats import LiveStats, logger_factory
-from vllama_vllm.tool_parsing import VllmToolCalls, tool_calls_for
+from vllama_vllm.tool_parsing import VllmParsing, parsing_for, reasoning_name
 
 #: The warm-up request: one greedy token.
 _ONE_TOKEN = SamplingOptions(temperature=0.0, num_predict=1)
@@ -96,6 +97,7 @@ class VllmEngine(Engine):
         self._pooling = config.model_config.runner_type == "pooling"
         self._tokenizer = llm.get_tokenizer()
         self._prompts = PromptBuilder(self._tokenizer, ref)
+        self._reasoning = reasoning_name(ref, self._prompts.thinking_format)
         cache = config.cache_config
         self._kv_tokens = (cache.num_gpu_blocks or 0) * cache.block_size
 
@@ -117,14 +119,18 @@ class VllmEngine(Engine):
     # -- generation ------------------------------------------------------------------------
 
     def generate(self, request: GenerateRequest) -> EventStream:
-        return self._stream(lambda: self._prompts.generate(request), request)
+        return self._stream(lambda: self._prompts.generate(request), request, None if request.raw else self._parsing(request))
 
     def chat(self, request: ChatRequest) -> EventStream:
+        parsing = self._parsing(request)
+        events = self._stream(lambda: self._prompts.chat(request), request, parsing)
         if not request.tools:
-            return self._stream(lambda: self._prompts.chat(request), request)
-        calls = tool_calls_for(self._tokenizer, request)
-        events = self._stream(lambda: self._prompts.chat(request), request, calls)
-        return parse_tool_calls(events, request_parser(request, lenient_only=calls is not None))
+            return events
+        lenient_only = parsing is not None and parsing.parser.tool_parser is not None
+        return parse_tool_calls(events, request_parser(request, lenient_only=lenient_only))
+
+    def _parsing(self, request: GenerateRequest | ChatRequest) -> VllmParsing | None:
+        return parsing_for(self._tokenizer, request, self._reasoning)
 
     @staticmethod
     def _format(request: GenerateRequest | ChatRequest) -> Format:
@@ -136,9 +142,10 @@ class VllmEngine(Engine):
         return request.format
 
     async def _stream(
-        self, prepare: Callable[[], list[int]], request: GenerateRequest | ChatRequest, calls: VllmToolCalls | None = None
+        self, prepare: Callable[[], list[int]], request: GenerateRequest | ChatRequest, parsing: VllmParsing | None = None
     ) -> EventStream:
-        """Run one request; with ``calls``, its output goes through vLLM's tool parser."""
+        """Run one request; with ``parsing``, its output goes through vLLM's parsers. A request
+        that thinks without a vLLM reasoning parser is split by the core's parser."""
         if self._pooling:
             raise Unsupported(f'"{self.name}" does not support generate')
         prompt = prepare()
@@ -148,6 +155,7 @@ class VllmEngine(Engine):
         if len(prompt) >= self._max_len:
             raise ContextOverflow("the input length exceeds the context length")
         top = max(0, request.top_logprobs) if request.logprobs or request.top_logprobs else None
+        split = self._splitter(request, prompt, parsing)
         params = sampling_params(**sampling_kwargs(request.options, prompt_tokens=len(prompt), max_model_len=self._max_len,
                                                    format=self._format(request), top_logprobs=top))  # fmt: skip
         started = time.perf_counter_ns()
@@ -163,11 +171,14 @@ class VllmEngine(Engine):
                     first = time.perf_counter_ns()
                 generated.extend(piece.token_ids)
                 logprobs = _logprobs(piece.token_ids, piece.logprobs, top) if top is not None else []
-                text, tool_calls = piece.text, list[ToolCall]()
-                if calls is not None:
-                    text, tool_calls = calls.feed(piece.text, piece.token_ids, prompt, finished=out.finished)
-                if text or logprobs or tool_calls:
-                    yield Delta(text=text, logprobs=logprobs, tool_calls=tool_calls)
+                thinking, text, tool_calls = "", piece.text, list[ToolCall]()
+                if parsing is not None:
+                    parsed = parsing.feed(piece.text, piece.token_ids, prompt, finished=out.finished)
+                    thinking, text, tool_calls = parsed.thinking, parsed.text, parsed.calls
+                if split is not None:
+                    thinking, text = _joined(split.feed(text), split.flush() if out.finished else ("", ""))
+                if thinking or text or logprobs or tool_calls:
+                    yield Delta(text=text, thinking=thinking, logprobs=logprobs, tool_calls=tool_calls)
                 if out.finished:
                     reason = piece.finish_reason
         finally:
@@ -184,6 +195,12 @@ class VllmEngine(Engine):
             eval_ns=max(1, end - first),
             context=prompt + generated,
         )
+
+    def _splitter(self, request: GenerateRequest | ChatRequest, prompt: list[int], parsing: VllmParsing | None) -> Splitter | None:
+        """The core's splitter, for a request that thinks and that no vLLM reasoning parser serves."""
+        if (parsing is not None and parsing.parser.reasoning_parser is not None) or (isinstance(request, GenerateRequest) and request.raw):
+            return None
+        return splitter(self._prompts.thinking_format, request.think, self._prompts.text(prompt[-16:]))
 
     async def _guard(self, outputs: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
         """vLLM's stream, with an engine that died turned into an EngineError."""
@@ -254,6 +271,10 @@ class VllmEngine(Engine):
         llm, self._llm = self._llm, None  # dropped once shut down: vLLM's finalizer has nothing left to do
         if llm is not None:
             await asyncio.to_thread(llm.shutdown)
+
+
+def _joined(a: tuple[str, str], b: tuple[str, str]) -> tuple[str, str]:
+    return a[0] + b[0], a[1] + b[1]
 
 
 def _logprobs(token_ids: Any, entries: Any, top: int) -> list[TokenLogprob]:
