@@ -83,6 +83,15 @@ def test_harmony_channels(thought: str, answer: str, cuts: list[int]) -> None:
     assert chunked(HarmonyParser(), reply, cuts) == (thought, answer)
 
 
+def test_harmony_knows_when_the_answer_begins_and_keeps_unmarked_text() -> None:
+    parser = HarmonyParser()
+    assert parser.feed("<|channel|>analysis<|message|>hmm<|end|>") == ("hmm", "") and not parser.answering
+    assert parser.feed("<|start|>assistant<|channel|>final<|message|>Yes") == ("", "Yes") and parser.answering
+    plain = HarmonyParser()
+    assert plain.feed("no markers at all") == ("", "") and plain.flush() == ("", "no markers at all")
+    assert TagParser(THINK).feed("<think>a</think>b") == ("a", "b")
+
+
 def test_formats_from_templates() -> None:
     assert thinking_format(QWEN3_SHAPE) == THINK
     assert thinking_format(GPT_OSS_SHAPE) == HARMONY

@@ -446,6 +446,12 @@ class BatchEngine(Engine, Generic[S]):
     def chat_prompt(self, request: ChatRequest) -> list[int]:
         """The token ids of a chat request, through the model's chat template."""
 
+    def thinks(self, request: GenerateRequest | ChatRequest) -> bool:
+        """Whether the reply to ``request`` is split into thinking and answer: the request
+        thinks, the model marks its thinking, and the prompt went through its template."""
+        raw = isinstance(request, GenerateRequest) and request.raw
+        return bool(request.think) and self.thinking_format is not None and not raw
+
     @abc.abstractmethod
     def prompt_text(self, tokens: list[int]) -> str:
         """The text of prompt tokens, special tokens included (the end of a prompt tells
@@ -466,7 +472,7 @@ class BatchEngine(Engine, Generic[S]):
         if len(prompt) > self.n_ctx:
             raise ContextOverflow("the input length exceeds the context length")
         seq = self.sequence(prompt, request)
-        if not (isinstance(request, GenerateRequest) and request.raw):
+        if self.thinks(request):
             seq.thinking = splitter(self.thinking_format, request.think, self.prompt_text(prompt[-_PROMPT_END:]))
         if seq.finished:
             seq.release()

@@ -81,6 +81,10 @@ def prompt_opens(fmt: ThinkingFormat, prompt: str) -> bool:
 class Splitter(Protocol):
     """Splits streamed text into thinking and answer."""
 
+    @property
+    def answering(self) -> bool:
+        """Whether the reply has gone past its thinking (what follows is the answer)."""
+
     def feed(self, text: str) -> tuple[str, str]:
         """Add generated text; return the (thinking, answer) text that is now safe to emit."""
 
@@ -110,6 +114,10 @@ class TagParser:
         #: "looking" for the opening tag, "thinking", or "answer"; eating whitespace after a tag.
         self._state = "thinking" if inside else "looking"
         self._eat = inside
+
+    @property
+    def answering(self) -> bool:
+        return self._state == "answer"
 
     def feed(self, text: str) -> tuple[str, str]:
         self._held += text
@@ -177,6 +185,10 @@ class HarmonyParser:
         self._in_body = False
         self._channel = ""
 
+    @property
+    def answering(self) -> bool:
+        return self._in_body and self._channel == "final"
+
     def feed(self, text: str) -> tuple[str, str]:
         self._held += text
         thinking: list[str] = []
@@ -187,8 +199,8 @@ class HarmonyParser:
 
     def flush(self) -> tuple[str, str]:
         held, self._held = self._held, ""
-        if not self._in_body:
-            return "", ""  # an unfinished header says nothing
+        if not self._in_body:  # an unfinished header says nothing; text with no markers is the answer
+            return "", "" if "<|" in held else held
         return (held, "") if self._channel == "analysis" else ("", held)
 
     def _step(self, thinking: list[str], answer: list[str]) -> bool:
