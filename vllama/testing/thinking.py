@@ -14,6 +14,7 @@ Subclass :class:`Thinking` in a test module of your backend package and override
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -61,6 +62,9 @@ def assert_split(thinking: str | None, content: str | None) -> None:
     for part in (thinking, content):
         assert "<think>" not in part and "</think>" not in part
     assert not content[0].isspace() and not thinking[0].isspace()
+
+
+ANSWER_SCHEMA = {"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"]}
 
 
 class Thinking:
@@ -124,3 +128,15 @@ class Thinking:
         body = {"model": MODEL, "messages": ASK, "options": GREEDY, "stream": False}
         reply = httpx.post(server.url + "/api/chat", json=body, timeout=TIMEOUT).json()
         assert_split(reply["message"]["thinking"], reply["message"]["content"])
+
+
+class ThinkingWithFormat(Thinking):
+    """Thinking and ``format`` together, for backends that declare both: the model thinks
+    freely, then answers in the format."""
+
+    def test_format_constrains_the_answer_after_the_thinking(self, client: ollama.Client) -> None:
+        reply = client.chat(model=MODEL, messages=ASK, options=GREEDY, think=True, format=ANSWER_SCHEMA)
+        assert reply.message.thinking and "<think>" not in reply.message.thinking
+        assert json.loads(reply.message.content or "") == {"answer": 40}
+        plain = client.chat(model=MODEL, messages=ASK, options=GREEDY, think=False, format=ANSWER_SCHEMA)
+        assert not plain.message.thinking and json.loads(plain.message.content or "") == {"answer": 40}

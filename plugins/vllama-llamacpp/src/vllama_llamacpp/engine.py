@@ -12,7 +12,7 @@ from vllama import gguf
 from vllama.batching import BatchEngine, top_logprobs
 from vllama.chat_inputs import generate_messages, is_jinja
 from vllama.errors import BadRequest, EngineError, Unsupported
-from vllama.thinking import thinking_format
+from vllama.thinking import Harmony, thinking_format
 from vllama.tool_calls import FORMATS
 from vllama.types import (
     ChatRequest,
@@ -27,7 +27,7 @@ from vllama_llamacpp.batch_loop import BatchLoop
 from vllama_llamacpp.chat_template import ChatTemplate
 from vllama_llamacpp.embedding import Embedder
 from vllama_llamacpp.native import Model, new_context
-from vllama_llamacpp.sampling import build_chain
+from vllama_llamacpp.sampling import build_chain, grammar_for
 from vllama_llamacpp.sequence import Sequence
 from vllama_llamacpp.tool_grammar import ToolGrammar, tool_grammar
 
@@ -114,16 +114,26 @@ class LlamaCppEngine(BatchEngine[Sequence]):
 
     def sequence(self, prompt: list[int], request: GenerateRequest | ChatRequest) -> Sequence:
         options = request.options
-        return Sequence(
+        tools = _tool_grammar(request)
+        # format with thinking: think freely, then answer in the format
+        defer = request.format is not None and tools is None and self.thinks(request)
+        if defer:
+            grammar_for(request.format)  # a bad schema is a 400 now, not an error mid-reply
+        seq = Sequence(
             self._model,
             prompt,
             n_ctx=self.n_ctx,
-            sampler=build_chain(self._model, options, request.format, _tool_grammar(request)),
+            special=isinstance(self.thinking_format, Harmony) and self.thinks(request),
+            sampler=build_chain(self._model, options, None if defer else request.format, tools),
             max_tokens=options.num_predict,
             ignore_eos=options.ignore_eos,
             stop=options.stop,
             top_logprobs=top_logprobs(request),
         )
+        if defer:
+            # no leading whitespace: a model held to the format would write newlines for ever
+            seq.after_thinking = lambda: build_chain(self._model, options, request.format)
+        return seq
 
     # -- embeddings, info, close -----------------------------------------------------------
 
