@@ -52,6 +52,7 @@ class MlxEngine(BatchEngine[Sequence]):
         self._tokenizer = loaded.tokenizer
         self._vocab_size = int(getattr(getattr(loaded.model, "args", None), "vocab_size", 0) or len(loaded.tokenizer))
         self._prompts = Prompts(loaded.tokenizer, ref)
+        self.thinking_format = self._prompts.thinking_format
         self._weights_bytes, self._dtype, itemsize = _weights(loaded.model)
         self._kv_token_bytes = _kv_token_bytes(loaded.model, itemsize)
 
@@ -62,6 +63,9 @@ class MlxEngine(BatchEngine[Sequence]):
 
     def chat_prompt(self, request: ChatRequest) -> list[int]:
         return self._prompts.for_chat(request)
+
+    def prompt_text(self, tokens: list[int]) -> str:
+        return self._prompts.text(tokens)
 
     def chat(self, request: ChatRequest) -> EventStream:
         events = super().chat(request)
