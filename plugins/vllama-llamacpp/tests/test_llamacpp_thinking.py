@@ -4,17 +4,19 @@ thinking template behind ``vllama serve``, split by the core's parser; ``vllama 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import ollama
 import pytest
 
 from vllama.testing.hf_models import qwen_coder_gguf
 from vllama.testing.server import ServerProcess, create_model
-from vllama.testing.thinking import MODEL, ThinkingWithFormat, create_thinking_model
+from vllama.testing.thinking import ANSWER_SCHEMA, ASK, GREEDY, MODEL, ThinkingWithFormat, create_thinking_model
 
 PARAMETERS = {"num_thread": 1, "num_ctx": 2048}
 
@@ -33,6 +35,10 @@ class TestLlamaCppThinking(ThinkingWithFormat):
             create_thinking_model(functools.partial(create_model, server.url, MODEL, qwen_coder_gguf(), parameters=PARAMETERS))
             create_model(server.url, "plain", qwen_coder_gguf(), parameters=PARAMETERS)
             yield server
+
+    def test_format_without_thinking_holds_from_the_first_token(self, client: ollama.Client) -> None:
+        plain = client.chat(model=MODEL, messages=ASK, options=GREEDY, think=False, format=ANSWER_SCHEMA)
+        assert not plain.message.thinking and json.loads(plain.message.content or "") == {"answer": 40}
 
     def test_vllama_run_shows_the_thinking_then_the_answer(self, server: ServerProcess) -> None:
         # a one-shot run is a generate: no MESSAGE examples, so the model may end inside its thought

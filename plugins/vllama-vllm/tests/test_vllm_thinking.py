@@ -11,12 +11,12 @@ import pytest
 
 from vllama.testing.hf_models import qwen_coder_safetensors
 from vllama.testing.server import ServerProcess, create_from_dir
-from vllama.testing.thinking import MODEL, Thinking, create_thinking_model
+from vllama.testing.thinking import MODEL, ThinkingWithFormat, create_thinking_model
 
 pytestmark = pytest.mark.engine
 
 
-class TestVllmThinking(Thinking):
+class TestVllmThinking(ThinkingWithFormat):
     @pytest.fixture(scope="class")
     def server(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         env = {"VLLAMA_PLUGINS": "vllm", "VLLAMA_NUM_PARALLEL": "2", "VLLAMA_CONTEXT_LENGTH": "2048"}

@@ -21,7 +21,7 @@ from vllm.v1.engine.exceptions import EngineDeadError
 
 from vllama.engine import Engine
 from vllama.errors import ContextOverflow, EngineError, Unsupported
-from vllama.thinking import Splitter, splitter
+from vllama.thinking import Splitter, Tags, splitter
 from vllama.tool_calls import parse_tool_calls, request_parser
 from vllama.types import (
     ChatRequest,
@@ -41,7 +41,7 @@ from vllama.types import (
 )
 from vllama_vllm.plan import Plan
 from vllama_vllm.prompts import PromptBuilder
-from vllama_vllm.sampling import required_calls_schema, sampling_kwargs, sampling_params
+from vllama_vllm.sampling import required_calls_schema, sampling_kwargs, sampling_params, short_whitespace
 from vllama_vllm.stats import LiveStats, logger_factory
 from vllama_vllm.tool_parsing import VllmParsing, parsing_for, reasoning_name
 
@@ -156,35 +156,55 @@ class VllmEngine(Engine):
             raise ContextOverflow("the input length exceeds the context length")
         top = max(0, request.top_logprobs) if request.logprobs or request.top_logprobs else None
         split = self._splitter(request, prompt, parsing)
-        params = sampling_params(**sampling_kwargs(request.options, prompt_tokens=len(prompt), max_model_len=self._max_len,
-                                                   format=self._format(request), top_logprobs=top))  # fmt: skip
+        fmt, length = self._format(request), self._max_len
+        kwargs = sampling_kwargs(request.options, prompt_tokens=len(prompt), max_model_len=length, format=fmt, top_logprobs=top)
+        # format with thinking: think freely up to the closing tag, then answer in the format
+        close = self._closing_tag(request)
+        answer_kwargs = None
+        if close is not None and "structured_outputs" in kwargs:
+            answer_kwargs = {**kwargs, "structured_outputs": short_whitespace(kwargs["structured_outputs"])}
+            kwargs = {**kwargs, "stop": [*(kwargs["stop"] or []), close], "include_stop_str_in_output": True}
+            del kwargs["structured_outputs"]
+        params = sampling_params(**kwargs)
         started = time.perf_counter_ns()
         first = 0
         generated: list[int] = []
         reason: str | None = None
-        outputs = self._running.generate(tokens_input(prompt), params, uuid.uuid4().hex)
-        guarded = self._guard(outputs)
-        try:
-            async for out in guarded:
-                piece = out.outputs[0]
-                if piece.token_ids and not first:
-                    first = time.perf_counter_ns()
-                generated.extend(piece.token_ids)
-                logprobs = _logprobs(piece.token_ids, piece.logprobs, top) if top is not None else []
-                thinking, text, tool_calls = "", piece.text, list[ToolCall]()
-                if parsing is not None:
-                    parsed = parsing.feed(piece.text, piece.token_ids, prompt, finished=out.finished)
-                    thinking, text, tool_calls = parsed.thinking, parsed.text, parsed.calls
-                if split is not None:
-                    thinking, text = _joined(split.feed(text), split.flush() if out.finished else ("", ""))
-                if thinking or text or logprobs or tool_calls:
-                    yield Delta(text=text, thinking=thinking, logprobs=logprobs, tool_calls=tool_calls)
-                if out.finished:
-                    reason = piece.finish_reason
-        finally:
-            if reason is None:  # the consumer went away: closing vLLM's stream aborts the request
-                await guarded.aclose()
-                await outputs.aclose()
+        context = prompt
+        while True:
+            outputs = self._running.generate(tokens_input(context), params, uuid.uuid4().hex)
+            guarded = self._guard(outputs)
+            then_answer = False
+            try:
+                async for out in guarded:
+                    piece = out.outputs[0]
+                    if piece.token_ids and not first:
+                        first = time.perf_counter_ns()
+                    generated.extend(piece.token_ids)
+                    then_answer = answer_kwargs is not None and out.finished and piece.stop_reason == close
+                    last = out.finished and not then_answer
+                    logprobs = _logprobs(piece.token_ids, piece.logprobs, top) if top is not None else []
+                    thinking, text, tool_calls = "", piece.text, list[ToolCall]()
+                    if parsing is not None:
+                        parsed = parsing.feed(piece.text, piece.token_ids, prompt, finished=last)
+                        thinking, text, tool_calls = parsed.thinking, parsed.text, parsed.calls
+                    if split is not None:
+                        thinking, text = _joined(split.feed(text), split.flush() if last else ("", ""))
+                    if thinking or text or logprobs or tool_calls:
+                        yield Delta(text=text, thinking=thinking, logprobs=logprobs, tool_calls=tool_calls)
+                    if out.finished:
+                        reason = piece.finish_reason
+            finally:
+                if reason is None:  # the consumer went away: closing vLLM's stream aborts the request
+                    await guarded.aclose()
+                    await outputs.aclose()
+            room = params.max_tokens - len(generated) if params.max_tokens is not None else 0
+            if not then_answer or answer_kwargs is None or room <= 0:
+                reason = "length" if then_answer else reason
+                break
+            context = prompt + generated
+            params = sampling_params(**{**answer_kwargs, "max_tokens": room})
+            answer_kwargs, reason = None, None
         end = time.perf_counter_ns()
         first = first or end
         yield Done(
@@ -195,6 +215,12 @@ class VllmEngine(Engine):
             eval_ns=max(1, end - first),
             context=prompt + generated,
         )
+
+    def _closing_tag(self, request: GenerateRequest | ChatRequest) -> str | None:
+        """The tag that ends the thinking of a reply to ``request``; None when it does not think in tags."""
+        fmt = self._prompts.thinking_format
+        raw = isinstance(request, GenerateRequest) and request.raw
+        return fmt.close if isinstance(fmt, Tags) and request.think and not raw else None
 
     def _splitter(self, request: GenerateRequest | ChatRequest, prompt: list[int], parsing: VllmParsing | None) -> Splitter | None:
         """The core's splitter, for a request that thinks and that no vLLM reasoning parser serves."""
