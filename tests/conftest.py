@@ -12,7 +12,7 @@ from vllama.testing.gguf import tiny_model
 from vllama.testing.server import ServerProcess, create_model
 
 #: A template that makes the store see a chat model with tools and thinking.
-CHAT_TEMPLATE = "{% for m in messages %}{{ m.content }}{% endfor %}{% if tools %}{% endif %}<think>"
+CHAT_TEMPLATE = "{% for m in messages %}{{ m.content }}{% endfor %}{% if tools %}{% endif %}{% if enable_thinking %}<think>{% endif %}"
 
 ECHO_ENV = {"VLLAMA_PLUGINS": "none", "VLLAMA_PLUGIN_MODULES": "vllama.testing.echo"}
 

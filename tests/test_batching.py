@@ -21,6 +21,7 @@ from vllama.batching import (
 from vllama.chat_inputs import generate_messages
 from vllama.errors import ContextOverflow, EngineError
 from vllama.testing.conformance import collect
+from vllama.thinking import Tags
 from vllama.types import (
     ChatRequest,
     Delta,
@@ -115,6 +116,9 @@ class FakeEngine(BatchEngine[Letters]):
 
     def chat_prompt(self, request: ChatRequest) -> list[int]:
         return [ord(c) - 97 for m in request.messages for c in m.content]
+
+    def prompt_text(self, tokens: list[int]) -> str:
+        return "".join(chr(t + 97) for t in tokens)
 
     def sequence(self, prompt: list[int], request: GenerateRequest | ChatRequest) -> Letters:
         options = request.options
@@ -288,3 +292,19 @@ async def test_done_is_the_last_event_and_info_is_the_engines() -> None:
     assert isinstance(events[-1], Done) and not any(isinstance(e, Done) for e in events[:-1])
     assert (info.size, info.size_vram, info.context_length, info.parallel) == (100, 0, 8, 2)
     assert (eng.name, info.info) == ("fake", {"fake.bytes": 100})
+
+
+async def test_a_reply_that_thinks_is_split_where_the_prompt_left_it() -> None:
+    async with engine() as eng:
+        eng.thinking_format = Tags("hi", "cd")  # letters only: the prompt "hi" opens it, "cd" closes it
+        thinking_request = ask("hi", num_predict=7)
+        thinking_request.think = True
+        _, deltas, done = await collect(eng.generate(thinking_request))
+        assert ("".join(d.thinking for d in deltas), "".join(d.text for d in deltas)) == ("ab", "efg")
+        assert done.completion_tokens == 7
+        text, deltas, _ = await collect(eng.generate(ask("hi", num_predict=7)))  # think unset: text stays text
+        assert text == "abcdefg" and not any(d.thinking for d in deltas)
+        outside = ask("xx", num_predict=7)
+        outside.think = True
+        text, deltas, _ = await collect(eng.generate(outside))  # the prompt did not open it, nor did the reply
+        assert text == "abcdefg" and not any(d.thinking for d in deltas)

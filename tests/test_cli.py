@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from vllama.cli.client import Progress, human_size, human_time
-from vllama.cli.run import go_duration
+from vllama.cli.run import BOLD, GREY, RESET, Display, go_duration
 from vllama.config import Settings
 from vllama.core import Vllama
 from vllama.plugins import make_plugin_manager
@@ -166,6 +166,25 @@ def test_run_prints_the_answer_and_the_thinking(echo_server: ServerProcess) -> N
     assert ok(echo_server, "run", "echo", "--hidethinking", "hello", "there") == "hello there\n\n"
     assert ok(echo_server, "run", "--think=false", "echo", "no thoughts") == "no thoughts\n\n"
     assert ok(echo_server, "run", "--think", "echo", "hi").startswith("Thinking...")
+
+
+def test_thinking_is_dimmed_on_a_terminal_as_ollama_shows_it(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("click.utils.should_strip_ansi", lambda *args: False)  # as on a terminal
+    display = Display(hide_thinking=False, color=True, wrap=False)
+    for thinking, content in (("Ten times ", ""), ("four is 40.", ""), ("", "40."), ("", " Done.")):
+        display.write(thinking, content)
+    display.finish()
+    # Ollama's colours: a grey bold heading, grey thinking, a grey bold closing line, then the answer plain
+    heading, closing = f"{GREY}{BOLD}Thinking...\n{RESET}{GREY}", f"{GREY}{BOLD}...done thinking.\n\n{RESET}"
+    assert capsys.readouterr().out == f"{heading}Ten times four is 40.\n{closing}40. Done."
+
+
+def test_think_settings_for_a_model_that_cannot_think_warn(echo_server: ServerProcess, tmp_path: Path) -> None:
+    create_model(echo_server.url, "nothinker", tiny_model(tmp_path / "plain.gguf", template="{{ messages }}"))
+    assert ok(echo_server, "run", "nothinker", "plain words") == "plain words\n\n"  # no think sent: it would be a 400
+    refused = vllama(echo_server, "run", "nothinker", "--think", "hi")
+    assert 'warning: model "nothinker" does not support thinking output' in refused.stderr
+    assert refused.returncode != 0 and "does not support thinking" in refused.stderr
 
 
 def test_run_reads_stdin_before_the_prompt(echo_server: ServerProcess) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from vllama.errors import BadRequest, Unsupported
 from vllama.selection import Candidate
+from vllama.thinking import can_disable
 from vllama.types import ChatRequest, GenerateRequest, ModelRef, Scoring
 
 #: Model capabilities and the backend capability each needs ("completion": either).
@@ -46,6 +47,8 @@ def check(model: ModelRef, serving: Candidate, request: GenerateRequest | ChatRe
         (None, "logprobs", "logprobs", request.logprobs),
         (None, "vision", "images", images),
     ]
+    if request.think is False and "thinking" in model.capabilities and not can_disable(model.template):
+        raise Unsupported(f'"{model.name}" cannot turn thinking off: its template always thinks')
     for model_cap, backend_cap, what, needed in needs:
         if not needed:
             continue

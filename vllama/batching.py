@@ -34,6 +34,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from vllama.engine import Engine
 from vllama.errors import ContextOverflow, EngineError
 from vllama.streams import Channel, StopText
+from vllama.thinking import Splitter, ThinkingFormat, splitter
 from vllama.types import (
     ChatRequest,
     Delta,
@@ -50,6 +51,8 @@ from vllama.types import (
 log = logging.getLogger("vllama.batching")
 
 T = TypeVar("T")
+#: Prompt tokens enough to hold the opening of a thinking section.
+_PROMPT_END = 16
 S = TypeVar("S", bound="Sequence")
 
 
@@ -90,6 +93,8 @@ class Sequence(abc.ABC):
         #: The Done event or error that ends the stream, sent once the loop has freed the sequence.
         self.final: Done | BaseException | None = None
         self.text = StopText(stop or [])
+        #: Splits the reply into thinking and answer when the request thinks (set by the engine).
+        self.thinking: Splitter | None = None
         self._logprobs: list[TokenLogprob] = []
         self._t_start = 0
         self._t_first = 0
@@ -159,6 +164,8 @@ class Sequence(abc.ABC):
         """Send the text still held back; the Done event follows when the loop frees the sequence."""
         if flush:
             self._send(self.text.feed(self.detokenize_rest()) + self.text.flush())
+        if self.thinking is not None:
+            self._send_split(*self.thinking.flush())
         end = time.perf_counter_ns()
         first = self._t_first or end
         self.final = Done(
@@ -183,8 +190,15 @@ class Sequence(abc.ABC):
         self.channel.release()
 
     def _send(self, text: str) -> None:
-        if text or self._logprobs:
+        if self.thinking is not None:
+            self._send_split(*self.thinking.feed(text))
+        elif text or self._logprobs:
             self.channel.send(Delta(text=text, logprobs=self._logprobs))
+            self._logprobs = []
+
+    def _send_split(self, thinking: str, text: str) -> None:
+        if thinking or text or self._logprobs:
+            self.channel.send(Delta(text=text, thinking=thinking, logprobs=self._logprobs))
             self._logprobs = []
 
 
@@ -395,12 +409,16 @@ class BatchEngine(Engine, Generic[S]):
     """An engine served by a :class:`BatchLoop`.
 
     A subclass calls ``super().__init__(ref, settings)``, sets :attr:`loop` (started) and gives
-    :meth:`generate_prompt` and :meth:`chat_prompt` (the request as token ids) and
-    :meth:`sequence` (a :class:`Sequence` with the request's sampling); ``info`` (see
-    :meth:`engine_info`) and ``close`` stay its own.
+    :meth:`generate_prompt` and :meth:`chat_prompt` (the request as token ids),
+    :meth:`prompt_text` and :meth:`sequence` (a :class:`Sequence` with the request's
+    sampling); ``info`` (see :meth:`engine_info`) and ``close`` stay its own. A reply to a
+    request that thinks is split into thinking and answer in the :attr:`thinking_format` of
+    the model's template (set it where the template is known).
     """
 
     loop: BatchLoop[S]
+    #: How the model marks its thinking (:func:`vllama.thinking.thinking_format` of its template).
+    thinking_format: ThinkingFormat | None = None
 
     def __init__(self, ref: ModelRef, settings: LoadSettings) -> None:
         self.name = ref.name
@@ -428,6 +446,17 @@ class BatchEngine(Engine, Generic[S]):
     def chat_prompt(self, request: ChatRequest) -> list[int]:
         """The token ids of a chat request, through the model's chat template."""
 
+    def thinks(self, request: GenerateRequest | ChatRequest) -> bool:
+        """Whether the reply to ``request`` is split into thinking and answer: the request
+        thinks, the model marks its thinking, and the prompt went through its template."""
+        raw = isinstance(request, GenerateRequest) and request.raw
+        return bool(request.think) and self.thinking_format is not None and not raw
+
+    @abc.abstractmethod
+    def prompt_text(self, tokens: list[int]) -> str:
+        """The text of prompt tokens, special tokens included (the end of a prompt tells
+        whether the template opened a thinking tag)."""
+
     @abc.abstractmethod
     def sequence(self, prompt: list[int], request: GenerateRequest | ChatRequest) -> S:
         """A new sequence for ``prompt`` (fits the context), with the request's sampling.
@@ -443,6 +472,8 @@ class BatchEngine(Engine, Generic[S]):
         if len(prompt) > self.n_ctx:
             raise ContextOverflow("the input length exceeds the context length")
         seq = self.sequence(prompt, request)
+        if self.thinks(request):
+            seq.thinking = splitter(self.thinking_format, request.think, self.prompt_text(prompt[-_PROMPT_END:]))
         if seq.finished:
             seq.release()
         else:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from vllama.types import GenerateRequest, Message, Tool
+from vllama.types import GenerateRequest, Message, Think, Tool
 
 #: Ollama's Go templates (``{{ .Prompt }}``, ``{{ if .System }}``) are not Jinja.
 _GO_TEMPLATE = re.compile(r"\{\{-?\s*(\.|if\s|range\s|end\b|else\b|with\s|template\s)")
@@ -53,6 +53,19 @@ def template_tools(tools: list[Tool]) -> list[dict[str, Any]] | None:
                                       "parameters": t.function.parameters or {"type": "object", "properties": {}}}}
         for t in tools
     ]  # fmt: skip
+
+
+def template_kwargs(think: Think) -> dict[str, Any]:
+    """The thinking switches chat templates read, for a request's ``think``: Qwen3's
+    ``enable_thinking``, Granite's ``thinking`` and, for a level, gpt-oss's
+    ``reasoning_effort`` ("max" as "high", its highest). Nothing when ``think`` is unset, so
+    each template keeps its own default."""
+    if think is None:
+        return {}
+    out: dict[str, Any] = {"enable_thinking": bool(think), "thinking": bool(think)}
+    if isinstance(think, str):
+        out["reasoning_effort"] = "high" if think == "max" else think
+    return out
 
 
 def generate_messages(request: GenerateRequest) -> list[Message]:

@@ -120,6 +120,14 @@ class Backend(abc.ABC):
         return ()
 
     @classmethod
+    def reasoning_parsers(cls) -> Collection[str]:
+        """Reasoning parsers of the backend's library, for ``PARAMETER reasoning_parser NAME``
+        (other backends split thinking with the core's parser, :mod:`vllama.thinking`).
+        Called off the event loop when a model names one, so it may import the library. The
+        default: none."""
+        return ()
+
+    @classmethod
     def check_engine_settings(cls, settings: Mapping[str, Any]) -> None:
         """Raise :class:`~vllama.errors.BadRequest` naming a setting whose value is outside
         its valid range. ``settings`` holds those of :attr:`engine_settings` that a request

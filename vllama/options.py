@@ -35,9 +35,10 @@ REMOVED = frozenset({
     "low_vram", "f16_kv", "logits_all", "vocab_only", "use_mlock", "mirostat", "mirostat_tau",
     "mirostat_eta", "draft_num_predict",
 })  # fmt: skip
-#: Model-level settings that are not Ollama options: the backend to use and how the model writes
-#: tool calls (:data:`vllama.tool_calls.FORMATS`).
-MODEL_SETTINGS = frozenset({"backend", "tool_parser"})
+#: Model-level settings that are not Ollama options: the backend to use, how the model writes
+#: tool calls (:data:`vllama.tool_calls.FORMATS`) and which of its library's reasoning parsers
+#: a backend uses (:meth:`vllama.engine.Backend.reasoning_parsers`).
+MODEL_SETTINGS = frozenset({"backend", "tool_parser", "reasoning_parser"})
 
 _TYPE_NAMES = {int: "integer", float: "float", bool: "boolean", list: "array", str: "string"}
 

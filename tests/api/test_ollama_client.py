@@ -33,7 +33,7 @@ def test_generate_not_streaming(client: ollama.Client) -> None:
 
 
 def test_generate_streaming(client: ollama.Client) -> None:
-    chunks = list(client.generate(model="echo", prompt="one two three", stream=True))
+    chunks = list(client.generate(model="echo", prompt="one two three", stream=True, think=False))
     assert [c.response for c in chunks[:-1]] == ["one ", "two ", "three"]
     assert chunks[-1].done and chunks[-1].response == "" and chunks[-1].eval_count == 3
     assert all(not c.done for c in chunks[:-1])

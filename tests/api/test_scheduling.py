@@ -104,7 +104,7 @@ def test_full_queue_answers_503(tmp_path: Path, tiny_gguf: Path, echo_server_wit
 def test_disconnect_frees_the_slot_at_once(tmp_path: Path, tiny_gguf: Path, echo_server_with: Callable[..., ServerProcess]) -> None:
     with echo_server_with(tmp_path) as server:
         create_model(server.url, "slow", tiny_gguf, parameters={"echo_delay": 0.2, "num_parallel": 1})
-        with httpx.stream("POST", server.url + "/api/generate", json={"model": "slow", "prompt": WORDS}, timeout=30) as r:
+        with httpx.stream("POST", server.url + "/api/generate", json={"model": "slow", "prompt": WORDS, "think": False}, timeout=30) as r:
             lines = r.iter_lines()
             assert json.loads(next(lines))["response"] == "w0 "
             assert ps(server.url)["slow:latest"]["running"] == 1
@@ -158,7 +158,7 @@ def test_stream_error_mid_way_is_a_final_error_line(
         create_model(
             server.url, "fragile", tiny_gguf, parameters={"backend": "echo-isolated", "echo_allow_crash": True, "echo_delay": 0.05}
         )
-        r = httpx.post(server.url + "/api/chat", json={"model": "fragile", "messages": [
+        r = httpx.post(server.url + "/api/chat", json={"model": "fragile", "think": False, "messages": [
             {"role": "user", "content": "one two #crash three"}]}, timeout=30)  # fmt: skip
         assert r.status_code == 200
         lines = [json.loads(line) for line in r.text.splitlines()]
@@ -194,7 +194,7 @@ def test_the_request_that_loads_reports_the_load_on_its_final_chunk(
     with echo_server_with(tmp_path) as server:
         create_model(server.url, "m", tiny_gguf, parameters={"backend": "echo-isolated"})
         for loads in (True, False):
-            r = httpx.post(server.url + path, json={"model": "m", **body}, timeout=60)
+            r = httpx.post(server.url + path, json={"model": "m", "think": False, **body}, timeout=60)
             *partial, final = [json.loads(line) for line in r.text.splitlines()]
             assert len(partial) == 2 and all("load_duration" not in chunk for chunk in partial)
             assert final["done"] is True and (final["load_duration"] > 0) == loads

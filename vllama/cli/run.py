@@ -257,6 +257,8 @@ class Session:
     #: Lines of a triple-quoted message still being typed, and what it is for ("prompt" or "system").
     pending: list[str] = field(default_factory=list)
     multiline: str = ""
+    #: Whether the model lists the "thinking" capability (set from its /api/show answer).
+    can_think: bool = False
 
     def body(self, **fields: Any) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, **fields}
@@ -273,9 +275,16 @@ class Session:
         return Display(hide_thinking=self.hide_thinking, color=color, wrap=self.wrap and terminal)
 
     def infer_think(self, info: dict[str, Any]) -> None:
-        """Ollama's default: think when the model can, unless the user chose."""
+        """Ollama's default: think when the model can, unless the user chose (a model that
+        cannot is sent no ``think`` at all)."""
+        self.can_think = "thinking" in info.get("capabilities", [])
         if not self.think_set:
-            self.think = True if "thinking" in info.get("capabilities", []) else None
+            self.think = True if self.can_think else None
+
+    def warn_if_no_thinking(self) -> None:
+        """As Ollama's CLI: a think setting for a model that cannot think is sent, with a warning."""
+        if not self.can_think:
+            click.echo(f'warning: model "{self.model}" does not support thinking output', err=True)
 
     # -- one answer -----------------------------------------------------------------------
 
@@ -468,9 +477,11 @@ class Session:
             click.echo(f"Set '{what}' mode.")
         elif what == "think":
             self.think, self.think_set = (args[2] if len(args) > 2 else True), True
+            self.warn_if_no_thinking()
             click.echo(f"Set 'think' mode to '{args[2]}'." if len(args) > 2 else "Set 'think' mode.")
         elif what == "nothink":
             self.think, self.think_set = False, True
+            self.warn_if_no_thinking()
             click.echo("Set 'nothink' mode.")
         elif what == "format":
             if len(args) < 3 or args[2] != "json":
@@ -584,6 +595,8 @@ def run(model: str, prompt: tuple[str, ...], keepalive: str | None, verbose: boo
                       think_set=think is not None, hide_thinking=hidethinking, verbose=verbose, wrap=not nowordwrap)  # fmt: skip
     info = show_or_pull(client, model, insecure=insecure)
     session.infer_think(info)
+    if think is not None:
+        session.warn_if_no_thinking()
     capabilities = info.get("capabilities", [])
     if "embedding" in capabilities and "completion" not in capabilities:
         session.embed(" ".join(parts))

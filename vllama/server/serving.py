@@ -28,6 +28,7 @@ from vllama.durations import keep_alive_seconds
 from vllama.engine import Backend, Engine
 from vllama.errors import BadRequest, ClientGone, EngineError
 from vllama.scheduler import Lease
+from vllama.selection import Candidate
 from vllama.server import metrics
 from vllama.tool_calls import FORMATS, detect_format, parse_tool_calls, request_parser
 from vllama.types import (
@@ -109,6 +110,24 @@ async def tool_format(model: ModelRef, backend: type[Backend]) -> str | None:
     raise BadRequest(f"invalid tool_parser {str(named)[:100]!r}: use one of {', '.join(FORMATS)}{extra}")
 
 
+async def check_reasoning_parser(model: ModelRef, backend: type[Backend]) -> None:
+    """A Modelfile's ``reasoning_parser`` must name one of the backend's library (a 400 before any load)."""
+    named = model.parameters.get("reasoning_parser")
+    if named is None:
+        return
+    known = await asyncio.to_thread(backend.reasoning_parsers)
+    if not (isinstance(named, str) and named in known):
+        where = f"use one of {', '.join(sorted(known))}" if known else f"the {backend.name} backend has no reasoning parsers"
+        raise BadRequest(f"invalid reasoning_parser {str(named)[:100]!r}: {where}")
+
+
+def default_think(model: ModelRef, chosen: Candidate, request: GenerateRequest | ChatRequest) -> None:
+    """As in Ollama, a model that can think does unless the request says otherwise (not for raw prompts)."""
+    raw = isinstance(request, GenerateRequest) and request.raw
+    if request.think is None and not raw and "thinking" in admission.capabilities(model, chosen):
+        request.think = True
+
+
 def with_model_prompt(model: ModelRef, messages: list[Message]) -> list[Message]:
     """Prepend the model's MESSAGE history and its SYSTEM prompt (unless the request has one)."""
     out = list(model.messages) + messages
@@ -182,6 +201,8 @@ async def start(
         request.messages = with_model_prompt(model, request.messages)
     if isinstance(request, ChatRequest) and request.tools:
         request.tool_format = await tool_format(model, chosen.backend) or "json"
+    await check_reasoning_parser(model, chosen.backend)
+    default_think(model, chosen, request)
     admission.check(model, chosen, request)
     if pictures := images.request_images(request):  # decoded off the event loop: a large image takes a while
         await asyncio.to_thread(images.check, pictures)

@@ -10,6 +10,7 @@ from typing import Any
 
 from vllama import fim, gguf
 from vllama.errors import BadRequest
+from vllama.thinking import thinking_format
 from vllama.types import ModelDetails
 
 #: llama.cpp's pooling type of a reranker GGUF: one relevance score per query and document pair
@@ -47,7 +48,7 @@ def with_template(capabilities: list[str], template: str) -> list[str]:
         out.append("tools")
     if "insert" in capabilities:
         out.append("insert")
-    if template and ("<think>" in template or "enable_thinking" in template):
+    if template and thinking_format(template) is not None:
         out.append("thinking")
     return out
 

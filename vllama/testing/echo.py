@@ -131,7 +131,8 @@ class EchoEngine(Engine):
         self.active += 1
         start = time.perf_counter_ns()
         try:
-            if request.think:
+            if request.think:  # thinking is generated too: it takes a token's time
+                await asyncio.sleep(self.delay)
                 yield Delta(thinking=f"The user said {len(tokens)} words.")
             if tools:
                 call = ToolCall(function=ToolCallFunction(name=tools[0].function.name, arguments={"text": text}, index=0))

@@ -11,9 +11,11 @@ import msgspec
 import pytest
 
 from vllama.testing.hf_models import qwen_coder_safetensors
+from vllama.thinking import HARMONY, THINK
 from vllama.tool_calls import parse_tool_calls, request_parser
-from vllama.types import ChatRequest, Delta, Done, Event, Message, Tool
-from vllama_vllm.tool_parsing import VllmToolCalls, registered, tool_calls_for, vllm_name
+from vllama.types import ChatRequest, Delta, Done, Event, Message, ModelRef, Tool
+from vllama_vllm.backend import VllmBackend
+from vllama_vllm.tool_parsing import VllmParsing, parsing_for, reasoning_name, reasoning_registered, registered, vllm_name
 
 pytestmark = pytest.mark.engine
 
@@ -48,18 +50,18 @@ def token_pieces(tokenizer: Any, text: str) -> list[tuple[str, list[int]]]:
     return pieces
 
 
-def feed(tokenizer: Any, calls: VllmToolCalls, text: str) -> tuple[str, list[tuple[str, dict, int]]]:
+def feed(tokenizer: Any, calls: VllmParsing, text: str) -> tuple[str, list[tuple[str, dict, int]]]:
     pieces = token_pieces(tokenizer, text)
     out, got = [], []
     for n, (piece, ids) in enumerate(pieces):
-        emitted, completed = calls.feed(piece, ids, [1, 2, 3], finished=n == len(pieces) - 1)
-        out.append(emitted)
-        got += [(c.function.name, c.function.arguments, c.function.index) for c in completed]
+        parsed = calls.feed(piece, ids, [1, 2, 3], finished=n == len(pieces) - 1)
+        out.append(parsed.text)
+        got += [(c.function.name, c.function.arguments, c.function.index) for c in parsed.calls]
     return "".join(out), got
 
 
-def parser(tokenizer: Any, fmt: str, *, parallel: bool = True) -> VllmToolCalls:
-    calls = tool_calls_for(tokenizer, request(fmt, parallel=parallel))
+def parser(tokenizer: Any, fmt: str, *, parallel: bool = True) -> VllmParsing:
+    calls = parsing_for(tokenizer, request(fmt, parallel=parallel), None)
     assert calls is not None
     return calls
 
@@ -92,15 +94,15 @@ def test_a_format_only_vllm_knows(tokenizer: Any) -> None:
 
 
 def test_a_parser_the_tokenizer_cannot_serve_leaves_calls_to_the_core(tokenizer: Any) -> None:
-    assert tool_calls_for(tokenizer, request("llama3")) is None  # Qwen's vocabulary has no <|python_tag|>
-    assert tool_calls_for(tokenizer, request("json")) is None
+    assert parsing_for(tokenizer, request("llama3"), None) is None  # Qwen's vocabulary has no <|python_tag|>
+    assert parsing_for(tokenizer, request("json"), None) is None
 
 
-async def _events(pieces: list[tuple[str, list[int]]], calls: VllmToolCalls) -> AsyncIterator[Event]:
+async def _events(pieces: list[tuple[str, list[int]]], calls: VllmParsing) -> AsyncIterator[Event]:
     for n, (piece, ids) in enumerate(pieces):
-        text, found = calls.feed(piece, ids, [1, 2, 3], finished=n == len(pieces) - 1)
-        if text or found:
-            yield Delta(text=text, tool_calls=found)
+        parsed = calls.feed(piece, ids, [1, 2, 3], finished=n == len(pieces) - 1)
+        if parsed.text or parsed.calls:
+            yield Delta(text=parsed.text, tool_calls=parsed.calls)
     yield Done(reason="stop")
 
 
@@ -117,3 +119,46 @@ def test_behind_vllms_parser_the_core_catches_bare_json(tokenizer: Any, reply: s
     calls = [(c.function.name, c.function.arguments) for d in deltas for c in d.tool_calls]
     assert calls == [("get_weather", {"city": "Paris"})]
     assert "".join(d.text for d in deltas).strip() == ""
+
+
+# -- reasoning -------------------------------------------------------------------------------
+
+
+def reasoning(tokenizer: Any, text: str, prompt: str, *, tools: bool = False) -> tuple[str, str, list[tuple[str, dict, int]]]:
+    """``text`` fed token by token through vLLM's qwen3 reasoning parser after ``prompt``."""
+    req = request("hermes") if tools else ChatRequest(messages=[Message(role="user", content="hi")])
+    req.think = True
+    parsing = parsing_for(tokenizer, req, "qwen3")
+    assert parsing is not None and parsing.parser.reasoning_parser is not None
+    pieces, prompt_ids = token_pieces(tokenizer, text), tokenizer.encode(prompt, add_special_tokens=False)
+    thinking, answer, calls = [], [], []
+    for n, (piece, ids) in enumerate(pieces):
+        parsed = parsing.feed(piece, ids, prompt_ids, finished=n == len(pieces) - 1)
+        thinking.append(parsed.thinking)
+        answer.append(parsed.text)
+        calls += [(c.function.name, c.function.arguments, c.function.index) for c in parsed.calls]
+    return "".join(thinking), "".join(answer), calls
+
+
+def test_vllms_reasoning_parser_splits_thinking_when_the_prompt_opened_it(tokenizer: Any) -> None:
+    thinking, answer, _ = reasoning(tokenizer, "10 times 4 is 40.\n</think>\n\n40.", "<|im_start|>assistant\n<think>\n")
+    assert (thinking.strip(), answer) == ("10 times 4 is 40.", "40.")
+
+
+def test_vllms_reasoning_parser_with_a_tool_call_after_thinking(tokenizer: Any) -> None:
+    thinking, answer, calls = reasoning(tokenizer, "<think>I need the weather.</think>\n" + PARIS, "<|im_start|>assistant\n", tools=True)
+    assert thinking.strip() == "I need the weather." and answer.strip() == ""
+    assert calls == [("get_weather", {"city": "Paris"}, 0)]
+
+
+def test_no_reasoning_parser_unless_the_request_thinks(tokenizer: Any) -> None:
+    assert parsing_for(tokenizer, ChatRequest(messages=[Message(role="user", content="hi")], think=False), "qwen3") is None
+    assert "qwen3" in reasoning_registered() and "openai_gptoss" in reasoning_registered()
+
+
+def test_the_reasoning_parser_comes_from_the_modelfile_or_the_template() -> None:
+    ref = ModelRef(name="m", format="safetensors", path="")
+    assert (reasoning_name(ref, THINK), reasoning_name(ref, HARMONY), reasoning_name(ref, None)) == ("qwen3", "openai_gptoss", None)
+    ref.parameters = {"reasoning_parser": "deepseek_r1"}
+    assert reasoning_name(ref, THINK) == "deepseek_r1"
+    assert {"qwen3", "deepseek_r1"} <= set(VllmBackend.reasoning_parsers())

@@ -19,7 +19,7 @@ class LlamaCppBackend(Backend):
     name: ClassVar[str] = "llamacpp"
     formats: ClassVar[frozenset[str]] = frozenset({"gguf"})
     capabilities: ClassVar[frozenset[str]] = frozenset(
-        {"completion", "chat", "embedding", "format", "logprobs", "tools", "insert", "rerank"}
+        {"completion", "chat", "embedding", "format", "logprobs", "tools", "insert", "rerank", "thinking"}
     )
 
     @classmethod

@@ -9,9 +9,9 @@ from typing import Any
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from vllama.chat_inputs import template_messages, template_tools
+from vllama.chat_inputs import template_kwargs, template_messages, template_tools
 from vllama.errors import BadRequest
-from vllama.types import Message, Tool
+from vllama.types import Message, Think, Tool
 
 
 class ChatTemplate:
@@ -26,16 +26,19 @@ class ChatTemplate:
             self._template = env.from_string(source)
         except TemplateError as e:
             raise BadRequest(f"invalid chat template: {e}") from None
+        self.source = source
         self._bos = bos_token
         self._eos = eos_token
 
-    def render(self, messages: list[Message], tools: list[Tool] | None = None) -> str:
-        """The prompt for ``messages``, ending with the assistant turn's opening."""
+    def render(self, messages: list[Message], tools: list[Tool] | None = None, think: Think = None) -> str:
+        """The prompt for ``messages``, ending with the assistant turn's opening; ``think``
+        sets the template's thinking switches."""
         context: dict[str, Any] = {
             "messages": template_messages(messages),
             "add_generation_prompt": True,
             "bos_token": self._bos,
             "eos_token": self._eos,
+            **template_kwargs(think),
         }
         if tools:
             context["tools"] = template_tools(tools)

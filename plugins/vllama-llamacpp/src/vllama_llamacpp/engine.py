@@ -12,6 +12,7 @@ from vllama import fim, gguf
 from vllama.batching import BatchEngine, top_logprobs
 from vllama.chat_inputs import generate_messages, is_jinja
 from vllama.errors import BadRequest, EngineError, Unsupported
+from vllama.thinking import Harmony, thinking_format
 from vllama.tool_calls import FORMATS
 from vllama.types import (
     ChatRequest,
@@ -28,7 +29,7 @@ from vllama_llamacpp.batch_loop import BatchLoop
 from vllama_llamacpp.chat_template import ChatTemplate
 from vllama_llamacpp.embedding import Embedder
 from vllama_llamacpp.native import Model, new_context
-from vllama_llamacpp.sampling import build_chain
+from vllama_llamacpp.sampling import build_chain, grammar_for
 from vllama_llamacpp.sequence import Sequence
 from vllama_llamacpp.tool_grammar import ToolGrammar, tool_grammar
 
@@ -57,6 +58,7 @@ class LlamaCppEngine(BatchEngine[Sequence]):
         ctx = None
         try:
             self._template = self._chat_template(ref, str(metadata.get("tokenizer.chat_template") or ""))
+            self.thinking_format = thinking_format(self._template.source) if self._template else None
             if self._generative:
                 ctx = new_context(
                     self._model,
@@ -102,7 +104,7 @@ class LlamaCppEngine(BatchEngine[Sequence]):
                 return list(request.context)
             return list(request.context) + self._model.tokenize(request.prompt, add_special=not request.context)
         messages = generate_messages(request)
-        return list(request.context) + self._model.tokenize(self._template.render(messages))
+        return list(request.context) + self._model.tokenize(self._template.render(messages, think=request.think))
 
     def chat_prompt(self, request: ChatRequest) -> list[int]:
         self._check_generative()
@@ -110,7 +112,10 @@ class LlamaCppEngine(BatchEngine[Sequence]):
             raise Unsupported(f'"{self.name}" does not support chat')
         if any(m.images for m in request.messages):
             raise Unsupported(f'"{self.name}" does not support images')
-        return self._model.tokenize(self._template.render(request.messages, request.tools))
+        return self._model.tokenize(self._template.render(request.messages, request.tools, request.think))
+
+    def prompt_text(self, tokens: list[int]) -> str:
+        return "".join(self._model.special_text(t) for t in tokens)
 
     def _check_generative(self) -> None:
         if not self._generative:
@@ -118,17 +123,27 @@ class LlamaCppEngine(BatchEngine[Sequence]):
 
     def sequence(self, prompt: list[int], request: GenerateRequest | ChatRequest) -> Sequence:
         options = request.options
-        return Sequence(
+        tools = _tool_grammar(request)
+        # format with thinking: think freely, then answer in the format
+        defer = request.format is not None and tools is None and self.thinks(request)
+        if defer:
+            grammar_for(request.format)  # a bad schema is a 400 now, not an error mid-reply
+        seq = Sequence(
             self._model,
             prompt,
             n_ctx=self.n_ctx,
-            sampler=build_chain(self._model, options, request.format, _tool_grammar(request)),
+            special=isinstance(self.thinking_format, Harmony) and self.thinks(request),
+            sampler=build_chain(self._model, options, None if defer else request.format, tools),
             max_tokens=options.num_predict,
             ignore_eos=options.ignore_eos,
             stop=options.stop,
             top_logprobs=top_logprobs(request),
             end_tokens=fim.ends(self._fim, request),
         )
+        if defer:
+            # no leading whitespace: a model held to the format would write newlines for ever
+            seq.after_thinking = lambda: build_chain(self._model, options, request.format)
+        return seq
 
     # -- embeddings, info, close -----------------------------------------------------------
 

@@ -100,6 +100,7 @@ class Model:
         self.has_decoder: bool = lc.llama_model_has_decoder(ptr)
         self.can_trim_cache = not (lc.llama_model_is_recurrent(ptr) or lc.llama_model_is_hybrid(ptr))
         self._pieces: dict[int, bytes] = {}
+        self._special_pieces: dict[int, bytes] = {}
         self._piece_buf = ctypes.create_string_buffer(256)
 
     def tokenize(self, text: str, *, add_special: bool = True, special: bool = True) -> list[int]:
@@ -117,16 +118,18 @@ class Model:
             del tokens[0]  # a template that writes the BOS itself
         return tokens
 
-    def piece(self, token: int) -> bytes:
-        """The bytes a token stands for (control tokens render as nothing)."""
-        cached = self._pieces.get(token)
+    def piece(self, token: int, *, special: bool = False) -> bytes:
+        """The bytes a token stands for; control tokens render as nothing unless ``special``
+        (harmony replies mark their channels with them)."""
+        pieces = self._special_pieces if special else self._pieces
+        cached = pieces.get(token)
         if cached is None:
             buf = self._piece_buf
-            n = lc.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+            n = lc.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
             if n < 0:
                 buf = ctypes.create_string_buffer(-n)
-                n = lc.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
-            cached = self._pieces[token] = buf.raw[:n]
+                n = lc.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
+            cached = pieces[token] = buf.raw[:n]
         return cached
 
     def special_text(self, token: int) -> str:

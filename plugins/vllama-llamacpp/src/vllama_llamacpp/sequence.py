@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+from collections.abc import Callable
 from typing import Any
 
 from vllama import batching
@@ -15,9 +16,13 @@ class Sequence(batching.Sequence):
     """A generation in progress; ``sampler`` is its llama.cpp sampler chain (None: plain greedy,
     the argmax), ``id`` its slot: its KV sequence id."""
 
-    def __init__(self, model: Model, prompt: list[int], *, n_ctx: int, end_tokens: frozenset[int] = frozenset(), **kwargs: Any) -> None:
+    def __init__(
+        self, model: Model, prompt: list[int], *, n_ctx: int, end_tokens: frozenset[int] = frozenset(), special: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(prompt, **kwargs)
         self.model = model
+        #: Render control tokens in the reply (harmony's channel markers).
+        self.special = special
         self.n_ctx = n_ctx
         #: Tokens that end this reply besides llama.cpp's end-of-generation ones (a middle's).
         self.end_tokens = end_tokens
@@ -28,6 +33,9 @@ class Sequence(batching.Sequence):
         self.batch_index = -1
         self.n_in_batch = 0
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        #: Builds the chain that constrains the answer once the thinking is over (``format``
+        #: with thinking: think freely, then answer in the format).
+        self.after_thinking: Callable[[], Any] | None = None
 
     @property
     def prefilling(self) -> bool:
@@ -39,9 +47,12 @@ class Sequence(batching.Sequence):
         super().accept(token, logprob, end=end or (ends and not self.ignore_eos), last=last)
         if not self.finished:
             self.next_token = token
+            if self.after_thinking is not None and self.thinking is not None and self.thinking.answering:
+                free_chain(self.sampler)
+                self.sampler, self.after_thinking = self.after_thinking(), None
 
     def detokenize(self, token: int) -> str:
-        return self._decoder.decode(self.model.piece(token))
+        return self._decoder.decode(self.model.piece(token, special=self.special))
 
     def detokenize_rest(self) -> str:
         return self._decoder.decode(b"", final=True)

@@ -34,7 +34,7 @@ class MlxBackend(Backend):
 
     name: ClassVar[str] = "mlx"
     formats: ClassVar[frozenset[str]] = frozenset({"safetensors", "mlx"})
-    capabilities: ClassVar[frozenset[str]] = frozenset({"completion", "chat", "tools", "format", "logprobs", "insert"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"completion", "chat", "tools", "format", "logprobs", "insert", "thinking"})
     #: Calls are parsed in the engine, with mlx-lm's own parsers where it has one.
     parses_tool_calls: ClassVar[bool] = True
     settings_type: ClassVar[type[EngineSettings]] = MlxSettings

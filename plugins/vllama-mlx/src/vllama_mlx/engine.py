@@ -55,6 +55,7 @@ class MlxEngine(BatchEngine[Sequence]):
         self._vocab_size = int(getattr(getattr(loaded.model, "args", None), "vocab_size", 0) or len(loaded.tokenizer))
         self._prompts = Prompts(loaded.tokenizer, ref)
         self._formats = FormatCompiler(loaded.tokenizer, self._vocab_size)
+        self.thinking_format = self._prompts.thinking_format
         self._weights_bytes, self._dtype, itemsize = _weights(loaded.model)
         self._kv_token_bytes = _kv_token_bytes(loaded.model, itemsize)
 
@@ -69,6 +70,9 @@ class MlxEngine(BatchEngine[Sequence]):
     def generate(self, request: GenerateRequest) -> EventStream:
         events = super().generate(request)
         return events if request.format is None else self._formats_ready(events)
+
+    def prompt_text(self, tokens: list[int]) -> str:
+        return self._prompts.text(tokens)
 
     def chat(self, request: ChatRequest) -> EventStream:
         events = super().chat(request)
@@ -105,6 +109,8 @@ class MlxEngine(BatchEngine[Sequence]):
             top_logprobs=top_logprobs(request),
             end_tokens=self._prompts.end_tokens(request),
         )
+        if seq.format_mask is not None and self.thinks(request):  # think freely, then answer in the format
+            seq.format_mask.wait_while(lambda: seq.thinking is not None and not seq.thinking.answering)
         if options.num_predict == 0:  # the prompt only: nothing to run
             seq.finish("length")
         return seq

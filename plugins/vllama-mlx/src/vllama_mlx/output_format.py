@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -131,6 +132,12 @@ class FormatMask:
         self._bits = np.full((1, (n_vocab + 31) // 32), -1, dtype=np.int32)
         #: Tokens mlx-lm had passed at the last call; -1 before the first.
         self._seen = -1
+        self._waiting: Callable[[], bool] | None = None
+
+    def wait_while(self, waiting: Callable[[], bool]) -> None:
+        """Leave the logits alone while ``waiting()`` (the reply thinks): the format applies to
+        the answer that follows, and the tokens before it are not part of the value."""
+        self._waiting = waiting
 
     def __call__(self, tokens: Any, logits: Any) -> Any:
         from llguidance.numpy import fill_next_token_bitmask
@@ -139,6 +146,10 @@ class FormatMask:
         matcher = self._matcher
         if matcher is None:  # freed: the sequence has left the batch
             return logits
+        if self._waiting is not None:
+            if self._waiting():
+                return logits
+            self._waiting, self._seen = None, n  # the value starts with the next token
         if self._seen >= 0 and n > self._seen and not matcher.is_stopped():  # stopped: past an end token
             if not matcher.consume_tokens(tokens[self._seen :].tolist()):  # from here only the end tokens pass
                 log.warning("format: the grammar refused a sampled token: %s", matcher.get_error().splitlines()[0])

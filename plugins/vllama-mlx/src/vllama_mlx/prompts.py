@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from vllama import fim
-from vllama.chat_inputs import generate_messages, is_jinja, template_messages, template_tools
+from vllama.chat_inputs import generate_messages, is_jinja, template_kwargs, template_messages, template_tools
 from vllama.errors import BadRequest, Unsupported
-from vllama.types import ChatRequest, GenerateRequest, Message, ModelRef, Tool
+from vllama.thinking import ThinkingFormat, thinking_format
+from vllama.types import ChatRequest, GenerateRequest, Message, ModelRef, Think, Tool
 
 
 class Prompts:
@@ -20,6 +21,9 @@ class Prompts:
         self.has_template = self._template is not None or bool(tokenizer.has_chat_template)
         self._fim = fim.find(tokenizer.get_vocab())
         self._bos = fim.hf_bos(tokenizer) if self._fim else []
+        source = self._template or (getattr(tokenizer, "chat_template", None) if self.has_template else None)
+        #: How the model marks its thinking, from the template in use.
+        self.thinking_format: ThinkingFormat | None = thinking_format(source) if isinstance(source, str) else None
 
     def for_generate(self, request: GenerateRequest) -> list[int]:
         if fim.wanted(request):
@@ -42,12 +46,14 @@ class Prompts:
             raise Unsupported(f'"{self._name}" does not support chat')
         return self._render(request.messages, request.think, request.tools)
 
-    def _render(self, messages: list[Message], think: Any, tools: list[Tool]) -> list[int]:
-        kwargs: dict[str, Any] = {"add_generation_prompt": True, "tools": template_tools(tools)}
+    def text(self, tokens: list[int]) -> str:
+        """The text of ``tokens``, special tokens included."""
+        return str(self._tokenizer.decode(tokens, skip_special_tokens=False))
+
+    def _render(self, messages: list[Message], think: Think, tools: list[Tool]) -> list[int]:
+        kwargs: dict[str, Any] = {"add_generation_prompt": True, "tools": template_tools(tools), **template_kwargs(think)}
         if self._template is not None:
             kwargs["chat_template"] = self._template
-        if think is False:
-            kwargs["enable_thinking"] = False
         try:
             text = self._tokenizer.apply_chat_template(template_messages(messages), tokenize=False, **kwargs)
         except Exception as e:  # jinja2 and transformers raise many kinds

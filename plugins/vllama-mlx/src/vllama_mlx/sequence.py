@@ -30,7 +30,7 @@ class Sequence(batching.Sequence):
         #: Tokens that end this reply besides the model's end-of-text ones (a middle's).
         self.end_tokens = end_tokens
         self._detokenizer = detokenizer
-        self._format_mask = format_mask
+        self.format_mask = format_mask
 
     def detokenize(self, token: int) -> str:
         self._detokenizer.add_token(token)
@@ -41,5 +41,5 @@ class Sequence(batching.Sequence):
         return str(self._detokenizer.last_segment)
 
     def free(self) -> None:
-        if self._format_mask is not None:
-            self._format_mask.free()
+        if self.format_mask is not None:
+            self.format_mask.free()

@@ -27,7 +27,7 @@ CPU_PARALLEL = 8
 #: encoder, images too (vLLM's multimodal inputs).
 EMBEDDER = frozenset({"embedding"})
 RERANKER = frozenset({"rerank"})
-GENERATOR = frozenset({"completion", "chat", "tools", "format", "logprobs", "insert"})
+GENERATOR = frozenset({"completion", "chat", "tools", "thinking", "format", "logprobs", "insert"})
 VISION = frozenset({"vision"})
 
 
@@ -42,7 +42,7 @@ class VllmBackend(Backend):
     name: ClassVar[str] = "vllm"
     formats: ClassVar[frozenset[str]] = frozenset({"safetensors"})
     capabilities: ClassVar[frozenset[str]] = frozenset(
-        {"completion", "chat", "embedding", "tools", "format", "logprobs", "insert", "vision", "rerank"}
+        {"completion", "chat", "embedding", "tools", "format", "logprobs", "insert", "vision", "rerank", "thinking"}
     )
     isolated: ClassVar[bool] = False
     parses_tool_calls: ClassVar[bool] = True
@@ -62,6 +62,13 @@ class VllmBackend(Backend):
         from vllama_vllm.tool_parsing import registered
 
         return registered()
+
+    @classmethod
+    def reasoning_parsers(cls) -> Collection[str]:
+        """Every parser in vLLM's reasoning-parser registry."""
+        from vllama_vllm.tool_parsing import reasoning_registered
+
+        return reasoning_registered()
 
     @classmethod
     def supports(cls, model: ModelRef, hardware: Hardware) -> Support | None:

@@ -22,6 +22,7 @@ from vllm.v1.engine.exceptions import EngineDeadError
 
 from vllama.engine import Engine
 from vllama.errors import BadRequest, ContextOverflow, EngineError, Unsupported
+from vllama.thinking import Splitter, Tags, splitter
 from vllama.tool_calls import parse_tool_calls, request_parser
 from vllama.types import (
     ChatRequest,
@@ -44,9 +45,9 @@ from vllama.types import (
 from vllama_vllm.image_inputs import ImageInputs
 from vllama_vllm.plan import Plan
 from vllama_vllm.prompts import Prompt, PromptBuilder
-from vllama_vllm.sampling import required_calls_schema, sampling_kwargs, sampling_params
+from vllama_vllm.sampling import required_calls_schema, sampling_kwargs, sampling_params, short_whitespace
 from vllama_vllm.stats import LiveStats, logger_factory
-from vllama_vllm.tool_parsing import VllmToolCalls, tool_calls_for
+from vllama_vllm.tool_parsing import VllmParsing, parsing_for, reasoning_name
 
 #: The warm-up request: one greedy token.
 _ONE_TOKEN = SamplingOptions(temperature=0.0, num_predict=1)
@@ -102,6 +103,7 @@ class VllmEngine(Engine):
         self._tokenizer = llm.get_tokenizer()
         images = ImageInputs(config.model_config, self._tokenizer) if config.model_config.is_multimodal_model else None
         self._prompts = PromptBuilder(self._tokenizer, ref, images)
+        self._reasoning = reasoning_name(ref, self._prompts.thinking_format)
         cache = config.cache_config
         self._kv_tokens = (cache.num_gpu_blocks or 0) * cache.block_size
 
@@ -126,14 +128,18 @@ class VllmEngine(Engine):
     # -- generation ------------------------------------------------------------------------
 
     def generate(self, request: GenerateRequest) -> EventStream:
-        return self._stream(lambda: self._prompts.generate(request), request)
+        return self._stream(lambda: self._prompts.generate(request), request, None if request.raw else self._parsing(request))
 
     def chat(self, request: ChatRequest) -> EventStream:
+        parsing = self._parsing(request)
+        events = self._stream(lambda: self._prompts.chat(request), request, parsing)
         if not request.tools:
-            return self._stream(lambda: self._prompts.chat(request), request)
-        calls = tool_calls_for(self._tokenizer, request)
-        events = self._stream(lambda: self._prompts.chat(request), request, calls)
-        return parse_tool_calls(events, request_parser(request, lenient_only=calls is not None))
+            return events
+        lenient_only = parsing is not None and parsing.parser.tool_parser is not None
+        return parse_tool_calls(events, request_parser(request, lenient_only=lenient_only))
+
+    def _parsing(self, request: GenerateRequest | ChatRequest) -> VllmParsing | None:
+        return parsing_for(self._tokenizer, request, self._reasoning)
 
     @staticmethod
     def _format(request: GenerateRequest | ChatRequest) -> Format:
@@ -145,9 +151,10 @@ class VllmEngine(Engine):
         return request.format
 
     async def _stream(
-        self, prepare: Callable[[], Prompt], request: GenerateRequest | ChatRequest, calls: VllmToolCalls | None = None
+        self, prepare: Callable[[], Prompt], request: GenerateRequest | ChatRequest, parsing: VllmParsing | None = None
     ) -> EventStream:
-        """Run one request; with ``calls``, its output goes through vLLM's tool parser."""
+        """Run one request; with ``parsing``, its output goes through vLLM's parsers. A request
+        that thinks without a vLLM reasoning parser is split by the core's parser."""
         if self._pooling:
             raise Unsupported(f'"{self.name}" does not support generate')
         prepared = prepare()
@@ -158,39 +165,64 @@ class VllmEngine(Engine):
         if len(prompt) >= self._max_len:
             raise ContextOverflow("the input length exceeds the context length")
         top = max(0, request.top_logprobs) if request.logprobs or request.top_logprobs else None
-        params = sampling_params(**sampling_kwargs(request.options, prompt_tokens=len(prompt), max_model_len=self._max_len,
-                                                   format=self._format(request), top_logprobs=top,
-                                                   end_tokens=self._prompts.end_tokens(request)))  # fmt: skip
+        split = self._splitter(request, prompt, parsing)
+        fmt, length = self._format(request), self._max_len
+        kwargs = sampling_kwargs(request.options, prompt_tokens=len(prompt), max_model_len=length, format=fmt, top_logprobs=top,
+                                 end_tokens=self._prompts.end_tokens(request))  # fmt: skip
+        # format with thinking: think freely up to the closing tag, then answer in the format
+        close = self._closing_tag(request)
+        answer_kwargs = None
+        if close is not None and "structured_outputs" in kwargs:
+            answer_kwargs = {**kwargs, "structured_outputs": short_whitespace(kwargs["structured_outputs"])}
+            kwargs = {**kwargs, "stop": [*(kwargs["stop"] or []), close], "include_stop_str_in_output": True}
+            del kwargs["structured_outputs"]
+        params = sampling_params(**kwargs)
         started = time.perf_counter_ns()
         first = 0
         generated: list[int] = []
         reason: str | None = None
-        engine_input = tokens_input(prompt)
-        if prepared.multi_modal_data:
-            engine_input = TokensPrompt(prompt_token_ids=prompt, multi_modal_data=prepared.multi_modal_data)
         # With images, vLLM's processor expands each placeholder into the image's tokens.
         prompt_tokens = len(prompt)
-        outputs = self._running.generate(engine_input, params, uuid.uuid4().hex)
-        guarded = self._guard(outputs)
-        try:
-            async for out in guarded:
-                prompt_tokens = len(out.prompt_token_ids or prompt)
-                piece = out.outputs[0]
-                if piece.token_ids and not first:
-                    first = time.perf_counter_ns()
-                generated.extend(piece.token_ids)
-                logprobs = _logprobs(piece.token_ids, piece.logprobs, top) if top is not None else []
-                text, tool_calls = piece.text, list[ToolCall]()
-                if calls is not None:
-                    text, tool_calls = calls.feed(piece.text, piece.token_ids, prompt, finished=out.finished)
-                if text or logprobs or tool_calls:
-                    yield Delta(text=text, logprobs=logprobs, tool_calls=tool_calls)
-                if out.finished:
-                    reason = piece.finish_reason
-        finally:
-            if reason is None:  # the consumer went away: closing vLLM's stream aborts the request
-                await guarded.aclose()
-                await outputs.aclose()
+        context = prompt
+        while True:
+            engine_input = tokens_input(context)
+            if prepared.multi_modal_data:
+                engine_input = TokensPrompt(prompt_token_ids=context, multi_modal_data=prepared.multi_modal_data)
+            outputs = self._running.generate(engine_input, params, uuid.uuid4().hex)
+            guarded = self._guard(outputs)
+            then_answer = False
+            try:
+                async for out in guarded:
+                    if context is prompt:
+                        prompt_tokens = len(out.prompt_token_ids or prompt)
+                    piece = out.outputs[0]
+                    if piece.token_ids and not first:
+                        first = time.perf_counter_ns()
+                    generated.extend(piece.token_ids)
+                    then_answer = answer_kwargs is not None and out.finished and piece.stop_reason == close
+                    last = out.finished and not then_answer
+                    logprobs = _logprobs(piece.token_ids, piece.logprobs, top) if top is not None else []
+                    thinking, text, tool_calls = "", piece.text, list[ToolCall]()
+                    if parsing is not None:
+                        parsed = parsing.feed(piece.text, piece.token_ids, prompt, finished=last)
+                        thinking, text, tool_calls = parsed.thinking, parsed.text, parsed.calls
+                    if split is not None:
+                        thinking, text = _joined(split.feed(text), split.flush() if last else ("", ""))
+                    if thinking or text or logprobs or tool_calls:
+                        yield Delta(text=text, thinking=thinking, logprobs=logprobs, tool_calls=tool_calls)
+                    if out.finished:
+                        reason = piece.finish_reason
+            finally:
+                if reason is None:  # the consumer went away: closing vLLM's stream aborts the request
+                    await guarded.aclose()
+                    await outputs.aclose()
+            room = params.max_tokens - len(generated) if params.max_tokens is not None else 0
+            if not then_answer or answer_kwargs is None or room <= 0:
+                reason = "length" if then_answer else reason
+                break
+            context = prompt + generated
+            params = sampling_params(**{**answer_kwargs, "max_tokens": room})
+            answer_kwargs, reason = None, None
         end = time.perf_counter_ns()
         first = first or end
         yield Done(
@@ -201,6 +233,18 @@ class VllmEngine(Engine):
             eval_ns=max(1, end - first),
             context=prompt + generated,
         )
+
+    def _closing_tag(self, request: GenerateRequest | ChatRequest) -> str | None:
+        """The tag that ends the thinking of a reply to ``request``; None when it does not think in tags."""
+        fmt = self._prompts.thinking_format
+        raw = isinstance(request, GenerateRequest) and request.raw
+        return fmt.close if isinstance(fmt, Tags) and request.think and not raw else None
+
+    def _splitter(self, request: GenerateRequest | ChatRequest, prompt: list[int], parsing: VllmParsing | None) -> Splitter | None:
+        """The core's splitter, for a request that thinks and that no vLLM reasoning parser serves."""
+        if (parsing is not None and parsing.parser.reasoning_parser is not None) or (isinstance(request, GenerateRequest) and request.raw):
+            return None
+        return splitter(self._prompts.thinking_format, request.think, self._prompts.text(prompt[-16:]))
 
     async def _guard(self, outputs: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
         """vLLM's stream, with an engine that died turned into an EngineError, and a request vLLM
@@ -309,6 +353,10 @@ class VllmEngine(Engine):
         llm, self._llm = self._llm, None  # dropped once shut down: vLLM's finalizer has nothing left to do
         if llm is not None:
             await asyncio.to_thread(llm.shutdown)
+
+
+def _joined(a: tuple[str, str], b: tuple[str, str]) -> tuple[str, str]:
+    return a[0] + b[0], a[1] + b[1]
 
 
 def _logprobs(token_ids: Any, entries: Any, top: int) -> list[TokenLogprob]:

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vllama import fim
-from vllama.chat_inputs import generate_messages, is_jinja, template_messages, template_tools
+from vllama.chat_inputs import generate_messages, is_jinja, template_kwargs, template_messages, template_tools
 from vllama.errors import Unsupported
-from vllama.types import ChatRequest, GenerateRequest, Message, ModelRef, Tool
+from vllama.thinking import ThinkingFormat, thinking_format
+from vllama.types import ChatRequest, GenerateRequest, Message, ModelRef, Think, Tool
 from vllama_vllm.image_inputs import ImageInputs
 
 
@@ -34,11 +35,14 @@ class PromptBuilder:
         self.has_template = bool(self._template or getattr(tokenizer, "chat_template", None))
         self._fim = fim.find(tokenizer.get_vocab())
         self._bos = fim.hf_bos(tokenizer) if self._fim else []
+        source = self._template or getattr(tokenizer, "chat_template", None)
+        #: How the model marks its thinking, from the template in use.
+        self.thinking_format: ThinkingFormat | None = thinking_format(source) if isinstance(source, str) else None
 
     def chat(self, request: ChatRequest) -> Prompt:
         if not self.has_template:
             raise Unsupported(f'"{self._ref.name}" does not support chat')
-        return self._render(request.messages, request.tools)
+        return self._render(request.messages, request.tools, request.think)
 
     def generate(self, request: GenerateRequest) -> Prompt:
         if fim.wanted(request):
@@ -53,7 +57,7 @@ class PromptBuilder:
             if not request.prompt:
                 return Prompt(list(request.context))
             return Prompt(list(request.context) + self.tokenize(request.prompt, special=not request.context))
-        rendered = self._render(generate_messages(request), [])
+        rendered = self._render(generate_messages(request), [], request.think)
         return Prompt(list(request.context) + rendered.tokens, rendered.multi_modal_data)
 
     def end_tokens(self, request: GenerateRequest | ChatRequest) -> frozenset[int]:
@@ -63,7 +67,11 @@ class PromptBuilder:
     def tokenize(self, text: str, *, special: bool) -> list[int]:
         return list(self._tokenizer.encode(text, add_special_tokens=special))
 
-    def _render(self, messages: list[Message], tools: list[Tool]) -> Prompt:
+    def text(self, tokens: list[int]) -> str:
+        """The text of ``tokens``, special tokens included."""
+        return str(self._tokenizer.decode(tokens, skip_special_tokens=False))
+
+    def _render(self, messages: list[Message], tools: list[Tool], think: Think) -> Prompt:
         conversation, mm_data = template_messages(messages), dict[str, Any]()
         if any(m.images for m in messages):
             if self._images is None:
@@ -75,5 +83,6 @@ class PromptBuilder:
             chat_template=self._template,
             add_generation_prompt=True,
             tokenize=False,
+            **template_kwargs(think),
         )  # fmt: skip
         return Prompt(self.tokenize(text, special=False), mm_data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from typing import Any
 
@@ -69,6 +70,21 @@ def sampling_params(**kwargs: Any) -> Any:
         )
     except (ValueError, Rejected) as e:
         raise BadRequest(str(e)) from None
+
+
+#: Whitespace characters a JSON answer may hold in one run (llama.cpp's JSON grammars allow a
+#: newline and 20 more).
+MAX_WHITESPACE = 21
+
+
+def short_whitespace(structured: dict[str, Any]) -> dict[str, Any]:
+    """``structured_outputs`` for JSON (a schema, or any object) as an xgrammar grammar whose
+    whitespace runs are short: after its thinking a small model held to JSON otherwise fills
+    the answer with spaces until its token limit."""
+    import xgrammar
+
+    schema = structured["json"] if "json" in structured else {"type": "object"}
+    return {"grammar": str(xgrammar.Grammar.from_json_schema(json.dumps(schema), max_whitespace_cnt=MAX_WHITESPACE))}
 
 
 def required_calls_schema(tools: list[Tool], *, parallel: bool) -> dict[str, Any]:
