@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 import anthropic
 import httpx
@@ -18,20 +19,24 @@ from vllama.testing.server import ServerProcess
 TOOL = {"name": "lookup", "description": "Look a word up", "input_schema": {"type": "object", "properties": {"text": {"type": "string"}}}}
 
 
+#: The echo model thinks unless told not to, as a thinking model does in Ollama.
+OFF: Any = {"type": "disabled"}
+
+
 @pytest.fixture(scope="module")
 def client(echo_server: ServerProcess) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=echo_server.url, api_key="unused")
 
 
 def test_a_message(client: anthropic.Anthropic) -> None:
-    m = client.messages.create(model="echo", max_tokens=100, messages=[{"role": "user", "content": "hi there"}])
+    m = client.messages.create(model="echo", max_tokens=100, thinking=OFF, messages=[{"role": "user", "content": "hi there"}])
     assert m.type == "message" and m.role == "assistant" and m.id.startswith("msg_") and m.model == "echo"
     assert [b.type for b in m.content] == ["text"] and m.content[0].text == "hi there"
     assert m.stop_reason == "end_turn" and m.usage.input_tokens == 2 and m.usage.output_tokens == 2
 
 
 def test_max_tokens_ends_the_reply_with_max_tokens(client: anthropic.Anthropic) -> None:
-    m = client.messages.create(model="echo", max_tokens=2, messages=[{"role": "user", "content": "a b c d"}])
+    m = client.messages.create(model="echo", max_tokens=2, thinking=OFF, messages=[{"role": "user", "content": "a b c d"}])
     assert m.content[0].text == "a b " and m.stop_reason == "max_tokens"
 
 
@@ -39,6 +44,7 @@ def test_stop_sequences_and_a_system_prompt_in_blocks(client: anthropic.Anthropi
     m = client.messages.create(
         model="echo",
         max_tokens=50,
+        thinking=OFF,
         system=[{"type": "text", "text": "Be brief."}],
         stop_sequences=["c"],
         messages=[{"role": "user", "content": [{"type": "text", "text": "a b "}, {"type": "text", "text": "c d"}]}],
@@ -47,7 +53,9 @@ def test_stop_sequences_and_a_system_prompt_in_blocks(client: anthropic.Anthropi
 
 
 def test_streaming_text(client: anthropic.Anthropic) -> None:
-    with client.messages.stream(model="echo", max_tokens=100, messages=[{"role": "user", "content": "one two three"}]) as stream:
+    with client.messages.stream(
+        model="echo", max_tokens=100, thinking=OFF, messages=[{"role": "user", "content": "one two three"}]
+    ) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
     assert text == "one two three" and final.content[0].text == "one two three"
@@ -78,17 +86,19 @@ def test_the_stream_is_anthropics_event_sequence(echo_server: ServerProcess) -> 
 
 def test_a_tool_call_and_its_result(client: anthropic.Anthropic) -> None:
     question = {"role": "user", "content": "define x"}
-    m = client.messages.create(model="echo", max_tokens=100, tools=[TOOL], messages=[question])
+    m = client.messages.create(model="echo", max_tokens=100, thinking=OFF, tools=[TOOL], messages=[question])
     use = next(b for b in m.content if b.type == "tool_use")
     assert m.stop_reason == "tool_use" and use.name == "lookup" and use.input == {"text": "define x"} and use.id.startswith("toolu_")
     answer = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "x is a letter"},
                                           {"type": "text", "text": "thanks"}]}  # fmt: skip
-    m = client.messages.create(model="echo", max_tokens=100, messages=[question, {"role": "assistant", "content": m.content}, answer])
+    m = client.messages.create(
+        model="echo", max_tokens=100, thinking=OFF, messages=[question, {"role": "assistant", "content": m.content}, answer]
+    )
     assert m.content[0].text == "thanks"
 
 
 def test_tool_choice_none_offers_no_tools(client: anthropic.Anthropic) -> None:
-    m = client.messages.create(model="echo", max_tokens=100, tools=[TOOL], tool_choice={"type": "none"},
+    m = client.messages.create(model="echo", max_tokens=100, thinking=OFF, tools=[TOOL], tool_choice={"type": "none"},
                                messages=[{"role": "user", "content": "hi"}])  # fmt: skip
     assert [b.type for b in m.content] == ["text"] and m.stop_reason == "end_turn"
 
@@ -184,3 +194,9 @@ def test_every_block_lands_in_exactly_one_place(turns: list[tuple[str, list[dict
             m = messages.pop(0)
             assert m.role == role and m.content == expected_text and [c.id for c in m.tool_calls] == calls
     assert messages == []
+
+
+def test_a_thinking_model_thinks_unless_told_not_to(client: anthropic.Anthropic) -> None:
+    """As in Ollama, where the Messages API leaves think unset: the model's default."""
+    m = client.messages.create(model="echo", max_tokens=100, messages=[{"role": "user", "content": "a b"}])
+    assert [b.type for b in m.content] == ["thinking", "text"] and m.content[1].text == "a b"

@@ -16,6 +16,8 @@ import pytest
 
 from vllama.testing.server import ServerProcess, create_model
 
+#: The echo model thinks unless told not to, as a thinking model does in Ollama.
+NO_THINKING: Any = {"effort": "none"}
 LOOKUP: Any = {"type": "function", "name": "lookup", "description": "Look it up", "parameters": {"type": "object", "properties": {}}}
 
 
@@ -26,7 +28,9 @@ def client(echo_server: ServerProcess) -> openai.OpenAI:
 
 def sse(echo_server: ServerProcess, **body: Any) -> list[tuple[str, dict[str, Any]]]:
     """The (event name, data) pairs of a streamed response, read off the wire."""
-    with httpx.stream("POST", echo_server.url + "/v1/responses", json={"model": "echo", "stream": True, **body}, timeout=30) as r:
+    with httpx.stream(
+        "POST", echo_server.url + "/v1/responses", json={"model": "echo", "stream": True, "reasoning": NO_THINKING, **body}, timeout=30
+    ) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         blocks = r.read().decode().strip().split("\n\n")
     out = []
@@ -38,7 +42,7 @@ def sse(echo_server: ServerProcess, **body: Any) -> list[tuple[str, dict[str, An
 
 
 def test_whole_response(client: openai.OpenAI) -> None:
-    r = client.responses.create(model="echo", input="hi there", instructions="be brief", temperature=0)
+    r = client.responses.create(model="echo", input="hi there", instructions="be brief", temperature=0, reasoning=NO_THINKING)
     assert r.object == "response" and r.id.startswith("resp_") and r.status == "completed"
     assert r.output_text == "hi there" and r.model == "echo" and r.instructions == "be brief"
     (message,) = r.output
@@ -124,7 +128,7 @@ def test_streamed_reasoning_events(echo_server: ServerProcess) -> None:
 
 
 def test_max_output_tokens_makes_an_incomplete_response(client: openai.OpenAI, echo_server: ServerProcess) -> None:
-    r = client.responses.create(model="echo", input="a b c d", max_output_tokens=2)
+    r = client.responses.create(model="echo", input="a b c d", max_output_tokens=2, reasoning=NO_THINKING)
     assert r.status == "incomplete" and r.incomplete_details is not None and r.incomplete_details.reason == "max_output_tokens"
     assert r.output_text == "a b " and r.output[0].status == "incomplete" and r.max_output_tokens == 2
     events = sse(echo_server, input="a b c d", max_output_tokens=2)
@@ -141,7 +145,7 @@ def test_text_format_json(client: openai.OpenAI) -> None:
 
 
 def test_input_items_replay_a_tool_round_trip(client: openai.OpenAI) -> None:
-    first = client.responses.create(model="echo", input=[{"role": "user", "content": "find it"}], tools=[LOOKUP])
+    first = client.responses.create(model="echo", input=[{"role": "user", "content": "find it"}], tools=[LOOKUP], reasoning=NO_THINKING)
     call = next(item for item in first.output if item.type == "function_call")
     history: Any = [
         {"role": "developer", "content": "answer briefly"},
@@ -150,7 +154,7 @@ def test_input_items_replay_a_tool_round_trip(client: openai.OpenAI) -> None:
         {"type": "function_call_output", "call_id": call.call_id, "output": "found"},
         {"role": "user", "content": [{"type": "input_text", "text": "thanks, "}, {"type": "input_text", "text": "bye"}]},
     ]
-    r = client.responses.create(model="echo", input=history, tool_choice="none", tools=[LOOKUP])
+    r = client.responses.create(model="echo", input=history, tool_choice="none", tools=[LOOKUP], reasoning=NO_THINKING)
     assert [item.type for item in r.output] == ["message"] and r.output_text == "thanks, bye"
 
 
@@ -222,7 +226,7 @@ def test_an_engine_failure_mid_stream_ends_with_response_failed(
         parameters = {"backend": "echo-isolated", "echo_allow_crash": True, "echo_delay": 0.05}
         create_model(server.url, "fragile", tiny_gguf, parameters=parameters)
         client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
-        events = list(client.responses.create(model="fragile", input="one two #crash three", stream=True))
+        events = list(client.responses.create(model="fragile", input="one two #crash three", stream=True, reasoning=NO_THINKING))
         assert [e.type for e in events][-3:] == ["response.output_text.delta", "response.output_text.delta", "response.failed"]
         failed = events[-1]
         assert failed.type == "response.failed" and failed.sequence_number == len(events) - 1
