@@ -31,6 +31,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, ClassVar, Generic, TypeVar
 
+from vllama import truncation
 from vllama.engine import Engine
 from vllama.errors import ContextOverflow, EngineError
 from vllama.streams import Channel, StopText
@@ -95,6 +96,8 @@ class Sequence(abc.ABC):
         self.text = StopText(stop or [])
         #: Splits the reply into thinking and answer when the request thinks (set by the engine).
         self.thinking: Splitter | None = None
+        #: Messages of the chat left out to fit the context (set by the engine).
+        self.dropped_messages = 0
         self._logprobs: list[TokenLogprob] = []
         self._t_start = 0
         self._t_first = 0
@@ -175,6 +178,7 @@ class Sequence(abc.ABC):
             prompt_eval_ns=first - (self._t_start or first),
             eval_ns=end - first,
             context=self.tokens(),
+            dropped_messages=self.dropped_messages,
         )
 
     def fail(self, error: BaseException) -> None:
@@ -433,10 +437,10 @@ class BatchEngine(Engine, Generic[S]):
         return self.loop.active
 
     def generate(self, request: GenerateRequest) -> EventStream:
-        return self._stream(lambda: self.generate_prompt(request), request)
+        return self._stream(lambda: truncation.Fitted(self.generate_prompt(request)), request)
 
     def chat(self, request: ChatRequest) -> EventStream:
-        return self._stream(lambda: self.chat_prompt(request), request)
+        return self._stream(lambda: truncation.fit(request, self.chat_prompt, len, self.n_ctx), request)
 
     @abc.abstractmethod
     def generate_prompt(self, request: GenerateRequest) -> list[int]:
@@ -464,14 +468,16 @@ class BatchEngine(Engine, Generic[S]):
         One already finished (``finish`` called) is not submitted: its ``Done`` comes at once.
         """
 
-    async def _stream(self, prepare: Callable[[], list[int]], request: GenerateRequest | ChatRequest) -> EventStream:
-        prompt = prepare()
+    async def _stream(self, prepare: Callable[[], truncation.Fitted[list[int]]], request: GenerateRequest | ChatRequest) -> EventStream:
+        fitted = prepare()
+        prompt = fitted.prompt
         if not prompt:
             yield Done(reason="stop")
             return
         if len(prompt) > self.n_ctx:
             raise ContextOverflow("the input length exceeds the context length")
         seq = self.sequence(prompt, request)
+        seq.dropped_messages = fitted.dropped
         if self.thinks(request):
             seq.thinking = splitter(self.thinking_format, request.think, self.prompt_text(prompt[-_PROMPT_END:]))
         if seq.finished:

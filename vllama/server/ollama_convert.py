@@ -144,6 +144,7 @@ async def chat_chunks(name: str, events: EventStream, started: int, load_ns: int
                 message=w.ChatChunkMessage(role="assistant", content=""),
                 done=True,
                 done_reason=event.reason,
+                truncated_messages=event.dropped_messages,
                 **metrics(event, started, load_ns),
             )
 
@@ -197,4 +198,5 @@ def chat_request(data: w.ChatBody, sampling: SamplingOptions) -> ChatRequest:
         think=serving.parse_think(data.think),
         logprobs=data.logprobs or data.top_logprobs > 0,
         top_logprobs=data.top_logprobs,
+        truncate=data.truncate is not False,
     )

@@ -136,6 +136,8 @@ class ChatChunk(Metrics, kw_only=True):
     done: bool
     done_reason: str = ""
     logprobs: list[WireLogprob] | None = None
+    #: vllama's: messages of a chat longer than the context left out to fit it (final chunk).
+    truncated_messages: int = 0
 
 
 # -- embeddings ----------------------------------------------------------------------

@@ -95,3 +95,23 @@ def test_a_returned_context_is_accepted(server: ServerProcess, loaded: tuple[int
     assert context and max(context) < 49152
     again = _generate(server, prompt="More", context=context, options={"temperature": 0, "num_predict": 4})
     assert again.status_code == 200 and again.json()["eval_count"] > 0
+
+
+def test_a_chat_longer_than_the_context_loses_its_oldest_messages(server: ServerProcess) -> None:
+    """As in Ollama: the system prompt and the last message stay, and the reply says how many
+    messages were left out; with truncate false, the same chat is a 400."""
+    history = [{"role": "system", "content": "You are a helpful assistant."}]
+    for i in range(12):
+        history += [{"role": "user", "content": f"Tell me fact number {i} about the sea. " * 4},
+                    {"role": "assistant", "content": f"Fact {i}: the sea is deep and wide and full of fish. " * 3}]  # fmt: skip
+    history.append({"role": "user", "content": "What colour is the sky?"})
+    body = {"model": MODEL, "messages": history, "stream": False, "options": {"num_ctx": 256, "num_predict": 8, "temperature": 0}}
+    r = httpx.post(server.url + "/api/chat", json=body, timeout=120)
+    assert r.status_code == 200, r.text
+    reply = r.json()
+    assert 0 < reply["truncated_messages"] < len(history) - 1
+    assert reply["prompt_eval_count"] <= 256 and reply["message"]["content"]
+    refused = httpx.post(server.url + "/api/chat", json=body | {"truncate": False}, timeout=120)
+    assert refused.status_code == 400 and "exceeds the context length" in refused.json()["error"]
+    short = httpx.post(server.url + "/api/chat", json=body | {"messages": history[-1:]}, timeout=120).json()
+    assert "truncated_messages" not in short

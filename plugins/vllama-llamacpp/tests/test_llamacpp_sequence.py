@@ -15,7 +15,7 @@ class Bytes:
     def __init__(self, data: bytes) -> None:
         self.data = data
 
-    def piece(self, token: int) -> bytes:
+    def piece(self, token: int, *, special: bool = False) -> bytes:
         return self.data[token : token + 1]
 
     def is_eog(self, token: int) -> bool:

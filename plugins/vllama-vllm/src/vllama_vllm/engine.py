@@ -24,6 +24,7 @@ from vllama.engine import Engine
 from vllama.errors import BadRequest, ContextOverflow, EngineError, Unsupported
 from vllama.thinking import Splitter, Tags, splitter
 from vllama.tool_calls import parse_tool_calls, request_parser
+from vllama.truncation import Fitted, fit
 from vllama.types import (
     ChatRequest,
     Delta,
@@ -116,7 +117,7 @@ class VllmEngine(Engine):
         if self._pooling:
             await self._embed_one(self._prompts.tokenize("warm up", special=True))
             return
-        hello = Prompt(self._prompts.tokenize("Hello", special=True))
+        hello = Fitted(Prompt(self._prompts.tokenize("Hello", special=True)))
         async for _ in self._stream(lambda: hello, GenerateRequest(prompt="", options=_ONE_TOKEN)):
             pass
 
@@ -128,11 +129,13 @@ class VllmEngine(Engine):
     # -- generation ------------------------------------------------------------------------
 
     def generate(self, request: GenerateRequest) -> EventStream:
-        return self._stream(lambda: self._prompts.generate(request), request, None if request.raw else self._parsing(request))
+        return self._stream(lambda: Fitted(self._prompts.generate(request)), request, None if request.raw else self._parsing(request))
 
     def chat(self, request: ChatRequest) -> EventStream:
         parsing = self._parsing(request)
-        events = self._stream(lambda: self._prompts.chat(request), request, parsing)
+        # the context holds the prompt and at least one generated token
+        fitted = lambda: fit(request, self._prompts.chat, lambda p: len(p.tokens), self._max_len - 1)
+        events = self._stream(fitted, request, parsing)
         if not request.tools:
             return events
         lenient_only = parsing is not None and parsing.parser.tool_parser is not None
@@ -151,13 +154,14 @@ class VllmEngine(Engine):
         return request.format
 
     async def _stream(
-        self, prepare: Callable[[], Prompt], request: GenerateRequest | ChatRequest, parsing: VllmParsing | None = None
+        self, prepare: Callable[[], Fitted[Prompt]], request: GenerateRequest | ChatRequest, parsing: VllmParsing | None = None
     ) -> EventStream:
         """Run one request; with ``parsing``, its output goes through vLLM's parsers. A request
         that thinks without a vLLM reasoning parser is split by the core's parser."""
         if self._pooling:
             raise Unsupported(f'"{self.name}" does not support generate')
-        prepared = prepare()
+        fitted = prepare()
+        prepared = fitted.prompt
         prompt = prepared.tokens
         if not prompt:
             yield Done(reason="stop")
@@ -232,6 +236,7 @@ class VllmEngine(Engine):
             prompt_eval_ns=max(1, first - started),
             eval_ns=max(1, end - first),
             context=prompt + generated,
+            dropped_messages=fitted.dropped,
         )
 
     def _closing_tag(self, request: GenerateRequest | ChatRequest) -> str | None:
