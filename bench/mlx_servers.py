@@ -54,11 +54,40 @@ def run_once(vllama: Server, other: Server, level: int, rep: int, args: argparse
     (n1, u1, m1), (n2, u2, m2) = sides
     n = args.requests or max(4, 2 * level)
     cmd = [
-        sys.executable, "-m", "vllama", "bench", m1, "--url", u1, "--api", "openai", "--name", n1,
-        "--against", u2, "--against-api", "openai", "--against-model", m2, "--against-name", n2,
-        "-c", str(level), "-n", str(n), "--num-predict", str(args.num_predict), "--temperature", "0",
-        "--ignore-eos", "--prompt", unique_prompt(args.prompt), "--warmup", "1", "--json",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "vllama",
+        "bench",
+        m1,
+        "--url",
+        u1,
+        "--api",
+        "openai",
+        "--name",
+        n1,
+        "--against",
+        u2,
+        "--against-api",
+        "openai",
+        "--against-model",
+        m2,
+        "--against-name",
+        n2,
+        "-c",
+        str(level),
+        "-n",
+        str(n),
+        "--num-predict",
+        str(args.num_predict),
+        "--temperature",
+        "0",
+        "--ignore-eos",
+        "--prompt",
+        unique_prompt(args.prompt),
+        "--warmup",
+        "1",
+        "--json",
+    ]
     before = load_average()
     log(f"\n$ {' '.join(cmd)}\n  (load average {before})")
     started = time.perf_counter()
@@ -73,17 +102,27 @@ def run_once(vllama: Server, other: Server, level: int, rep: int, args: argparse
     stats = {s["target"]: s for s in result["levels"][0]["results"]}
     mine, theirs = stats["vllama"], stats[other.name]
     return {
-        "concurrency": level, "repeat": rep + 1, "first": n1, "requests": n,
-        "vllama_tok_s": mine["tokens_per_s"], "mlx_tok_s": theirs["tokens_per_s"],
+        "concurrency": level,
+        "repeat": rep + 1,
+        "first": n1,
+        "requests": n,
+        "vllama_tok_s": mine["tokens_per_s"],
+        "mlx_tok_s": theirs["tokens_per_s"],
         "ratio": mine["tokens_per_s"] / theirs["tokens_per_s"] if theirs["tokens_per_s"] else None,
-        "vllama_tokens_per_request": _per_request(mine), "mlx_tokens_per_request": _per_request(theirs),
-        "vllama_ttft_p50_s": _p50(mine, "ttft_s"), "mlx_ttft_p50_s": _p50(theirs, "ttft_s"),
+        "vllama_tokens_per_request": _per_request(mine),
+        "mlx_tokens_per_request": _per_request(theirs),
+        "vllama_ttft_p50_s": _p50(mine, "ttft_s"),
+        "mlx_ttft_p50_s": _p50(theirs, "ttft_s"),
         # Generated tokens per CPU-second of each server's process tree over the whole run (warm-up included):
         # less sensitive than tok/s to other work on a shared machine.
-        "vllama_tok_per_cpu_s": _per_cpu(mine, cpu["vllama"]), "mlx_tok_per_cpu_s": _per_cpu(theirs, cpu[other.name]),
-        "errors": mine["errors"] + theirs["errors"], "first_error": mine.get("first_error") or theirs.get("first_error"),
-        "loadavg_before": before, "loadavg_after": load_average(), "seconds": round(time.perf_counter() - started, 1),
-    }  # fmt: skip
+        "vllama_tok_per_cpu_s": _per_cpu(mine, cpu["vllama"]),
+        "mlx_tok_per_cpu_s": _per_cpu(theirs, cpu[other.name]),
+        "errors": mine["errors"] + theirs["errors"],
+        "first_error": mine.get("first_error") or theirs.get("first_error"),
+        "loadavg_before": before,
+        "loadavg_after": load_average(),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def _per_request(s: dict[str, Any]) -> float:
@@ -101,17 +140,21 @@ def _p50(s: dict[str, Any], key: str) -> float | None:
 
 
 def print_summary(rows: list[dict[str, Any]]) -> None:
-    head = (f"{'conc':>4} {'rep':>3} {'first':<13} {'reqs':>4} {'vllama tok/s':>12} {'mlx tok/s':>9} {'ratio':>6}"
-            f" {'tok/req v/m':>11} {'TTFT p50 s v/m':>14} {'tok/cpu-s v/m':>13} {'errs':>4}  load avg before -> after")  # fmt: skip
+    head = (
+        f"{'conc':>4} {'rep':>3} {'first':<13} {'reqs':>4} {'vllama tok/s':>12} {'mlx tok/s':>9} {'ratio':>6}"
+        f" {'tok/req v/m':>11} {'TTFT p50 s v/m':>14} {'tok/cpu-s v/m':>13} {'errs':>4}  load avg before -> after"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
         ttft = f"{r['vllama_ttft_p50_s'] or 0:.1f}/{r['mlx_ttft_p50_s'] or 0:.1f}"
         per = f"{r['vllama_tokens_per_request']:.0f}/{r['mlx_tokens_per_request']:.0f}"
         per_cpu = f"{r['vllama_tok_per_cpu_s']:.2f}/{r['mlx_tok_per_cpu_s']:.2f}"
-        print(f"{r['concurrency']:>4} {r['repeat']:>3} {r['first']:<13} {r['requests']:>4} {r['vllama_tok_s']:>12.2f}"
-              f" {r['mlx_tok_s']:>9.2f} {_x(r['ratio']):>6} {per:>11} {ttft:>14} {per_cpu:>13} {r['errors']:>4}"
-              f"  {r['loadavg_before']} -> {r['loadavg_after']}")  # fmt: skip
+        print(
+            f"{r['concurrency']:>4} {r['repeat']:>3} {r['first']:<13} {r['requests']:>4} {r['vllama_tok_s']:>12.2f}"
+            f" {r['mlx_tok_s']:>9.2f} {_x(r['ratio']):>6} {per:>11} {ttft:>14} {per_cpu:>13} {r['errors']:>4}"
+            f"  {r['loadavg_before']} -> {r['loadavg_after']}"
+        )
     print("\nPer level (median over the repeats):")
     print(f"{'conc':>4} {'vllama tok/s':>12} {'mlx tok/s':>9} {'ratio':>6} {'target':>8} {'tok/cpu-s ratio':>15}")
     levels: dict[int, list[dict[str, Any]]] = {}
@@ -119,8 +162,10 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
         levels.setdefault(r["concurrency"], []).append(r)
     for level, rs in levels.items():
         ratio = statistics.median([r["ratio"] for r in rs if r["ratio"]] or [0.0])
-        print(f"{level:>4} {statistics.median([r['vllama_tok_s'] for r in rs]):>12.2f} {statistics.median([r['mlx_tok_s'] for r in rs]):>9.2f}"
-              f" {_x(ratio):>6} {('>=' if ratio >= TARGET else '<') + f'{TARGET:g}x':>8} {_x(_median_cpu_ratio(rs)):>15}")  # fmt: skip
+        print(
+            f"{level:>4} {statistics.median([r['vllama_tok_s'] for r in rs]):>12.2f} {statistics.median([r['mlx_tok_s'] for r in rs]):>9.2f}"
+            f" {_x(ratio):>6} {('>=' if ratio >= TARGET else '<') + f'{TARGET:g}x':>8} {_x(_median_cpu_ratio(rs)):>15}"
+        )
 
 
 def _median_cpu_ratio(rows: list[dict[str, Any]]) -> float | None:
@@ -133,8 +178,9 @@ def _x(ratio: float | None) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 2)[2],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", help="model directory (default: SmolLM2-135M-Instruct made from the PyPI GGUF)")
     parser.add_argument("--ctx", type=int, default=2048, help="context per sequence (default 2048)")
     parser.add_argument("--parallel", type=int, default=4, help="sequences each server batches (default 4)")
@@ -164,32 +210,72 @@ def main() -> None:
     signal.signal(signal.SIGHUP, on_signal)
     print("Machine (before the run):")
     print_machine(machine_info())
-    config = {"model": str(model), "ctx": args.ctx, "parallel": args.parallel, "levels": levels, "repeat": args.repeat,
-              "num_predict": args.num_predict, "prompt": args.prompt, "outdir": str(outdir),
-              "command": " ".join([Path(sys.executable).name, *sys.argv])}  # fmt: skip
+    config = {
+        "model": str(model),
+        "ctx": args.ctx,
+        "parallel": args.parallel,
+        "levels": levels,
+        "repeat": args.repeat,
+        "num_predict": args.num_predict,
+        "prompt": args.prompt,
+        "outdir": str(outdir),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
     print(f"Config: {json.dumps(config)}\n", flush=True)
 
     vport, mport = free_port(), free_port()
     vllama = Server(
-        "vllama", [sys.executable, "-m", "vllama", "serve", "--log-level", "warning"], port=vport, ready_path="/", logdir=outdir,
-        env={"VLLAMA_HOST": f"127.0.0.1:{vport}", "VLLAMA_MODELS": str(outdir / "models"), "VLLAMA_BACKEND": "mlx",
-             "VLLAMA_NUM_PARALLEL": str(args.parallel), "VLLAMA_KEEP_ALIVE": "24h"},
-    )  # fmt: skip
+        "vllama",
+        [sys.executable, "-m", "vllama", "serve", "--log-level", "warning"],
+        port=vport,
+        ready_path="/",
+        logdir=outdir,
+        env={
+            "VLLAMA_HOST": f"127.0.0.1:{vport}",
+            "VLLAMA_MODELS": str(outdir / "models"),
+            "VLLAMA_BACKEND": "mlx",
+            "VLLAMA_NUM_PARALLEL": str(args.parallel),
+            "VLLAMA_KEEP_ALIVE": "24h",
+        },
+    )
     mlx = Server(
         "mlx_lm.server",
-        [sys.executable, "-m", "mlx_lm.server", "--model", str(model), "--port", str(mport), "--log-level", "WARNING",
-         "--decode-concurrency", str(args.parallel), "--prompt-concurrency", str(args.parallel)],
-        port=mport, ready_path="/health", logdir=outdir, env={"HF_HUB_CACHE": str(outdir / "hf-cache")},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "mlx_lm.server",
+            "--model",
+            str(model),
+            "--port",
+            str(mport),
+            "--log-level",
+            "WARNING",
+            "--decode-concurrency",
+            str(args.parallel),
+            "--prompt-concurrency",
+            str(args.parallel),
+        ],
+        port=mport,
+        ready_path="/health",
+        logdir=outdir,
+        env={"HF_HUB_CACHE": str(outdir / "hf-cache")},
+    )
     rows: list[dict[str, Any]] = []
     try:
         vllama.start(args.start_timeout)
         modelfile = outdir / "Modelfile"
         modelfile.write_text(f"FROM {model}\nPARAMETER num_ctx {args.ctx}\n")
-        subprocess.run([sys.executable, "-m", "vllama", "create", MODEL_NAME, "-f", str(modelfile)], check=True,
-                       env={**os.environ, "VLLAMA_HOST": f"127.0.0.1:{vport}"}, stdout=subprocess.DEVNULL)  # fmt: skip
-        httpx.post(vllama.url + "/api/generate", json={"model": MODEL_NAME, "prompt": "Hello", "stream": False,
-                   "options": {"num_predict": 1}}, timeout=args.start_timeout).raise_for_status()  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "vllama", "create", MODEL_NAME, "-f", str(modelfile)],
+            check=True,
+            env={**os.environ, "VLLAMA_HOST": f"127.0.0.1:{vport}"},
+            stdout=subprocess.DEVNULL,
+        )
+        httpx.post(
+            vllama.url + "/api/generate",
+            json={"model": MODEL_NAME, "prompt": "Hello", "stream": False, "options": {"num_predict": 1}},
+            timeout=args.start_timeout,
+        ).raise_for_status()
         mlx.start(args.start_timeout)
         for level in levels:
             for rep in range(args.repeat):

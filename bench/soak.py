@@ -164,13 +164,25 @@ def window_stats(index: int, start: float, end: float, samples: list[Sample], me
     }
 
 
-async def soak(url: str, model: str, *, server_pid: int, clients: int, duration: float, interval: float,
-               num_predict: int, timeout: float, max_requests: int, prompt: str,
-               on_window: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:  # fmt: skip
+async def soak(
+    url: str,
+    model: str,
+    *,
+    server_pid: int,
+    clients: int,
+    duration: float,
+    interval: float,
+    num_predict: int,
+    timeout: float,
+    max_requests: int,
+    prompt: str,
+    on_window: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
     """Run the clients; one summary per window, in order."""
     target = Target(name="vllama", url=url, api="ollama", model=model)
-    workload = Workload(prompt=prompt, concurrency=(clients,), stream=True, num_predict=num_predict,
-                        temperature=0.0, warmup=0, timeout=timeout)  # fmt: skip
+    workload = Workload(
+        prompt=prompt, concurrency=(clients,), stream=True, num_predict=num_predict, temperature=0.0, warmup=0, timeout=timeout
+    )
     finished: list[tuple[float, Sample]] = []
     issued = 0
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -290,21 +302,32 @@ def _is_alive(pid: int) -> bool:
 
 def print_table(result: dict[str, Any]) -> None:
     c = result["config"]
-    print(f"Soak: {c['clients']} clients, {c['duration_s']:g} s, windows of {c['interval_s']:g} s, model {c['model']}, "
-          f"num_predict {c['num_predict']}, streaming /api/chat, temperature 0; {c['cpus']} CPUs")  # fmt: skip
-    head = (f"{'window':>6} {'end s':>6} {'reqs':>5} {'errs':>4} {'tok/s':>7} {'p50 s':>7} {'p95 s':>7} {'TTFT p50':>8}"
-            f" {'server MiB':>10} {'workers MiB':>11} {'total MiB':>9}")  # fmt: skip
+    print(
+        f"Soak: {c['clients']} clients, {c['duration_s']:g} s, windows of {c['interval_s']:g} s, model {c['model']}, "
+        f"num_predict {c['num_predict']}, streaming /api/chat, temperature 0; {c['cpus']} CPUs"
+    )
+    head = (
+        f"{'window':>6} {'end s':>6} {'reqs':>5} {'errs':>4} {'tok/s':>7} {'p50 s':>7} {'p95 s':>7} {'TTFT p50':>8}"
+        f" {'server MiB':>10} {'workers MiB':>11} {'total MiB':>9}"
+    )
     print(head)
     print("-" * len(head))
     for w in result["windows"]:
-        print(f"{w['window']:>6} {w['end_s']:>6.0f} {w['requests']:>5} {w['errors']:>4} {w['tokens_per_s']:>7.1f}"
-              f" {_s(w['latency_p50_s']):>7} {_s(w['latency_p95_s']):>7} {_s(w['ttft_p50_s']):>8}"
-              f" {w['server_rss_mib']:>10.1f} {w['workers_rss_mib']:>11.1f} {w['total_rss_mib']:>9.1f}")  # fmt: skip
+        print(
+            f"{w['window']:>6} {w['end_s']:>6.0f} {w['requests']:>5} {w['errors']:>4} {w['tokens_per_s']:>7.1f}"
+            f" {_s(w['latency_p50_s']):>7} {_s(w['latency_p95_s']):>7} {_s(w['ttft_p50_s']):>8}"
+            f" {w['server_rss_mib']:>10.1f} {w['workers_rss_mib']:>11.1f} {w['total_rss_mib']:>9.1f}"
+        )
     d = result["drift"]
     print("\nDrift, first window to last:")
-    for key, label, unit, digits in (("total_rss_mib", "RSS, server and workers", " MiB", 1), ("server_rss_mib", "RSS, server", " MiB", 1),
-                                     ("workers_rss_mib", "RSS, workers", " MiB", 1), ("latency_p50_s", "latency p50", " s", 3),
-                                     ("latency_p95_s", "latency p95", " s", 3), ("tokens_per_s", "tokens/s", "", 1)):  # fmt: skip
+    for key, label, unit, digits in (
+        ("total_rss_mib", "RSS, server and workers", " MiB", 1),
+        ("server_rss_mib", "RSS, server", " MiB", 1),
+        ("workers_rss_mib", "RSS, workers", " MiB", 1),
+        ("latency_p50_s", "latency p50", " s", 3),
+        ("latency_p95_s", "latency p95", " s", 3),
+        ("tokens_per_s", "tokens/s", "", 1),
+    ):
         v = d[key]
         if v["change"] is None:
             print(f"  {label:<24} -")
@@ -312,8 +335,10 @@ def print_table(result: dict[str, Any]) -> None:
         pct = "" if v["change_pct"] is None else f" ({v['change_pct']:+.1f}%)"
         print(f"  {label:<24} {v['first']:.{digits}f} -> {v['last']:.{digits}f}{unit}: {v['change']:+.{digits}f}{unit}{pct}")
     children = ", ".join(f"{p['role']} (pid {p['pid']}) {p['rss_mib']} MiB" for p in result["windows"][-1]["processes"])
-    print(f"\nRSS after the warm-up request: {result['rss_before']['total_rss_mib']:.1f} MiB (server and workers)."
-          f" Child processes in the last window: {children or 'none'}")  # fmt: skip
+    print(
+        f"\nRSS after the warm-up request: {result['rss_before']['total_rss_mib']:.1f} MiB (server and workers)."
+        f" Child processes in the last window: {children or 'none'}"
+    )
     errors = [w["first_error"] for w in result["windows"] if w["first_error"]]
     if errors:
         print(f"First error: {errors[0]}")
@@ -324,8 +349,9 @@ def _s(value: float | None) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 2)[2],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=float, default=300.0, help="seconds of load (default 300)")
     parser.add_argument("--interval", type=float, default=30.0, help="seconds per window (default 30)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
@@ -381,13 +407,26 @@ def main() -> None:
             log(f"{model} loaded; RSS {rss_before['total_rss_mib']} MiB; {args.clients} clients for {args.duration:g} s")
 
             def show(w: dict[str, Any]) -> None:
-                log(f"window {w['window']} ({w['start_s']:.0f}-{w['end_s']:.0f} s): {w['requests']} requests, {w['errors']} errors,"
-                    f" p50 {_s(w['latency_p50_s'])} s, p95 {_s(w['latency_p95_s'])} s, RSS {w['server_rss_mib']} + {w['workers_rss_mib']} MiB")  # fmt: skip
+                log(
+                    f"window {w['window']} ({w['start_s']:.0f}-{w['end_s']:.0f} s): {w['requests']} requests, {w['errors']} errors,"
+                    f" p50 {_s(w['latency_p50_s'])} s, p95 {_s(w['latency_p95_s'])} s, RSS {w['server_rss_mib']} + {w['workers_rss_mib']} MiB"
+                )
 
-            windows = asyncio.run(soak(server.url, model, server_pid=server.process.pid, clients=args.clients,
-                                       duration=args.duration, interval=args.interval, num_predict=args.num_predict,
-                                       timeout=args.timeout, max_requests=args.max_requests, prompt=args.prompt,
-                                       on_window=show))  # fmt: skip
+            windows = asyncio.run(
+                soak(
+                    server.url,
+                    model,
+                    server_pid=server.process.pid,
+                    clients=args.clients,
+                    duration=args.duration,
+                    interval=args.interval,
+                    num_predict=args.num_predict,
+                    timeout=args.timeout,
+                    max_requests=args.max_requests,
+                    prompt=args.prompt,
+                    on_window=show,
+                )
+            )
             alive = server.alive()
             errors = sum(w["errors"] for w in windows)
             if errors or not alive:
@@ -395,9 +434,18 @@ def main() -> None:
         finally:
             stop(server)
     result = {
-        "config": {"clients": args.clients, "parallel": args.parallel or args.clients, "duration_s": args.duration,
-                   "interval_s": args.interval, "num_predict": args.num_predict, "prompt": args.prompt, "model": model,
-                   "parameters": args.parameters, "cpus": os.cpu_count(), "command": " ".join([Path(sys.executable).name, *sys.argv])},
+        "config": {
+            "clients": args.clients,
+            "parallel": args.parallel or args.clients,
+            "duration_s": args.duration,
+            "interval_s": args.interval,
+            "num_predict": args.num_predict,
+            "prompt": args.prompt,
+            "model": model,
+            "parameters": args.parameters,
+            "cpus": os.cpu_count(),
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        },
         "rss_before": rss_before,
         "windows": windows,
         "drift": drift(windows),
@@ -405,7 +453,7 @@ def main() -> None:
         "errors": errors,
         "server_pid": server.process.pid,
         "server_alive_at_end": alive,
-    }  # fmt: skip
+    }
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -67,8 +67,9 @@ def time_serve() -> float:
     port = free_port()
     env = {**checkout_env(HERE), "VLLAMA_HOST": f"127.0.0.1:{port}", "VLLAMA_MODELS": tempfile.mkdtemp()}
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "vllama", "serve", "--log-level", "warning"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vllama", "serve", "--log-level", "warning"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         for _ in range(3000):
             try:

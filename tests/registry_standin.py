@@ -68,11 +68,18 @@ def build_model(weights: bytes, *, media: str = "model", model_format: str = "gg
         return {"mediaType": f"application/vnd.ollama.image.{kind}", "digest": digest, "size": len(data)}
 
     layers = [layer(media, weights)] + [layer(kind, text.encode()) for kind, text in texts.items()]
-    config = json.dumps({
-        "model_format": model_format, "model_family": "llama", "model_families": ["llama"], "model_type": "135M",
-        "file_type": "Q4_1", "architecture": "amd64", "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": [str(x["digest"]) for x in layers]},
-    }).encode()  # fmt: skip
+    config = json.dumps(
+        {
+            "model_format": model_format,
+            "model_family": "llama",
+            "model_families": ["llama"],
+            "model_type": "135M",
+            "file_type": "Q4_1",
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [str(x["digest"]) for x in layers]},
+        }
+    ).encode()
     config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
     blobs[config_digest] = config
     manifest = {

@@ -11,8 +11,9 @@ from vllama.errors import BadRequest
 from vllama.testing.echo import EchoBackend
 from vllama.types import GenerateRequest, ModelRef
 
-MODEL = ModelRef(name="m", format="safetensors", path="/m", capabilities=["completion"],
-                 info={"general.architecture": "llama", "llama.vocab_size": 1000})  # fmt: skip
+MODEL = ModelRef(
+    name="m", format="safetensors", path="/m", capabilities=["completion"], info={"general.architecture": "llama", "llama.vocab_size": 1000}
+)
 
 
 @given(st.lists(st.integers(0, 999), max_size=20))

@@ -71,8 +71,14 @@ def read_only_may(method: str, path: str) -> bool:
 
 def test_the_route_table_is_walked_whole(app: Litestar) -> None:
     walked = set(calls(app))
-    assert {("DELETE", "/api/delete"), ("POST", "/api/create"), ("HEAD", "/api/blobs/x"), ("GET", "/metrics"),
-            ("POST", "/v1/chat/completions"), ("GET", "/openapi/openapi.json")} <= walked  # fmt: skip
+    assert {
+        ("DELETE", "/api/delete"),
+        ("POST", "/api/create"),
+        ("HEAD", "/api/blobs/x"),
+        ("GET", "/metrics"),
+        ("POST", "/v1/chat/completions"),
+        ("GET", "/openapi/openapi.json"),
+    } <= walked
 
 
 def test_every_route_but_the_heartbeats_needs_a_key(app: Litestar, client: Client) -> None:
@@ -94,16 +100,32 @@ def test_every_route_but_the_heartbeats_needs_a_key(app: Litestar, client: Clien
     assert client.get("/health").json() == {"status": "ok"} and client.head("/health").status_code == 200
 
 
-@pytest.mark.parametrize("headers", [{"Authorization": "Bearer first-key"}, {"authorization": "bearer second-key"},
-                                     {"x-api-key": "first-key"}, {"x-api-key": "second-key"}])  # fmt: skip
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer first-key"},
+        {"authorization": "bearer second-key"},
+        {"x-api-key": "first-key"},
+        {"x-api-key": "second-key"},
+    ],
+)
 def test_every_route_accepts_each_key_in_either_header(app: Litestar, client: Client, headers: dict[str, str]) -> None:
     for method, path in calls(app):
         r = client.request(method, path, headers=headers)
         assert r.status_code != 401, (method, path, r.text)
 
 
-@pytest.mark.parametrize("headers", [{"Authorization": "Bearer wrong"}, {"Authorization": "first-key"}, {"Authorization": "Basic first-key"},
-                                     {"x-api-key": "first-key-but-longer"}, {"x-api-key": "FIRST-KEY"}, {"Authorization": "Bearer "}])  # fmt: skip
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "first-key"},
+        {"Authorization": "Basic first-key"},
+        {"x-api-key": "first-key-but-longer"},
+        {"x-api-key": "FIRST-KEY"},
+        {"Authorization": "Bearer "},
+    ],
+)
 def test_a_wrong_key_is_401_in_each_routes_error_format(client: Client, headers: dict[str, str]) -> None:
     native = client.get("/api/tags", headers=headers)
     assert native.status_code == 401 and native.json()["error"].startswith("unauthorized")
@@ -139,11 +161,25 @@ def test_the_read_only_key_runs_inference_and_reads_but_manages_nothing(app: Lit
             assert r.status_code == 403, (method, path, r.status_code)
             if method != "HEAD":
                 assert r.json()["error"] == "forbidden: this API key is read-only"
-    for method, path in (("POST", "/api/create"), ("POST", "/api/pull"), ("POST", "/api/copy"), ("DELETE", "/api/delete"),
-                         ("POST", "/api/blobs/x"), ("HEAD", "/api/blobs/x")):  # fmt: skip
+    for method, path in (
+        ("POST", "/api/create"),
+        ("POST", "/api/pull"),
+        ("POST", "/api/copy"),
+        ("DELETE", "/api/delete"),
+        ("POST", "/api/blobs/x"),
+        ("HEAD", "/api/blobs/x"),
+    ):
         assert not read_only_may(method, path)
-    for method, path in (("POST", "/api/generate"), ("POST", "/api/chat"), ("POST", "/api/embed"), ("POST", "/v1/chat/completions"),
-                         ("GET", "/api/tags"), ("POST", "/api/show"), ("GET", "/api/ps"), ("GET", "/api/version")):  # fmt: skip
+    for method, path in (
+        ("POST", "/api/generate"),
+        ("POST", "/api/chat"),
+        ("POST", "/api/embed"),
+        ("POST", "/v1/chat/completions"),
+        ("GET", "/api/tags"),
+        ("POST", "/api/show"),
+        ("GET", "/api/ps"),
+        ("GET", "/api/version"),
+    ):
         assert read_only_may(method, path)
 
 
@@ -173,8 +209,12 @@ def test_manages_models_leaves_other_bodies_to_the_route(body: bytes) -> None:
     assert not manages_models(body)
 
 
-@given(st.lists(st.text(st.characters(codec="ascii", exclude_characters=",\r\n"), min_size=1, max_size=8), min_size=1, max_size=4, unique=True),
-       st.text(st.characters(codec="ascii"), max_size=8))  # fmt: skip
+@given(
+    st.lists(
+        st.text(st.characters(codec="ascii", exclude_characters=",\r\n"), min_size=1, max_size=8), min_size=1, max_size=4, unique=True
+    ),
+    st.text(st.characters(codec="ascii"), max_size=8),
+)
 def test_keys_grant_exactly_the_configured_ones(keys: list[str], other: str) -> None:
     full, read_only = keys[: len(keys) // 2 + 1], keys[len(keys) // 2 + 1 :]
     table = Keys.of(full, read_only)
@@ -200,8 +240,19 @@ def test_settings_read_comma_separated_keys_and_never_show_them() -> None:
     assert not Settings.from_env({}).api_keys
 
 
-@pytest.mark.parametrize(("host", "loopback"), [("127.0.0.1", True), ("127.0.0.2", True), ("::1", True), ("localhost", True),
-                                              ("0.0.0.0", False), ("::", False), ("192.168.1.2", False), ("box.example", False)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.2", False),
+        ("box.example", False),
+    ],
+)
 def test_loopback_is_this_machine_only(host: str, loopback: bool) -> None:
     assert Settings(host=host).loopback is loopback
 
@@ -218,8 +269,9 @@ def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPro
 
 def cli(server: ServerProcess, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k not in ("VLLAMA_API_KEY", "OLLAMA_API_KEY")}
-    return subprocess.run([VLLAMA, *args], capture_output=True, text=True, timeout=60,
-                          env={**base, "VLLAMA_HOST": f"127.0.0.1:{server.port}", **env})  # fmt: skip
+    return subprocess.run(
+        [VLLAMA, *args], capture_output=True, text=True, timeout=60, env={**base, "VLLAMA_HOST": f"127.0.0.1:{server.port}", **env}
+    )
 
 
 def test_the_cli_sends_the_key_from_its_environment(keyed_server: ServerProcess) -> None:

@@ -168,8 +168,19 @@ def test_statistics() -> None:
 
     def level(tokens_per_s: float, ttft: float) -> LevelStats:
         spread = Percentiles(mean=ttft, p50=ttft, p95=ttft, p99=ttft)
-        return LevelStats(target="t", concurrency=1, requests=1, errors=0, duration_s=1, requests_per_s=1,
-                          output_tokens=1, prompt_tokens=1, tokens_per_s=tokens_per_s, ttft_s=spread, e2e_s=spread)  # fmt: skip
+        return LevelStats(
+            target="t",
+            concurrency=1,
+            requests=1,
+            errors=0,
+            duration_s=1,
+            requests_per_s=1,
+            output_tokens=1,
+            prompt_tokens=1,
+            tokens_per_s=tokens_per_s,
+            ttft_s=spread,
+            e2e_s=spread,
+        )
 
     ratios = compare(level(200, 0.1), level(100, 0.4))
     assert (ratios.throughput_ratio, ratios.ttft_ratio, ratios.latency_ratio) == (2.0, 4.0, 4.0)
@@ -250,8 +261,25 @@ def test_soak_script(tmp_path: Path, tiny_gguf: Path) -> None:
     """bench/soak.py for a few seconds on the echo backend: its windows, RSS and drift, and the
     server it started is gone at the end. The figures themselves are not checked."""
     script = Path(__file__).resolve().parent.parent / "bench" / "soak.py"
-    command = [sys.executable, str(script), "--duration", "4", "--interval", "2", "--clients", "3", "--num-predict", "4",
-               "--gguf", str(tiny_gguf), "--model", "echo", "--parameter", "echo_delay=0.02", "--json"]  # fmt: skip
+    command = [
+        sys.executable,
+        str(script),
+        "--duration",
+        "4",
+        "--interval",
+        "2",
+        "--clients",
+        "3",
+        "--num-predict",
+        "4",
+        "--gguf",
+        str(tiny_gguf),
+        "--model",
+        "echo",
+        "--parameter",
+        "echo_delay=0.02",
+        "--json",
+    ]
     out = subprocess.run(command, capture_output=True, text=True, timeout=120, env={**os.environ, **ECHO_ENV})
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)

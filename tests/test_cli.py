@@ -197,8 +197,13 @@ def test_run_verbose_prints_ollamas_timings(echo_server: ServerProcess) -> None:
     assert result.returncode == 0 and result.stdout == "two words\n\n"
     labels = [line.split(":")[0] for line in result.stderr.splitlines()]
     assert labels[0] == "total duration" and labels[-6:] == [
-        "prompt eval count", "prompt eval duration", "prompt eval rate", "eval count", "eval duration", "eval rate",
-    ]  # fmt: skip
+        "prompt eval count",
+        "prompt eval duration",
+        "prompt eval rate",
+        "eval count",
+        "eval duration",
+        "eval rate",
+    ]
     assert "eval count:           2 token(s)\n" in result.stderr
     assert re.search(r"^eval rate: {12}\d+\.\d\d tokens/s$", result.stderr, re.M)
 
@@ -236,8 +241,7 @@ class Terminal:
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
         env = {**os.environ, **({"VLLAMA_HOST": f"127.0.0.1:{server.port}"} if server else {}), "TERM": "xterm", **(env or {})}
-        self.process = subprocess.Popen([VLLAMA, *args], stdin=slave, stdout=slave, stderr=slave, env=env,
-                                        preexec_fn=controlling_terminal)  # fmt: skip
+        self.process = subprocess.Popen([VLLAMA, *args], stdin=slave, stdout=slave, stderr=slave, env=env, preexec_fn=controlling_terminal)
         os.close(slave)
         self.screen = ""
         #: Everything vllama wrote, escape sequences and carriage returns included.
@@ -390,11 +394,20 @@ def test_preload_setting_reads_a_comma_list() -> None:
 
 def test_formats_follow_ollama() -> None:
     assert [human_size(n) for n in (999, 1_500, 474_600_000, 2_000_000_000, 12_345_678_901)] == [
-        "999 B", "1.5 KB", "474 MB", "2 GB", "12 GB",
-    ]  # fmt: skip
+        "999 B",
+        "1.5 KB",
+        "474 MB",
+        "2 GB",
+        "12 GB",
+    ]
     assert [go_duration(ns) for ns in (0, 1_500, 12_345_678, 1_500_000_000, 62_500_000_000, 3_600_000_000_000)] == [
-        "0s", "1.5µs", "12.345678ms", "1.5s", "1m2.5s", "1h0m0s",
-    ]  # fmt: skip
+        "0s",
+        "1.5µs",
+        "12.345678ms",
+        "1.5s",
+        "1m2.5s",
+        "1h0m0s",
+    ]
     assert human_time("2318-08-22T00:00:00Z") == "Forever"
     assert human_time("0001-01-01T00:00:00Z") == "Never"
     now = time.time()

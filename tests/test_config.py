@@ -27,8 +27,17 @@ def test_defaults() -> None:
 
 def test_aliases_are_ollamas_settings() -> None:
     assert set(OLLAMA_ALIASES) == {
-        "HOST", "MODELS", "KEEP_ALIVE", "NUM_PARALLEL", "MAX_LOADED_MODELS", "MAX_QUEUE", "ORIGINS", "CONTEXT_LENGTH", "DEBUG", "NOPRUNE",
-    }  # fmt: skip
+        "HOST",
+        "MODELS",
+        "KEEP_ALIVE",
+        "NUM_PARALLEL",
+        "MAX_LOADED_MODELS",
+        "MAX_QUEUE",
+        "ORIGINS",
+        "CONTEXT_LENGTH",
+        "DEBUG",
+        "NOPRUNE",
+    }
 
 
 # Each aliased setting: a value for VLLAMA_*, another for OLLAMA_*, and what each gives.
@@ -154,11 +163,13 @@ def test_num_parallel_models_errors(raw: str) -> None:
 
 
 def test_lists() -> None:
-    s = Settings.from_env({
-        "OLLAMA_ORIGINS": " chrome-extension://* , http://x.test,, ",
-        "VLLAMA_PLUGINS": "llamacpp, vllm",
-        "VLLAMA_PLUGIN_MODULES": "vllama.testing.echo",
-    })  # fmt: skip
+    s = Settings.from_env(
+        {
+            "OLLAMA_ORIGINS": " chrome-extension://* , http://x.test,, ",
+            "VLLAMA_PLUGINS": "llamacpp, vllm",
+            "VLLAMA_PLUGIN_MODULES": "vllama.testing.echo",
+        }
+    )
     assert s.origins == ("chrome-extension://*", "http://x.test")
     assert s.plugins == ("llamacpp", "vllm")
     assert s.plugin_modules == ("vllama.testing.echo",)
@@ -173,8 +184,9 @@ def test_backend() -> None:
     assert Settings.from_env({"OLLAMA_BACKEND": "llamacpp"}).backend is None
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("0", False), ("false", False), ("No", False), ("OFF", False),
-                                               ("1", True), ("true", True), ("yes", True)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("0", False), ("false", False), ("No", False), ("OFF", False), ("1", True), ("true", True), ("yes", True)]
+)
 def test_isolate_engines(raw: str, expected: bool) -> None:
     assert Settings.from_env({"VLLAMA_ISOLATE_ENGINES": raw}).isolate_engines is expected
 

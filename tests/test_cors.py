@@ -48,8 +48,19 @@ def test_default_origins_allow_ipv6_loopback_on_any_port(port: int, scheme: str)
     assert guard.allowed(f"{scheme}://localhost:{port}") and guard.allowed(f"{scheme}://127.0.0.1:{port}")
 
 
-@pytest.mark.parametrize("origin", ["http://:", "http://1", "http://[::2]:80", "http://[::1].evil.example", "https://evil.example",
-                                    "http://localhost.evil.example", "http://127.0.0.1.evil.example:80", "ftp://localhost"])  # fmt: skip
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://:",
+        "http://1",
+        "http://[::2]:80",
+        "http://[::1].evil.example",
+        "https://evil.example",
+        "http://localhost.evil.example",
+        "http://127.0.0.1.evil.example:80",
+        "ftp://localhost",
+    ],
+)
 def test_default_origins_refuse_look_alikes(origin: str) -> None:
     assert not OriginGuard(app=None).allowed(origin)
 
@@ -64,15 +75,44 @@ def test_configured_patterns_add_to_the_defaults() -> None:
 # -- Host names on a loopback server ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("host", ["localhost", "localhost:11434", "LOCALHOST.", "app.localhost:3000", "box.local", "svc.internal",
-                                  "127.0.0.1", "127.0.0.1:11434", "[::1]", "[::1]:11434", "::1", "10.1.2.3:80", "192.168.0.7",
-                                  "0.0.0.0:11434", "[fe80::1]:80", socket.gethostname()])  # fmt: skip
+@pytest.mark.parametrize(
+    "host",
+    [
+        "localhost",
+        "localhost:11434",
+        "LOCALHOST.",
+        "app.localhost:3000",
+        "box.local",
+        "svc.internal",
+        "127.0.0.1",
+        "127.0.0.1:11434",
+        "[::1]",
+        "[::1]:11434",
+        "::1",
+        "10.1.2.3:80",
+        "192.168.0.7",
+        "0.0.0.0:11434",
+        "[fe80::1]:80",
+        socket.gethostname(),
+    ],
+)
 def test_local_host_names_pass(host: str) -> None:
     assert is_local_host(host)
 
 
-@pytest.mark.parametrize("host", ["evil.example", "evil.example:11434", "localhost.evil.example", "8.8.8.8", "[2606:4700:4700::1111]:80",
-                                  "local", "example.localhost.com", ""])  # fmt: skip
+@pytest.mark.parametrize(
+    "host",
+    [
+        "evil.example",
+        "evil.example:11434",
+        "localhost.evil.example",
+        "8.8.8.8",
+        "[2606:4700:4700::1111]:80",
+        "local",
+        "example.localhost.com",
+        "",
+    ],
+)
 def test_other_host_names_are_refused(host: str) -> None:
     assert not is_local_host(host)
 

@@ -95,8 +95,14 @@ def test_missing_unreadable_and_outside_paths_get_one_answer(client: Client, all
     unreadable.chmod(0)
     (allowed / "link.gguf").symlink_to(outside)
     answers = {}
-    for path in (str(allowed / "missing.gguf"), str(outside), "/etc/passwd", str(allowed / "link.gguf"),
-                 str(allowed / ".." / "outside.gguf"), str(unreadable) if os.geteuid() != 0 else "/nowhere"):  # fmt: skip
+    for path in (
+        str(allowed / "missing.gguf"),
+        str(outside),
+        "/etc/passwd",
+        str(allowed / "link.gguf"),
+        str(allowed / ".." / "outside.gguf"),
+        str(unreadable) if os.geteuid() != 0 else "/nowhere",
+    ):
         r = create(client, **{"from": path})
         answers[path] = (r.status_code, r.json()["error"].replace(path[:200], "PATH"))
     assert set(answers.values()) == {(400, "cannot read 'PATH': no readable file or directory of that name in VLLAMA_CREATE_DIRS")}, answers

@@ -54,8 +54,7 @@ def test_numbers_are_seconds_and_durations_match() -> None:
     assert keep_alive_seconds(300) == keep_alive_seconds("5m") == keep_alive_seconds("300s")
 
 
-@pytest.mark.parametrize("value", ["300", "5", "1.5", "", "   ", "m", "5x", "five minutes", "1h 30m", "5m3",
-                                   "1d", "h1"])  # fmt: skip
+@pytest.mark.parametrize("value", ["300", "5", "1.5", "", "   ", "m", "5x", "five minutes", "1h 30m", "5m3", "1d", "h1"])
 def test_invalid_strings_raise_value_error(value: str) -> None:
     with pytest.raises(ValueError):
         keep_alive_seconds(value)

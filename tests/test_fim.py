@@ -17,8 +17,16 @@ from vllama.store.describe import describe_directory, describe_gguf, with_templa
 from vllama.testing.gguf import tiny_model
 from vllama.types import ChatRequest, GenerateRequest
 
-QWEN = {"<|endoftext|>": 151643, "<|im_end|>": 151645, "<|fim_prefix|>": 151659, "<|fim_middle|>": 151660,
-        "<|fim_suffix|>": 151661, "<|fim_pad|>": 151662, "<|repo_name|>": 151663, "<|file_sep|>": 151664}  # fmt: skip
+QWEN = {
+    "<|endoftext|>": 151643,
+    "<|im_end|>": 151645,
+    "<|fim_prefix|>": 151659,
+    "<|fim_middle|>": 151660,
+    "<|fim_suffix|>": 151661,
+    "<|fim_pad|>": 151662,
+    "<|repo_name|>": 151663,
+    "<|file_sep|>": 151664,
+}
 #: SmolLM2's special tokens: StarCoder's repository tokens, no FIM ones.
 SMOLLM2 = {"<|endoftext|>": 0, "<|im_start|>": 1, "<|im_end|>": 2, "<repo_name>": 3, "<reponame>": 4, "<file_sep>": 5, "<filename>": 6}
 
@@ -91,10 +99,12 @@ def test_fim_is_wanted_for_a_suffix_unless_raw() -> None:
 
 
 def test_gguf_metadata_may_name_the_tokens() -> None:
-    assert fim.declared({"tokenizer.ggml.fim_pre_token_id": 1, "tokenizer.ggml.fim_suf_token_id": 2,
-                         "tokenizer.ggml.fim_mid_token_id": 3}) == fim.FimTokens(1, 2, 3)  # fmt: skip
-    assert fim.declared({"tokenizer.ggml.prefix_token_id": 4, "tokenizer.ggml.suffix_token_id": 5,
-                         "tokenizer.ggml.middle_token_id": 6}) == fim.FimTokens(4, 5, 6)  # fmt: skip
+    assert fim.declared(
+        {"tokenizer.ggml.fim_pre_token_id": 1, "tokenizer.ggml.fim_suf_token_id": 2, "tokenizer.ggml.fim_mid_token_id": 3}
+    ) == fim.FimTokens(1, 2, 3)
+    assert fim.declared(
+        {"tokenizer.ggml.prefix_token_id": 4, "tokenizer.ggml.suffix_token_id": 5, "tokenizer.ggml.middle_token_id": 6}
+    ) == fim.FimTokens(4, 5, 6)
     assert fim.declared({"tokenizer.ggml.fim_pre_token_id": 1}) is None
 
 
@@ -152,16 +162,20 @@ def _hf_dir(path: Path, tokenizer: dict[str, Any], config: dict[str, Any] | None
 def test_insert_is_a_capability_exactly_of_directories_whose_tokenizer_has_fim_tokens(tmp_path: Path) -> None:
     added = [{"id": i, "content": t, "special": True} for t, i in QWEN.items()]
     qwen = _hf_dir(tmp_path / "qwen", {"model": {"type": "BPE", "vocab": {"a": 0}}, "added_tokens": added})
-    smol = _hf_dir(tmp_path / "smol", {"model": {"type": "BPE", "vocab": {"a": 0}},
-                                       "added_tokens": [{"id": i, "content": t} for t, i in SMOLLM2.items()]})  # fmt: skip
+    smol = _hf_dir(
+        tmp_path / "smol",
+        {"model": {"type": "BPE", "vocab": {"a": 0}}, "added_tokens": [{"id": i, "content": t} for t, i in SMOLLM2.items()]},
+    )
     # CodeLlama's tokens are ordinary pieces of its (Unigram) vocabulary
     llama = _hf_dir(
         tmp_path / "llama", {"model": {"type": "Unigram", "vocab": [["a", 0.0], ["▁<PRE>", 0.0], ["▁<SUF>", 0.0], ["▁<MID>", 0.0]]}}
     )
     # or added tokens named only in tokenizer_config.json
-    star = _hf_dir(tmp_path / "star", {"model": {"type": "BPE", "vocab": {}}},
-                   {"added_tokens_decoder": {"1": {"content": "<fim_prefix>"}, "2": {"content": "<fim_middle>"},
-                                             "3": {"content": "<fim_suffix>"}}})  # fmt: skip
+    star = _hf_dir(
+        tmp_path / "star",
+        {"model": {"type": "BPE", "vocab": {}}},
+        {"added_tokens_decoder": {"1": {"content": "<fim_prefix>"}, "2": {"content": "<fim_middle>"}, "3": {"content": "<fim_suffix>"}}},
+    )
     assert "insert" in describe_directory(qwen).capabilities
     assert "insert" not in describe_directory(smol).capabilities
     assert "insert" in describe_directory(llama).capabilities

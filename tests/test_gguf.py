@@ -120,8 +120,9 @@ def test_tiny_model_properties(tmp_path: Path) -> None:
     assert g.parameter_count == 128
 
 
-@pytest.mark.parametrize(("file_type", "name"), [(0, "F32"), (1, "F16"), (2, "Q4_0"), (3, "Q4_1"), (7, "Q8_0"),
-                                                 (15, "Q4_K_M"), (32, "BF16"), (999, "type 999")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("file_type", "name"), [(0, "F32"), (1, "F16"), (2, "Q4_0"), (3, "Q4_1"), (7, "Q8_0"), (15, "Q4_K_M"), (32, "BF16"), (999, "type 999")]
+)
 def test_quantization_names(tmp_path: Path, file_type: int, name: str) -> None:
     assert gguf.read(write_gguf(tmp_path / "q.gguf", {"general.file_type": file_type})).quantization == name
 
@@ -303,8 +304,7 @@ def _single_byte_mutants(data: bytes, upto: int) -> list[tuple[int, int]]:
 
 def test_single_byte_corruptions_of_header_only_raise_invalid_gguf(tmp_path: Path) -> None:
     """Every one-byte corruption of a real header is either read or refused with InvalidGGUF."""
-    full = write_gguf(tmp_path / "base.gguf", {"general.architecture": "llama", "n": 5, "tokens": ["a", "b"]},
-                      {"w": (2, 3)}).read_bytes()  # fmt: skip
+    full = write_gguf(tmp_path / "base.gguf", {"general.architecture": "llama", "n": 5, "tokens": ["a", "b"]}, {"w": (2, 3)}).read_bytes()
     header_end = gguf.read(tmp_path / "base.gguf").data_offset
     path = tmp_path / "mutant.gguf"
     other: list[tuple[int, int, str]] = []

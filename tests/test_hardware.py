@@ -38,11 +38,9 @@ def test_cpu_device_is_stable() -> None:
 def test_parse_nvidia_smi() -> None:
     devices = parse_nvidia_smi(NVIDIA_SMI)
     assert devices == [
-        Device(kind="cuda", index=0, name="NVIDIA H100 80GB HBM3", memory_bytes=81559 * 1024 * 1024,
-               features=("9.0",), driver="550.54.15"),
-        Device(kind="cuda", index=1, name="NVIDIA A100-SXM4-40GB", memory_bytes=40960 * 1024 * 1024,
-               features=("8.0",), driver="550.54.15"),
-    ]  # fmt: skip
+        Device(kind="cuda", index=0, name="NVIDIA H100 80GB HBM3", memory_bytes=81559 * 1024 * 1024, features=("9.0",), driver="550.54.15"),
+        Device(kind="cuda", index=1, name="NVIDIA A100-SXM4-40GB", memory_bytes=40960 * 1024 * 1024, features=("8.0",), driver="550.54.15"),
+    ]
     hw = Hardware(devices=tuple(devices))
     assert hw.has_nvidia and not hw.has_metal and hw.cpu is None
     assert [d.index for d in hw.of_kind("cuda")] == [0, 1]
@@ -50,9 +48,16 @@ def test_parse_nvidia_smi() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "\n\n", "No devices were found\n", "NVIDIA-SMI has failed because it couldn't communicate with the driver.",
-     "index, name, memory.total [MiB], compute_cap, driver_version\n", "x, GPU, 1, 8.0, 1\n", "0, GPU, 1, 8.0\n"],
-)  # fmt: skip
+    [
+        "",
+        "\n\n",
+        "No devices were found\n",
+        "NVIDIA-SMI has failed because it couldn't communicate with the driver.",
+        "index, name, memory.total [MiB], compute_cap, driver_version\n",
+        "x, GPU, 1, 8.0, 1\n",
+        "0, GPU, 1, 8.0\n",
+    ],
+)
 def test_parse_nvidia_smi_ignores_garbage(text: str) -> None:
     assert parse_nvidia_smi(text) == []
 

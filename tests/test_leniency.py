@@ -60,8 +60,13 @@ def test_unknown_openai_fields_are_ignored_with_a_warning(client: Client, caplog
 
 
 def test_unknown_fields_and_options_are_ignored_with_one_warning_each(client: Client, caplog: pytest.LogCaptureFixture) -> None:
-    body = {"model": "echo", "messages": [{"role": "user", "content": "hi", "colour": "red"}], "foo": {"x": 1},
-            "options": {"bar": 1, "temperature": 0}, "stream": False}  # fmt: skip
+    body = {
+        "model": "echo",
+        "messages": [{"role": "user", "content": "hi", "colour": "red"}],
+        "foo": {"x": 1},
+        "options": {"bar": 1, "temperature": 0},
+        "stream": False,
+    }
     with caplog.at_level("WARNING"):
         r = client.post("/api/chat", json=body)
     assert r.status_code == 200, r.text

@@ -21,8 +21,13 @@ from vllama.testing.hf_models import smollm2_gguf
 from vllama.types import Device, Hardware, LoadSettings, ModelRef
 from vllama.worker import WorkerEngine
 
-LLAMA = {"general.architecture": "llama", "llama.block_count": 30, "llama.embedding_length": 576,
-         "llama.attention.head_count": 9, "llama.attention.head_count_kv": 3}  # fmt: skip
+LLAMA = {
+    "general.architecture": "llama",
+    "llama.block_count": 30,
+    "llama.embedding_length": 576,
+    "llama.attention.head_count": 9,
+    "llama.attention.head_count_kv": 3,
+}
 
 
 def test_kv_cache_of_smollm2_matches_what_llamacpp_allocates() -> None:
@@ -78,8 +83,15 @@ def test_other_formats_are_not_estimated() -> None:
 # -- safetensors and MLX directories ---------------------------------------------------------
 
 #: SmolLM2-135M's config.json, as the safetensors test model has it.
-SMOLLM2_CONFIG = {"model_type": "llama", "num_hidden_layers": 30, "hidden_size": 576, "num_attention_heads": 9,
-                  "num_key_value_heads": 3, "head_dim": 64, "max_position_embeddings": 8192}  # fmt: skip
+SMOLLM2_CONFIG = {
+    "model_type": "llama",
+    "num_hidden_layers": 30,
+    "hidden_size": 576,
+    "num_attention_heads": 9,
+    "num_key_value_heads": 3,
+    "head_dim": 64,
+    "max_position_embeddings": 8192,
+}
 #: K and V x 30 layers x 3 KV heads x 64 x 2 bytes: what MLX and llama.cpp cache per token in bf16/f16.
 SMOLLM2_TOKEN = 2 * 30 * 3 * 64 * 2
 

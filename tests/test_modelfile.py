@@ -12,10 +12,20 @@ from vllama.options import RANGES
 
 # -- strategies ------------------------------------------------------------------------------
 
-_INT_OPTIONS = ["num_keep", "seed", "num_predict", "top_k", "repeat_last_n", "num_ctx", "num_batch", "num_gpu",
-                "main_gpu", "num_thread", "num_parallel"]  # fmt: skip
-_FLOAT_OPTIONS = ["top_p", "min_p", "typical_p", "temperature", "repeat_penalty", "presence_penalty",
-                  "frequency_penalty"]  # fmt: skip
+_INT_OPTIONS = [
+    "num_keep",
+    "seed",
+    "num_predict",
+    "top_k",
+    "repeat_last_n",
+    "num_ctx",
+    "num_batch",
+    "num_gpu",
+    "main_gpu",
+    "num_thread",
+    "num_parallel",
+]
+_FLOAT_OPTIONS = ["top_p", "min_p", "typical_p", "temperature", "repeat_penalty", "presence_penalty", "frequency_penalty"]
 
 
 # Any text: edge whitespace, quotes at either end, \r, triple quotes and the characters that
@@ -131,8 +141,11 @@ ADAPTER ./lora.gguf
     )
     assert mf.from_ == "llama3.2"
     assert mf.parameters == {
-        "temperature": 1.0, "num_ctx": 4096, "stop": ["<|start_header_id|>", "<|eot_id|>"], "use_mmap": False,
-    }  # fmt: skip
+        "temperature": 1.0,
+        "num_ctx": 4096,
+        "stop": ["<|start_header_id|>", "<|eot_id|>"],
+        "use_mmap": False,
+    }
     assert isinstance(mf.parameters["temperature"], float)
     assert isinstance(mf.parameters["num_ctx"], int)
     assert mf.template == "{{ if .System }}<|system|>{{ .System }}{{ end }}\n{{ .Prompt }}"
@@ -304,11 +317,14 @@ def test_splitlines_regressions(mf: Modelfile) -> None:
     assert parse(render(mf)) == mf
 
 
-@pytest.mark.parametrize(("line", "message"), [
-    ("PARAMETER top_p 7", 'line 2: option "top_p" must be between 0 and 1, got 7.0'),
-    ("PARAMETER num_batch 1000000000", 'line 2: option "num_batch" must be between 1 and 16384, got 1000000000'),
-    ("PARAMETER temperature -5", 'line 2: option "temperature" must be >= 0, got -5.0'),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("PARAMETER top_p 7", 'line 2: option "top_p" must be between 0 and 1, got 7.0'),
+        ("PARAMETER num_batch 1000000000", 'line 2: option "num_batch" must be between 1 and 16384, got 1000000000'),
+        ("PARAMETER temperature -5", 'line 2: option "temperature" must be >= 0, got -5.0'),
+    ],
+)
 def test_parameters_out_of_range_are_refused_at_create(line: str, message: str) -> None:
     with pytest.raises(BadRequest) as info:
         parse(f"FROM x\n{line}")

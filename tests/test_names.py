@@ -91,8 +91,11 @@ def test_namespace_without_host() -> None:
 def test_hugging_face() -> None:
     name = parse_name("hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M")
     assert (name.host, name.namespace, name.model, name.tag) == (
-        "hf.co", "bartowski", "Llama-3.2-1B-Instruct-GGUF", "Q4_K_M",
-    )  # fmt: skip
+        "hf.co",
+        "bartowski",
+        "Llama-3.2-1B-Instruct-GGUF",
+        "Q4_K_M",
+    )
     assert name.display == "hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M"
     assert parse_name("hf.co/bartowski/llama-3.2-1b-instruct-gguf:q4_k_m") == name
 

@@ -27,8 +27,7 @@ def load_settings(*layers: dict[str, Any], num_ctx: int, parallel: int) -> LoadS
 
 INT_OPTIONS = ["num_keep", "seed", "top_k", "repeat_last_n", "num_gpu", "main_gpu", "num_thread"]
 POSITIVE_INT_OPTIONS = ["num_ctx", "num_batch", "num_parallel"]
-FLOAT_OPTIONS = ["top_p", "min_p", "typical_p", "temperature", "repeat_penalty", "presence_penalty",
-                 "frequency_penalty"]  # fmt: skip
+FLOAT_OPTIONS = ["top_p", "min_p", "typical_p", "temperature", "repeat_penalty", "presence_penalty", "frequency_penalty"]
 TYPE_NAMES = {int: "integer", float: "float", bool: "boolean", list: "array"}
 
 finite = st.floats(allow_nan=False, allow_infinity=False)
@@ -218,8 +217,21 @@ def test_removed_options_are_ignored(key: str) -> None:
 
 
 def test_removed_list_matches_ollamas() -> None:
-    for key in ("mirostat", "mirostat_tau", "mirostat_eta", "tfs_z", "penalize_newline", "numa", "low_vram",
-                "f16_kv", "logits_all", "vocab_only", "use_mlock", "num_gqa", "rope_frequency_base"):  # fmt: skip
+    for key in (
+        "mirostat",
+        "mirostat_tau",
+        "mirostat_eta",
+        "tfs_z",
+        "penalize_newline",
+        "numa",
+        "low_vram",
+        "f16_kv",
+        "logits_all",
+        "vocab_only",
+        "use_mlock",
+        "num_gqa",
+        "rope_frequency_base",
+    ):
         assert key in REMOVED
 
 

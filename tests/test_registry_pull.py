@@ -396,8 +396,12 @@ def test_a_pulled_model_answers_a_chat(standin: RegistryStandin, tmp_path: Path)
     env = {"VLLAMA_PLUGINS": "llamacpp", "VLLAMA_PLUGIN_MODULES": "", "VLLAMA_REGISTRY": standin.url}
     with ServerProcess(tmp_path / "models", env) as server:
         check_progress(pull(server.url, "smol:135m"), standin.models["library/smol:135m"])
-        body = {"model": "smol:135m", "messages": [{"role": "user", "content": "What is the capital of France?"}],
-                "stream": False, "options": {"temperature": 0, "num_predict": 16, "num_thread": 1}}  # fmt: skip
+        body = {
+            "model": "smol:135m",
+            "messages": [{"role": "user", "content": "What is the capital of France?"}],
+            "stream": False,
+            "options": {"temperature": 0, "num_predict": 16, "num_thread": 1},
+        }
         r = httpx.post(f"{server.url}/api/chat", json=body, timeout=300)
         assert r.status_code == 200, r.text
         reply = r.json()

@@ -263,10 +263,15 @@ def test_list_ignores_partial_manifests(store: ModelStore, gguf_file: Path) -> N
 def test_create_with_all_fields(store: ModelStore, gguf_file: Path) -> None:
     msgs = [Message(role="user", content="hi"), Message(role="assistant", content="hello")]
     ref = make(
-        store, "full", gguf_file,
+        store,
+        "full",
+        gguf_file,
         parameters={"temperature": 0.2, "stop": ["<|im_end|>"]},
-        template="{{ .Prompt }}", system="sys", license=["MIT", "Apache"], messages=msgs,
-    )  # fmt: skip
+        template="{{ .Prompt }}",
+        system="sys",
+        license=["MIT", "Apache"],
+        messages=msgs,
+    )
     assert ref.parameters == {"temperature": 0.2, "stop": ["<|im_end|>"]}
     assert ref.template == "{{ .Prompt }}"
     assert ref.system == "sys"
@@ -472,8 +477,16 @@ def test_create_from_base_keeps_weights_and_changes_parameters(store: ModelStore
 
 
 def test_create_from_base_inherits_unset_fields(store: ModelStore, gguf_file: Path) -> None:
-    base = make(store, "base", gguf_file, parameters={"top_k": 3}, template="T", system="S", license=["L"],
-                messages=[Message(role="user", content="u")])  # fmt: skip
+    base = make(
+        store,
+        "base",
+        gguf_file,
+        parameters={"top_k": 3},
+        template="T",
+        system="S",
+        license=["L"],
+        messages=[Message(role="user", content="u")],
+    )
     derived = store.create(parse_name("child"), base=base)
     assert (derived.parameters, derived.template, derived.system, derived.license) == ({"top_k": 3}, "T", "S", ["L"])
     assert derived.messages == [Message(role="user", content="u")]
@@ -517,10 +530,17 @@ def safetensors_bytes(tensors: dict[str, tuple[str, list[int]]]) -> bytes:
 def hf_dir(tmp_path: Path) -> Path:
     d = tmp_path / "hf-model"
     d.mkdir()
-    (d / "config.json").write_text(json.dumps({
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
-        "max_position_embeddings": 4096, "hidden_size": 16, "num_hidden_layers": 2,
-    }))  # fmt: skip
+    (d / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": ["LlamaForCausalLM"],
+                "model_type": "llama",
+                "max_position_embeddings": 4096,
+                "hidden_size": 16,
+                "num_hidden_layers": 2,
+            }
+        )
+    )
     header = json.dumps({"w": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}}).encode()
     (d / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + bytes(24))
     (d / "tokenizer_config.json").write_text(json.dumps({"chat_template": "{{ messages }}<think>"}))
@@ -553,8 +573,7 @@ def test_directory_model(store: ModelStore, hf_dir: Path) -> None:
         assert link.resolve() == store.blobs.path(digest).resolve()
         assert link.read_bytes() == (hf_dir / name).read_bytes()
     manifest = json.loads((store.root / "manifests/registry.ollama.ai/library/hf-tiny/latest").read_bytes())
-    titles = {layer["annotations"]["org.opencontainers.image.title"] for layer in manifest["layers"]
-              if layer["mediaType"] == FILE}  # fmt: skip
+    titles = {layer["annotations"]["org.opencontainers.image.title"] for layer in manifest["layers"] if layer["mediaType"] == FILE}
     assert titles == set(files)
     # The same snapshot is answered on the next lookup.
     assert store.require(parse_name("hf-tiny")).path == ref.path

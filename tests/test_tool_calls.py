@@ -72,12 +72,15 @@ def test_text_that_is_not_a_call_comes_back_unchanged(fmt: str, text: str, data:
         assert out == text
 
 
-@pytest.mark.parametrize("text", [
-    '{"name": "unknown_tool", "arguments": {}}',            # a name that was not offered
-    '<tool_call>{"name": "get_weather", "arguments": </tool_call>',  # does not parse
-    'Use {"name": "get_weather", "arguments": {}} like this',  # JSON after prose
-    '{"name": "get_weather", "arguments": "not json"}',
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"name": "unknown_tool", "arguments": {}}',  # a name that was not offered
+        '<tool_call>{"name": "get_weather", "arguments": </tool_call>',  # does not parse
+        'Use {"name": "get_weather", "arguments": {}} like this',  # JSON after prose
+        '{"name": "get_weather", "arguments": "not json"}',
+    ],
+)
 def test_what_only_looks_like_a_call_stays_text(text: str) -> None:
     assert run("hermes", text, []) == (text, [])
 
@@ -89,12 +92,15 @@ def test_a_reply_that_is_only_a_fenced_call_is_a_call(fmt: str, items: list, fen
     assert run(fmt, text, cuts) == ("", items)
 
 
-@pytest.mark.parametrize("text", [
-    "```python\nprint({'name': 'get_weather'})\n```",         # another language
-    '```json\n{"name": "unknown_tool", "arguments": {}}\n```',  # a name that was not offered
-    '```json\n{"name": "get_weather", "arguments": {}}\n```\nThen it is sunny.',  # more after the fence
-    "`` not a fence",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text",
+    [
+        "```python\nprint({'name': 'get_weather'})\n```",  # another language
+        '```json\n{"name": "unknown_tool", "arguments": {}}\n```',  # a name that was not offered
+        '```json\n{"name": "get_weather", "arguments": {}}\n```\nThen it is sunny.',  # more after the fence
+        "`` not a fence",
+    ],
+)
 def test_fenced_text_that_is_not_only_a_call_stays_text(text: str) -> None:
     assert run("hermes", text, [1, 4, 9]) == (text, [])
 
@@ -110,13 +116,16 @@ def test_only_the_first_call_without_parallel_calls() -> None:
     assert [c.function.name for c in parser.flush()[1]] == ["get_time"]
 
 
-@pytest.mark.parametrize(("template", "fmt"), [
-    ("{% if tools %}<tool_call>{% endif %}", "hermes"),
-    ("{{ '[TOOL_CALLS]' }}{% if tools %}{% endif %}", "mistral"),
-    ("{% if tools %}<|python_tag|>{% endif %}", "llama3"),
-    ("{% for tool in tools %}{{ tool }}{% endfor %}", "json"),
-    ("{% for m in messages %}{{ m.content }}{% endfor %}", None),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("template", "fmt"),
+    [
+        ("{% if tools %}<tool_call>{% endif %}", "hermes"),
+        ("{{ '[TOOL_CALLS]' }}{% if tools %}{% endif %}", "mistral"),
+        ("{% if tools %}<|python_tag|>{% endif %}", "llama3"),
+        ("{% for tool in tools %}{{ tool }}{% endfor %}", "json"),
+        ("{% for m in messages %}{{ m.content }}{% endfor %}", None),
+    ],
+)
 def test_format_is_detected_from_the_chat_template(template: str, fmt: str | None) -> None:
     assert detect_format(template) == fmt
 
@@ -171,12 +180,15 @@ def test_every_capability_listed_is_accepted_and_no_other(models: ServerProcess,
     assert wait_for(lambda: not httpx.get(models.url + "/api/ps").json()["models"])
 
 
-@pytest.mark.parametrize(("route", "extra", "error"), [
-    ("/api/chat", {"tools": [WEATHER]}, "does not support tools with the echo-plain backend"),
-    ("/api/chat", {"think": True}, "does not support thinking with the echo-plain backend"),
-    ("/api/chat", {"format": "json"}, "does not support structured output (format) with the echo-plain backend"),
-    ("/v1/chat/completions", {"tools": [WEATHER]}, "does not support tools with the echo-plain backend"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("route", "extra", "error"),
+    [
+        ("/api/chat", {"tools": [WEATHER]}, "does not support tools with the echo-plain backend"),
+        ("/api/chat", {"think": True}, "does not support thinking with the echo-plain backend"),
+        ("/api/chat", {"format": "json"}, "does not support structured output (format) with the echo-plain backend"),
+        ("/v1/chat/completions", {"tools": [WEATHER]}, "does not support tools with the echo-plain backend"),
+    ],
+)
 def test_what_the_backend_lacks_is_refused_before_any_load(models: ServerProcess, route: str, extra: dict, error: str) -> None:
     body = {"model": "plain", "messages": [{"role": "user", "content": "hi"}], **extra}
     response = httpx.post(models.url + route, json=body)
@@ -184,12 +196,15 @@ def test_what_the_backend_lacks_is_refused_before_any_load(models: ServerProcess
     assert "plain:latest" not in [m["name"] for m in httpx.get(models.url + "/api/ps").json()["models"]]
 
 
-@pytest.mark.parametrize(("backend", "parser", "status"), [
-    ("echo", "echo", 200),          # a parser of the backend's own library
-    ("echo", "hermes", 200),        # one of the core's
-    ("echo-text", "echo", 400),     # the core parses for this backend: only its formats
-    ("echo", "pythonic", 400),      # nobody's
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("backend", "parser", "status"),
+    [
+        ("echo", "echo", 200),  # a parser of the backend's own library
+        ("echo", "hermes", 200),  # one of the core's
+        ("echo-text", "echo", 400),  # the core parses for this backend: only its formats
+        ("echo", "pythonic", 400),  # nobody's
+    ],
+)
 def test_a_named_tool_parser_is_the_cores_or_the_backends(
     echo_server: ServerProcess, tiny_gguf: Path, backend: str, parser: str, status: int
 ) -> None:

@@ -20,10 +20,14 @@ def render(request: ChatRequest) -> list[str]:
 
 
 messages = st.lists(
-    st.builds(lambda role, n: Message(role=role, content=" ".join(["w"] * n)), st.sampled_from(["system", "user", "assistant", "tool"]),
-              st.integers(0, 30)),
-    min_size=1, max_size=12,
-)  # fmt: skip
+    st.builds(
+        lambda role, n: Message(role=role, content=" ".join(["w"] * n)),
+        st.sampled_from(["system", "user", "assistant", "tool"]),
+        st.integers(0, 30),
+    ),
+    min_size=1,
+    max_size=12,
+)
 
 
 @given(messages, st.integers(1, 200))
@@ -49,8 +53,11 @@ def test_what_is_kept_fits_and_is_the_most_that_fits(conversation: list[Message]
 
 
 def test_a_long_chat_keeps_the_system_prompt_and_the_last_message() -> None:
-    chat = [Message(role="system", content="be brief"), *(Message(role=r, content="x " * 20) for r in ("user", "assistant") * 5),
-            Message(role="user", content="last question")]  # fmt: skip
+    chat = [
+        Message(role="system", content="be brief"),
+        *(Message(role=r, content="x " * 20) for r in ("user", "assistant") * 5),
+        Message(role="user", content="last question"),
+    ]
     fitted = fit(ChatRequest(messages=chat), render, len, 60)
     assert fitted.prompt[:4] == ["<m>", "be", "brief", "</m>"] and fitted.prompt[-4:] == ["<m>", "last", "question", "</m>"]
     assert fitted.dropped == 8 and len(fitted.prompt) == 52  # 4 + 2 x 22 + 4: two turns of the ten fit

@@ -116,8 +116,10 @@ def test_vllama_finds_the_plugin_through_its_entry_point(package: Path, tmp_path
     result = subprocess.run(
         [sys.executable, "-m", "vllama", "plugins"],
         env=env_with_path(site, package / "src", VLLAMA_PLUGINS="mirror", VLLAMA_PLUGIN_MODULES=""),
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert re.search(r"^mirror +vllama-mirror 0\.1\.0 +register_backends$", result.stdout, flags=re.M), result.stdout
     assert "backends: mirror (vllama_mirror.backend)" in result.stdout
@@ -128,8 +130,12 @@ def test_the_conformance_suite_passes(package: Path) -> None:
     report = package / "report.xml"
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}"],
-        cwd=package, env=env_with_path(package / "src"), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=package,
+        env=env_with_path(package / "src"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     summary = output.strip().splitlines()[-1]
@@ -156,8 +162,14 @@ def test_serve_and_chat_with_the_ollama_client(package: Path, tmp_path: Path) ->
 
     with ServerProcess(tmp_path / "models", {k: env[k] for k in ("PYTHONPATH", "VLLAMA_PLUGINS", "VLLAMA_PLUGIN_MODULES")}) as server:
         client_env = {**env, "VLLAMA_HOST": server.url.removeprefix("http://"), "OLLAMA_HOST": server.url}
-        created = subprocess.run([sys.executable, "-m", "vllama", "create", "mirror", "-f", "Modelfile"],
-                                 cwd=package, env=client_env, capture_output=True, text=True, timeout=60)  # fmt: skip
+        created = subprocess.run(
+            [sys.executable, "-m", "vllama", "create", "mirror", "-f", "Modelfile"],
+            cwd=package,
+            env=client_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert created.returncode == 0, created.stderr + server.log()
 
         chat = subprocess.run([sys.executable, "chat.py"], cwd=package, env=client_env, capture_output=True, text=True, timeout=60)
@@ -165,8 +177,7 @@ def test_serve_and_chat_with_the_ollama_client(package: Path, tmp_path: Path) ->
         assert chat.stdout.splitlines() == ["world mirror hello ", "'four three ' length 2"], chat.stdout
 
         client = ollama.Client(host=server.url)
-        parts = list(client.chat(model="mirror", messages=[{"role": "user", "content": "a b c d e"}], stream=True,
-                                 options={"stop": ["b"]}))  # fmt: skip
+        parts = list(client.chat(model="mirror", messages=[{"role": "user", "content": "a b c d e"}], stream=True, options={"stop": ["b"]}))
         assert [p.message.content for p in parts if not p.done] == ["e ", "d ", "c "]
         assert parts[-1].done and parts[-1].done_reason == "stop" and parts[-1].eval_count == 4
 

@@ -141,11 +141,29 @@ def test_final_generate_chunk_always_has_response_and_done() -> None:
 
 
 def test_done_generate_chunk() -> None:
-    chunk = GenerateChunk(model="m", created_at="t", response="", done=True, done_reason="stop", context=[1, 2],
-                          total_duration=5, load_duration=0, eval_count=3)  # fmt: skip
+    chunk = GenerateChunk(
+        model="m",
+        created_at="t",
+        response="",
+        done=True,
+        done_reason="stop",
+        context=[1, 2],
+        total_duration=5,
+        load_duration=0,
+        eval_count=3,
+    )
     out = decode(encode(chunk))
-    assert out == {"model": "m", "created_at": "t", "response": "", "done": True, "done_reason": "stop",
-                   "context": [1, 2], "total_duration": 5, "load_duration": 0, "eval_count": 3}  # fmt: skip
+    assert out == {
+        "model": "m",
+        "created_at": "t",
+        "response": "",
+        "done": True,
+        "done_reason": "stop",
+        "context": [1, 2],
+        "total_duration": 5,
+        "load_duration": 0,
+        "eval_count": 3,
+    }
     for omitted in ("thinking", "tool_calls", "logprobs", "prompt_eval_count", "eval_duration"):
         assert omitted not in out
 
@@ -153,13 +171,18 @@ def test_done_generate_chunk() -> None:
 def test_chat_chunk_message_always_has_role_and_content() -> None:
     chunk = ChatChunk(model="m", created_at="t", message=ChatChunkMessage(role="assistant", content=""), done=False)
     assert decode(encode(chunk)) == {
-        "model": "m", "created_at": "t", "message": {"role": "assistant", "content": ""}, "done": False,
-    }  # fmt: skip
+        "model": "m",
+        "created_at": "t",
+        "message": {"role": "assistant", "content": ""},
+        "done": False,
+    }
     call = WireToolCall(function=WireToolCallFunction(name="f", arguments={"a": 1}, index=0))
     msg = ChatChunkMessage(role="assistant", content="", tool_calls=[call])
     assert decode(encode(msg)) == {
-        "role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": {"a": 1}, "index": 0}}],
-    }  # fmt: skip
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [{"function": {"name": "f", "arguments": {"a": 1}, "index": 0}}],
+    }
 
 
 def test_tool_call_function_with_arguments() -> None:
@@ -178,8 +201,7 @@ def test_tool_call_without_arguments_still_sends_arguments() -> None:
 def test_tool_call_parses_with_the_official_client() -> None:
     ollama = pytest.importorskip("ollama")
     call = WireToolCall(function=WireToolCallFunction(name="now"))
-    chunk = ChatChunk(model="m", created_at="t", done=True,
-                      message=ChatChunkMessage(role="assistant", content="", tool_calls=[call]))  # fmt: skip
+    chunk = ChatChunk(model="m", created_at="t", done=True, message=ChatChunkMessage(role="assistant", content="", tool_calls=[call]))
     response = ollama.ChatResponse.model_validate_json(encode(chunk))
     assert response.message.tool_calls[0].function.name == "now"
     assert response.message.tool_calls[0].function.arguments == {}
@@ -188,8 +210,11 @@ def test_tool_call_parses_with_the_official_client() -> None:
 def test_progress_and_show_responses_omit_defaults() -> None:
     assert decode(encode(ProgressResponse(status="success"))) == {"status": "success"}
     assert decode(encode(ProgressResponse(status="pulling", digest="d", total=10, completed=5))) == {
-        "status": "pulling", "digest": "d", "total": 10, "completed": 5,
-    }  # fmt: skip
+        "status": "pulling",
+        "digest": "d",
+        "total": 10,
+        "completed": 5,
+    }
     out = decode(encode(ShowResponse(template="t")))
     assert out["template"] == "t" and "license" not in out and "messages" not in out
 
@@ -264,15 +289,33 @@ messages = st.builds(
 )
 
 
-@given(st.builds(ChatBody, model=st.text(), messages=opt(st.lists(messages, max_size=3)), stream=opt(st.booleans()),
-                 think=st.one_of(st.none(), st.booleans(), st.just("high")), top_logprobs=st.integers(0, 20)))  # fmt: skip
+@given(
+    st.builds(
+        ChatBody,
+        model=st.text(),
+        messages=opt(st.lists(messages, max_size=3)),
+        stream=opt(st.booleans()),
+        think=st.one_of(st.none(), st.booleans(), st.just("high")),
+        top_logprobs=st.integers(0, 20),
+    )
+)
 def test_chat_body_round_trips(body: ChatBody) -> None:
     assert decode(encode(body), type=ChatBody) == body
 
 
-@given(st.builds(GenerateChunk, model=st.text(), created_at=st.text(), response=st.text(), done=st.booleans(),
-                 thinking=st.text(max_size=5), done_reason=st.sampled_from(["", "stop", "length", "load", "unload"]),
-                 context=opt(st.lists(st.integers(0, 2**31))), eval_count=st.integers(0, 10**6)))  # fmt: skip
+@given(
+    st.builds(
+        GenerateChunk,
+        model=st.text(),
+        created_at=st.text(),
+        response=st.text(),
+        done=st.booleans(),
+        thinking=st.text(max_size=5),
+        done_reason=st.sampled_from(["", "stop", "length", "load", "unload"]),
+        context=opt(st.lists(st.integers(0, 2**31))),
+        eval_count=st.integers(0, 10**6),
+    )
+)
 def test_generate_chunk_always_carries_required_fields(chunk: GenerateChunk) -> None:
     out = decode(encode(chunk))
     assert out["response"] == chunk.response and out["done"] is chunk.done

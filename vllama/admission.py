@@ -14,8 +14,14 @@ from vllama.thinking import can_disable
 from vllama.types import ChatRequest, GenerateRequest, ModelRef, Scoring
 
 #: Model capabilities and the backend capability each needs ("completion": either).
-_NEEDS = {"completion": ("completion", "chat"), "embedding": ("embedding",), "tools": ("tools",),
-          "thinking": ("thinking",), "insert": ("insert",), "vision": ("vision",)}  # fmt: skip
+_NEEDS = {
+    "completion": ("completion", "chat"),
+    "embedding": ("embedding",),
+    "tools": ("tools",),
+    "thinking": ("thinking",),
+    "insert": ("insert",),
+    "vision": ("vision",),
+}
 
 
 def capabilities(model: ModelRef, serving: Candidate | None) -> list[str]:

@@ -27,10 +27,9 @@ def template_message(m: Message) -> dict[str, Any]:
         out["reasoning_content"] = m.thinking
     if m.tool_calls:
         out["tool_calls"] = [
-            {"type": "function", **({"id": c.id} if c.id else {}),
-             "function": {"name": c.function.name, "arguments": c.function.arguments}}
+            {"type": "function", **({"id": c.id} if c.id else {}), "function": {"name": c.function.name, "arguments": c.function.arguments}}
             for c in m.tool_calls
-        ]  # fmt: skip
+        ]
     if m.tool_name:
         out["name"] = out["tool_name"] = m.tool_name
     if m.tool_call_id:
@@ -49,10 +48,16 @@ def template_tools(tools: list[Tool]) -> list[dict[str, Any]] | None:
     if not tools:
         return None
     return [
-        {"type": t.type, "function": {"name": t.function.name, "description": t.function.description,
-                                      "parameters": t.function.parameters or {"type": "object", "properties": {}}}}
+        {
+            "type": t.type,
+            "function": {
+                "name": t.function.name,
+                "description": t.function.description,
+                "parameters": t.function.parameters or {"type": "object", "properties": {}},
+            },
+        }
         for t in tools
-    ]  # fmt: skip
+    ]
 
 
 def template_kwargs(think: Think) -> dict[str, Any]:

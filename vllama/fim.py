@@ -38,11 +38,21 @@ class Family:
 #: the vocabulary wins. A family's own tokens end a middle too.
 FAMILIES = (
     # Qwen2.5-Coder, Qwen3-Coder, CodeGemma
-    Family("qwen", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>",
-           ends=("<|fim_pad|>", "<|repo_name|>", "<|file_sep|>", "<|file_separator|>", "<|endoftext|>")),
+    Family(
+        "qwen",
+        "<|fim_prefix|>",
+        "<|fim_suffix|>",
+        "<|fim_middle|>",
+        ends=("<|fim_pad|>", "<|repo_name|>", "<|file_sep|>", "<|file_separator|>", "<|endoftext|>"),
+    ),
     # StarCoder, StarCoder2, Granite Code
-    Family("starcoder", "<fim_prefix>", "<fim_suffix>", "<fim_middle>",
-           ends=("<fim_pad>", "<file_sep>", "<reponame>", "<filename>", "<|endoftext|>")),
+    Family(
+        "starcoder",
+        "<fim_prefix>",
+        "<fim_suffix>",
+        "<fim_middle>",
+        ends=("<fim_pad>", "<file_sep>", "<reponame>", "<filename>", "<|endoftext|>"),
+    ),
     Family("santacoder", "<fim-prefix>", "<fim-suffix>", "<fim-middle>", ends=("<fim-pad>", "<|endoftext|>")),
     Family("deepseek", "<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>", ends=("<｜end▁of▁sentence｜>", "<|EOT|>")),
     Family("codellama", "▁<PRE>", "▁<SUF>", "▁<MID>", ends=("▁<EOT>",)),
@@ -50,7 +60,7 @@ FAMILIES = (
     Family("glm", "<|code_prefix|>", "<|code_suffix|>", "<|code_middle|>", ends=("<|endoftext|>",)),
     # Codestral: [SUFFIX] suffix [PREFIX] prefix, and the model goes on from the prefix
     Family("codestral", "[PREFIX]", "[SUFFIX]", suffix_first=True, ends=("</s>",)),
-)  # fmt: skip
+)
 
 #: Every token text a family names: all a vocabulary scan has to look for.
 TOKEN_TEXTS = frozenset(t for f in FAMILIES for t in (*f.parts, *f.ends))
@@ -75,8 +85,7 @@ class FimTokens:
 
     def layout(self, prefix: list[int], suffix: list[int]) -> list[int]:
         """The FIM prompt around the tokens of ``prefix`` and ``suffix``."""
-        parts = ([self.suffix, *suffix, self.prefix, *prefix] if self.suffix_first
-                 else [self.prefix, *prefix, self.suffix, *suffix])  # fmt: skip
+        parts = [self.suffix, *suffix, self.prefix, *prefix] if self.suffix_first else [self.prefix, *prefix, self.suffix, *suffix]
         return parts if self.middle is None else [*parts, self.middle]
 
     def with_ends(self, other: FimTokens | None) -> FimTokens:

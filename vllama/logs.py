@@ -94,8 +94,9 @@ class ContextFilter(logging.Filter):
         return True
 
 
-def configure(*, level: int | str = logging.INFO, json_lines: bool = False, model: str | None = None,
-              stream: TextIO | None = None) -> logging.Handler:  # fmt: skip
+def configure(
+    *, level: int | str = logging.INFO, json_lines: bool = False, model: str | None = None, stream: TextIO | None = None
+) -> logging.Handler:
     """Send every record, vllama's and uvicorn's, to ``stream`` (stderr) in one format, through
     the root logger; ``model`` tags a worker's lines. Calling it again replaces the handler."""
     global _handler

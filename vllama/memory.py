@@ -205,8 +205,9 @@ def estimate(model: ModelRef, settings: LoadSettings, hardware: Hardware, backen
     return needed_bytes(model, settings) if backend is None else backend.memory_needed(model, hardware, settings)
 
 
-def check_fits(model: ModelRef, settings: LoadSettings, hardware: Hardware, reclaimable: int = 0,
-               backend: type[Backend] | None = None) -> None:  # fmt: skip
+def check_fits(
+    model: ModelRef, settings: LoadSettings, hardware: Hardware, reclaimable: int = 0, backend: type[Backend] | None = None
+) -> None:
     """Raise :class:`InsufficientMemory` when the estimate (:func:`estimate`) exceeds what is available."""
     needed = estimate(model, settings, hardware, backend)
     if needed is None:

@@ -21,20 +21,49 @@ from vllama.types import LoadSettings, SamplingOptions
 log = logging.getLogger(__name__)
 
 _SAMPLING: dict[str, type] = {
-    "num_keep": int, "seed": int, "num_predict": int, "top_k": int, "top_p": float,
-    "min_p": float, "typical_p": float, "repeat_last_n": int, "temperature": float,
-    "repeat_penalty": float, "presence_penalty": float, "frequency_penalty": float, "stop": list,
-}  # fmt: skip
+    "num_keep": int,
+    "seed": int,
+    "num_predict": int,
+    "top_k": int,
+    "top_p": float,
+    "min_p": float,
+    "typical_p": float,
+    "repeat_last_n": int,
+    "temperature": float,
+    "repeat_penalty": float,
+    "presence_penalty": float,
+    "frequency_penalty": float,
+    "stop": list,
+}
 _LOAD: dict[str, type] = {
-    "num_ctx": int, "num_batch": int, "num_gpu": int, "main_gpu": int, "use_mmap": bool,
-    "num_thread": int, "num_parallel": int,
-}  # fmt: skip
+    "num_ctx": int,
+    "num_batch": int,
+    "num_gpu": int,
+    "main_gpu": int,
+    "use_mmap": bool,
+    "num_thread": int,
+    "num_parallel": int,
+}
 #: Options Ollama removed; old clients still send them, so they are accepted and ignored.
-REMOVED = frozenset({
-    "num_gqa", "rope_frequency_base", "rope_frequency_scale", "numa", "tfs_z", "penalize_newline",
-    "low_vram", "f16_kv", "logits_all", "vocab_only", "use_mlock", "mirostat", "mirostat_tau",
-    "mirostat_eta", "draft_num_predict",
-})  # fmt: skip
+REMOVED = frozenset(
+    {
+        "num_gqa",
+        "rope_frequency_base",
+        "rope_frequency_scale",
+        "numa",
+        "tfs_z",
+        "penalize_newline",
+        "low_vram",
+        "f16_kv",
+        "logits_all",
+        "vocab_only",
+        "use_mlock",
+        "mirostat",
+        "mirostat_tau",
+        "mirostat_eta",
+        "draft_num_predict",
+    }
+)
 #: Model-level settings that are not Ollama options: the backend to use, how the model writes
 #: tool calls (:data:`vllama.tool_calls.FORMATS`) and which of its library's reasoning parsers
 #: a backend uses (:meth:`vllama.engine.Backend.reasoning_parsers`).
@@ -106,7 +135,7 @@ RANGES: dict[str, Range] = {
     "main_gpu": Range(0, 255),
     "num_thread": Range(0, CPUS),
     "num_parallel": Range(1, 256),
-}  # fmt: skip
+}
 
 
 def check_range(key: str, value: Any) -> None:

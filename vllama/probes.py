@@ -17,9 +17,22 @@ from vllama.types import Device
 
 #: CPU flags that matter to engines; /proc/cpuinfo lists hundreds.
 _CPU_FLAGS = (
-    "avx", "avx2", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16",
-    "amx_int8", "fma", "f16c", "sse4_2", "neon", "asimd", "sve",
-)  # fmt: skip
+    "avx",
+    "avx2",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+    "fma",
+    "f16c",
+    "sse4_2",
+    "neon",
+    "asimd",
+    "sve",
+)
 
 
 @hookimpl(specname="probe_hardware")
@@ -130,8 +143,11 @@ def _nvidia_smi_devices() -> list[Device] | None:
     try:
         result = subprocess.run(
             [exe, f"--query-gpu={query}", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=10, check=True,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return parse_nvidia_smi(result.stdout) or None

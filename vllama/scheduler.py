@@ -221,15 +221,21 @@ class Scheduler:
             return True
         return self._load_settings(model, load, runner.backend, runner.settings.parallel) != (runner.requested or runner.settings)
 
-    def _load_settings(self, model: ModelRef, load: opts.LoadOptions, backend: type[Backend], parallel: int,
-                       *, loading: bool = False) -> LoadSettings:  # fmt: skip
+    def _load_settings(
+        self, model: ModelRef, load: opts.LoadOptions, backend: type[Backend], parallel: int, *, loading: bool = False
+    ) -> LoadSettings:
         trained = model.info.get(f"{model.info.get('general.architecture', '')}.context_length")
         settings = load.settings(num_ctx=self.settings.context_length or self.default_num_ctx, parallel=parallel)
         if isinstance(trained, int) and trained > 0 and settings.num_ctx > trained:
             if loading:  # as Ollama: capped with a warning when asked for, a note for the server default
                 asked = load.num_ctx is not None
-                log.log(logging.WARNING if asked else logging.INFO, "requested context size too large for %s: num_ctx %d, using the trained %d",
-                        model.name, settings.num_ctx, trained)  # fmt: skip
+                log.log(
+                    logging.WARNING if asked else logging.INFO,
+                    "requested context size too large for %s: num_ctx %d, using the trained %d",
+                    model.name,
+                    settings.num_ctx,
+                    trained,
+                )
             settings.num_ctx = trained
         settings.num_batch = min(settings.num_batch, settings.num_ctx)  # as Ollama: a batch past the context buys nothing
         settings.engine = {k: v for k, v in settings.engine.items() if k in backend.engine_settings}

@@ -254,16 +254,19 @@ class WorkerEngine(Engine):
         return self._alive and self._engine_alive
 
     @classmethod
-    async def start(cls, backend: type[Backend], model: ModelRef, hardware: Hardware, settings: LoadSettings,
-                    *, memory_limit: int | None = None) -> WorkerEngine:  # fmt: skip
+    async def start(
+        cls, backend: type[Backend], model: ModelRef, hardware: Hardware, settings: LoadSettings, *, memory_limit: int | None = None
+    ) -> WorkerEngine:
         """Spawn the worker and wait until the model is loaded (or failed to). The worker
         may hold at most ``memory_limit`` bytes of private memory (see :mod:`vllama.memory`)."""
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
         process = ctx.Process(
-            target=_worker_main, args=(child, backend, model, hardware, settings, logs.setup(), memory_limit),
-            name=f"vllama-engine {model.name}", daemon=True,
-        )  # fmt: skip
+            target=_worker_main,
+            args=(child, backend, model, hardware, settings, logs.setup(), memory_limit),
+            name=f"vllama-engine {model.name}",
+            daemon=True,
+        )
         process.start()
         child.close()
         self = cls(model.name, process, parent)
@@ -410,8 +413,15 @@ class WorkerEngine(Engine):
 # -- the worker process ------------------------------------------------------------------
 
 
-def _worker_main(conn: Connection, backend: type[Backend], model: ModelRef, hardware: Hardware, settings: LoadSettings,
-                 log_setup: dict[str, Any], memory_limit: int | None = None) -> None:  # fmt: skip
+def _worker_main(
+    conn: Connection,
+    backend: type[Backend],
+    model: ModelRef,
+    hardware: Hardware,
+    settings: LoadSettings,
+    log_setup: dict[str, Any],
+    memory_limit: int | None = None,
+) -> None:
     logs.configure(**log_setup, model=model.name)
     memory.limit_this_process(memory_limit)
     asyncio.run(_serve(_worker_end(conn), backend, model, hardware, settings))

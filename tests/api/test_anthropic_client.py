@@ -63,20 +63,37 @@ def test_streaming_text(client: anthropic.Anthropic) -> None:
 
 
 def test_the_stream_is_anthropics_event_sequence(echo_server: ServerProcess) -> None:
-    body = {"model": "echo", "max_tokens": 20, "stream": True, "messages": [{"role": "user", "content": "x y"}],
-            "tools": [TOOL], "thinking": {"type": "enabled", "budget_tokens": 1024}}  # fmt: skip
+    body = {
+        "model": "echo",
+        "max_tokens": 20,
+        "stream": True,
+        "messages": [{"role": "user", "content": "x y"}],
+        "tools": [TOOL],
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+    }
     r = httpx.post(echo_server.url + "/v1/messages", json=body)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-    events = [(block.split("\n")[0].removeprefix("event: "), json.loads(block.split("\n")[1].removeprefix("data: ")))
-              for block in r.text.strip().split("\n\n")]  # fmt: skip
+    events = [
+        (block.split("\n")[0].removeprefix("event: "), json.loads(block.split("\n")[1].removeprefix("data: ")))
+        for block in r.text.strip().split("\n\n")
+    ]
     assert all(name == data["type"] for name, data in events)
     assert [name for name, _ in events] == [
-        "message_start", "ping",
-        "content_block_start", "content_block_delta", "content_block_stop",  # thinking
-        "content_block_start", "content_block_delta", "content_block_stop",  # the tool call
-        "content_block_start", "content_block_delta", "content_block_delta", "content_block_stop",  # text
-        "message_delta", "message_stop",
-    ]  # fmt: skip
+        "message_start",
+        "ping",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",  # thinking
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",  # the tool call
+        "content_block_start",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",  # text
+        "message_delta",
+        "message_stop",
+    ]
     blocks = [data["content_block"] for name, data in events if name == "content_block_start"]
     assert [b["type"] for b in blocks] == ["thinking", "tool_use", "text"]
     assert [data["index"] for name, data in events if name == "content_block_start"] == [0, 1, 2]
@@ -89,8 +106,10 @@ def test_a_tool_call_and_its_result(client: anthropic.Anthropic) -> None:
     m = client.messages.create(model="echo", max_tokens=100, thinking=OFF, tools=[TOOL], messages=[question])
     use = next(b for b in m.content if b.type == "tool_use")
     assert m.stop_reason == "tool_use" and use.name == "lookup" and use.input == {"text": "define x"} and use.id.startswith("toolu_")
-    answer = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "x is a letter"},
-                                          {"type": "text", "text": "thanks"}]}  # fmt: skip
+    answer = {
+        "role": "user",
+        "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "x is a letter"}, {"type": "text", "text": "thanks"}],
+    }
     m = client.messages.create(
         model="echo", max_tokens=100, thinking=OFF, messages=[question, {"role": "assistant", "content": m.content}, answer]
     )
@@ -98,14 +117,16 @@ def test_a_tool_call_and_its_result(client: anthropic.Anthropic) -> None:
 
 
 def test_tool_choice_none_offers_no_tools(client: anthropic.Anthropic) -> None:
-    m = client.messages.create(model="echo", max_tokens=100, thinking=OFF, tools=[TOOL], tool_choice={"type": "none"},
-                               messages=[{"role": "user", "content": "hi"}])  # fmt: skip
+    m = client.messages.create(
+        model="echo", max_tokens=100, thinking=OFF, tools=[TOOL], tool_choice={"type": "none"}, messages=[{"role": "user", "content": "hi"}]
+    )
     assert [b.type for b in m.content] == ["text"] and m.stop_reason == "end_turn"
 
 
 def test_thinking_comes_back_as_a_thinking_block(client: anthropic.Anthropic) -> None:
-    m = client.messages.create(model="echo", max_tokens=100, thinking={"type": "enabled", "budget_tokens": 1024},
-                               messages=[{"role": "user", "content": "a b c"}])  # fmt: skip
+    m = client.messages.create(
+        model="echo", max_tokens=100, thinking={"type": "enabled", "budget_tokens": 1024}, messages=[{"role": "user", "content": "a b c"}]
+    )
     assert [b.type for b in m.content] == ["thinking", "text"] and m.content[0].thinking == "The user said 3 words."
 
 
@@ -132,17 +153,49 @@ def test_count_tokens(client: anthropic.Anthropic) -> None:
         ({"model": "echo", "max_tokens": 5, "messages": []}, 400, "messages is required"),
         ({"model": "nope", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}, 404, "model 'nope' not found"),
         ({"model": "echo", "max_tokens": 5, "messages": [{"role": "robot", "content": "x"}]}, 400, "invalid role"),
-        ({"model": "echo", "max_tokens": 5, "messages": [{"role": "user", "content": [
-            {"type": "image", "source": {"type": "url", "url": "http://example.com/a.png"}}]}]}, 400, "Only base64 images"),
-        ({"model": "echo", "max_tokens": 5, "messages": [{"role": "assistant", "content": [
-            {"type": "tool_use", "name": "f", "input": {}}]}]}, 400, "missing required 'id'"),
-        ({"model": "echo", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
-          "tools": [{"name": "web_search", "type": "web_search_20250305"}]}, 400, "unsupported tool type"),
-        ({"model": "echo", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "tool_choice": {"type": "tool", "name": "f"}},
-         400, "not in tools"),
+        (
+            {
+                "model": "echo",
+                "max_tokens": 5,
+                "messages": [
+                    {"role": "user", "content": [{"type": "image", "source": {"type": "url", "url": "http://example.com/a.png"}}]}
+                ],
+            },
+            400,
+            "Only base64 images",
+        ),
+        (
+            {
+                "model": "echo",
+                "max_tokens": 5,
+                "messages": [{"role": "assistant", "content": [{"type": "tool_use", "name": "f", "input": {}}]}],
+            },
+            400,
+            "missing required 'id'",
+        ),
+        (
+            {
+                "model": "echo",
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": "x"}],
+                "tools": [{"name": "web_search", "type": "web_search_20250305"}],
+            },
+            400,
+            "unsupported tool type",
+        ),
+        (
+            {
+                "model": "echo",
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": "x"}],
+                "tool_choice": {"type": "tool", "name": "f"},
+            },
+            400,
+            "not in tools",
+        ),
         ({"model": "echo", "max_tokens": "many", "messages": []}, 400, "Expected `int`"),
     ],
-)  # fmt: skip
+)
 def test_bad_requests_are_anthropic_errors(echo_server: ServerProcess, body: dict, status: int, message: str) -> None:
     r = httpx.post(echo_server.url + "/v1/messages", json=body)
     assert r.status_code == status, r.text
@@ -160,8 +213,19 @@ def test_the_client_raises_its_own_error_types(client: anthropic.Anthropic) -> N
 
 def test_an_image_block_reaches_the_request() -> None:
     png = base64.b64encode(b"\x89PNG fake").decode()
-    body = a.MessagesBody(model="m", max_tokens=5, messages=[a.MessageParam(role="user", content=[
-        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}}, {"type": "text", "text": "what?"}])])  # fmt: skip
+    body = a.MessagesBody(
+        model="m",
+        max_tokens=5,
+        messages=[
+            a.MessageParam(
+                role="user",
+                content=[
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}},
+                    {"type": "text", "text": "what?"},
+                ],
+            )
+        ],
+    )
     [message] = convert.messages_of(body)
     assert message.images == [b"\x89PNG fake"] and message.content == "what?"
 

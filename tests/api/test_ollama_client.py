@@ -106,8 +106,9 @@ def test_list_show_copy_delete(client: ollama.Client) -> None:
 def test_create_blob_and_create_with_parameters(client: ollama.Client, tiny_gguf: Path) -> None:
     digest = client.create_blob(tiny_gguf)
     assert digest.startswith("sha256:")
-    progress = list(client.create(model="terse", files={"tiny.gguf": digest}, system="Be terse.",
-                                  parameters={"num_predict": 1}, stream=True))  # fmt: skip
+    progress = list(
+        client.create(model="terse", files={"tiny.gguf": digest}, system="Be terse.", parameters={"num_predict": 1}, stream=True)
+    )
     assert progress[-1].status == "success"
     assert client.generate(model="terse", prompt="many words here").response == "many "
     show = client.show("terse")

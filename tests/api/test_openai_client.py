@@ -24,9 +24,14 @@ def test_chat_completion(client: openai.OpenAI) -> None:
 
 
 def test_chat_completion_streaming_with_usage(client: openai.OpenAI) -> None:
-    chunks = list(client.chat.completions.create(
-        model="echo", messages=[{"role": "user", "content": "a b c"}], stream=True, stream_options={"include_usage": True},
-    ))  # fmt: skip
+    chunks = list(
+        client.chat.completions.create(
+            model="echo",
+            messages=[{"role": "user", "content": "a b c"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "a b c"

@@ -94,15 +94,34 @@ def test_chat_values_inside_openais_ranges_are_served(echo_server: ServerProcess
     assert len(r.json()["choices"]) == 1
 
 
-@pytest.mark.parametrize(("body", "param", "message"), [
-    ({"max_tokens": -1}, "max_tokens", "Invalid 'max_tokens': integer below minimum value. Expected a value >= 1, but got -1 instead."),
-    ({"max_completion_tokens": 0}, "max_completion_tokens", "Invalid 'max_completion_tokens': integer below minimum value. Expected a value >= 1, but got 0 instead."),
-    ({"top_p": -1}, "top_p", "Invalid 'top_p': decimal below minimum value. Expected a value >= 0, but got -1.0 instead."),
-    ({"temperature": 2.5}, "temperature", "Invalid 'temperature': decimal above maximum value. Expected a value <= 2, but got 2.5 instead."),
-    ({"n": 100}, "n", "Invalid 'n': vllama generates one choice per request; n must be 1, but got 100 instead."),
-    ({"top_logprobs": 21, "logprobs": True}, "top_logprobs", "Invalid 'top_logprobs': integer above maximum value. Expected a value <= 20, but got 21 instead."),
-    ({"logit_bias": {"50256": -101}}, "logit_bias.50256", "Invalid 'logit_bias.50256': decimal below minimum value. Expected a value >= -100, but got -101.0 instead."),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("body", "param", "message"),
+    [
+        ({"max_tokens": -1}, "max_tokens", "Invalid 'max_tokens': integer below minimum value. Expected a value >= 1, but got -1 instead."),
+        (
+            {"max_completion_tokens": 0},
+            "max_completion_tokens",
+            "Invalid 'max_completion_tokens': integer below minimum value. Expected a value >= 1, but got 0 instead.",
+        ),
+        ({"top_p": -1}, "top_p", "Invalid 'top_p': decimal below minimum value. Expected a value >= 0, but got -1.0 instead."),
+        (
+            {"temperature": 2.5},
+            "temperature",
+            "Invalid 'temperature': decimal above maximum value. Expected a value <= 2, but got 2.5 instead.",
+        ),
+        ({"n": 100}, "n", "Invalid 'n': vllama generates one choice per request; n must be 1, but got 100 instead."),
+        (
+            {"top_logprobs": 21, "logprobs": True},
+            "top_logprobs",
+            "Invalid 'top_logprobs': integer above maximum value. Expected a value <= 20, but got 21 instead.",
+        ),
+        (
+            {"logit_bias": {"50256": -101}},
+            "logit_bias.50256",
+            "Invalid 'logit_bias.50256': decimal below minimum value. Expected a value >= -100, but got -101.0 instead.",
+        ),
+    ],
+)
 def test_the_reported_values_are_refused_as_openai_does(echo_server: ServerProcess, body: dict[str, Any], param: str, message: str) -> None:
     r = _post(echo_server, "/v1/chat/completions", {**CHAT, **body})
     assert r.status_code == 400

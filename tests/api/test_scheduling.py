@@ -158,8 +158,11 @@ def test_stream_error_mid_way_is_a_final_error_line(
         create_model(
             server.url, "fragile", tiny_gguf, parameters={"backend": "echo-isolated", "echo_allow_crash": True, "echo_delay": 0.05}
         )
-        r = httpx.post(server.url + "/api/chat", json={"model": "fragile", "think": False, "messages": [
-            {"role": "user", "content": "one two #crash three"}]}, timeout=30)  # fmt: skip
+        r = httpx.post(
+            server.url + "/api/chat",
+            json={"model": "fragile", "think": False, "messages": [{"role": "user", "content": "one two #crash three"}]},
+            timeout=30,
+        )
         assert r.status_code == 200
         lines = [json.loads(line) for line in r.text.splitlines()]
         assert [line["message"]["content"] for line in lines[:2]] == ["one ", "two "]

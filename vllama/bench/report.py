@@ -79,8 +79,17 @@ def _times(ratio: float | None) -> str:
 
 def _row(s: LevelStats) -> list[str]:
     tokens = f"{s.tokens_per_s:.1f}" + ("*" if s.estimated_tokens else "")
-    return [s.target, str(s.concurrency), str(s.requests), str(s.errors), f"{s.requests_per_s:.2f}", tokens,
-            _spread(s.ttft_s, "ms"), _spread(s.itl_s, "ms"), _spread(s.e2e_s, "s")]  # fmt: skip
+    return [
+        s.target,
+        str(s.concurrency),
+        str(s.requests),
+        str(s.errors),
+        f"{s.requests_per_s:.2f}",
+        tokens,
+        _spread(s.ttft_s, "ms"),
+        _spread(s.itl_s, "ms"),
+        _spread(s.e2e_s, "s"),
+    ]
 
 
 def _ratio_row(concurrency: int, c: Comparison) -> list[str]:
@@ -104,10 +113,13 @@ def table(result: BenchResult) -> str:
             rows.append(_ratio_row(level.concurrency, level.comparison))
     lines = _align(rows)
     w = result.workload
-    lines.insert(0, f"{', '.join(f'{t.name} ({t.api}, {t.model})' for t in result.targets)}: "
-                    f"prompt {w.prompt if w.prompt in ('short', 'long') else 'custom'}, {w.num_predict} tokens, "
-                    f"{'streaming' if w.stream else 'not streaming'}, temperature {w.temperature:g}"
-                    + (f", open loop at {w.rate:g} req/s (Poisson, seed {w.seed})" if w.rate else ""))  # fmt: skip
+    lines.insert(
+        0,
+        f"{', '.join(f'{t.name} ({t.api}, {t.model})' for t in result.targets)}: "
+        f"prompt {w.prompt if w.prompt in ('short', 'long') else 'custom'}, {w.num_predict} tokens, "
+        f"{'streaming' if w.stream else 'not streaming'}, temperature {w.temperature:g}"
+        + (f", open loop at {w.rate:g} req/s (Poisson, seed {w.seed})" if w.rate else ""),
+    )
     notes = []
     if len(result.targets) == 2:
         a, b = (t.name for t in result.targets)

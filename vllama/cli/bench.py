@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import click
 
@@ -58,10 +59,29 @@ def _levels(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int
     type=click.Path(file_okay=False, path_type=Path),
     help="Also write bench.csv and bench.svg (tokens/s and TTFT by concurrency) into this directory.",
 )
-def bench(model: str, url: str | None, api: str, name: str | None, against_url: str | None, against_api: str | None,
-          against_model: str | None, against_name: str | None, concurrency: tuple[int, ...], requests: int | None,
-          stream: bool, prompt: str, num_predict: int, ignore_eos: bool, temperature: float, warmup: int,
-          timeout: float, rate: float | None, seed: int, as_json: bool, out_dir: Path | None) -> None:  # fmt: skip
+def bench(
+    model: str,
+    url: str | None,
+    api: Literal["ollama", "openai"],
+    name: str | None,
+    against_url: str | None,
+    against_api: Literal["ollama", "openai"] | None,
+    against_model: str | None,
+    against_name: str | None,
+    concurrency: tuple[int, ...],
+    requests: int | None,
+    stream: bool,
+    prompt: str,
+    num_predict: int,
+    ignore_eos: bool,
+    temperature: float,
+    warmup: int,
+    timeout: float,
+    rate: float | None,
+    seed: int,
+    as_json: bool,
+    out_dir: Path | None,
+) -> None:
     """Measure MODEL's throughput and latency on a server, at each concurrency level.
 
     Reports time to first token, inter-token latency and end-to-end latency (p50/p95/p99),
@@ -79,14 +99,26 @@ def bench(model: str, url: str | None, api: str, name: str | None, against_url: 
     from vllama.cli.progress import requests_progress
 
     url = url or base_url()
-    targets = [Target(name=name or default_name(url), url=url, api=api, model=model)]  # type: ignore[arg-type]
+    targets = [Target(name=name or default_name(url), url=url, api=api, model=model)]
     if against_url:
-        targets.append(Target(name=against_name or default_name(against_url), url=against_url,
-                              api=against_api or api, model=against_model or model))  # type: ignore[arg-type]  # fmt: skip
+        targets.append(
+            Target(name=against_name or default_name(against_url), url=against_url, api=against_api or api, model=against_model or model)
+        )
     if len({t.name for t in targets}) < len(targets):
         raise click.UsageError("both servers have the same name; set --name or --against-name")
-    workload = Workload(prompt=prompt, concurrency=concurrency, requests=requests, stream=stream, num_predict=num_predict,
-                        temperature=temperature, ignore_eos=ignore_eos, warmup=warmup, timeout=timeout, rate=rate, seed=seed)  # fmt: skip
+    workload = Workload(
+        prompt=prompt,
+        concurrency=concurrency,
+        requests=requests,
+        stream=stream,
+        num_predict=num_predict,
+        temperature=temperature,
+        ignore_eos=ignore_eos,
+        warmup=warmup,
+        timeout=timeout,
+        rate=rate,
+        seed=seed,
+    )
     with requests_progress() as progress:
         result = asyncio.run(runner.run(targets, workload, progress, headers=auth_headers()))
     click.echo(report.to_json(result) if as_json else report.table(result))

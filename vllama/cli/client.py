@@ -147,8 +147,11 @@ def list_models(prefix: str | None) -> None:
     """List installed models (those starting with PREFIX)."""
     models = check(connect().get("/api/tags")).json()["models"]
     rows = [["NAME", "ID", "SIZE", "MODIFIED"]]
-    rows += [[m["name"], m["digest"][:12], human_size(m["size"]), human_time(m["modified_at"])]
-             for m in models if not prefix or m["name"].lower().startswith(prefix.lower())]  # fmt: skip
+    rows += [
+        [m["name"], m["digest"][:12], human_size(m["size"]), human_time(m["modified_at"])]
+        for m in models
+        if not prefix or m["name"].lower().startswith(prefix.lower())
+    ]
     table(rows)
 
 
@@ -183,9 +186,20 @@ def ps(prefix: str | None) -> None:
             until = "Stopping..."
         else:
             until = human_time(m["expires_at"])
-        rows.append([m["name"], m["digest"][:12], human_size(m["size"]), processor(m["size"], m["size_vram"]),
-                     str(m["context_length"]), until, m.get("backend", ""), str(m.get("running", 0)),
-                     str(m.get("queued", 0)), str(m.get("parallel", 1))])  # fmt: skip
+        rows.append(
+            [
+                m["name"],
+                m["digest"][:12],
+                human_size(m["size"]),
+                processor(m["size"], m["size_vram"]),
+                str(m["context_length"]),
+                until,
+                m.get("backend", ""),
+                str(m.get("running", 0)),
+                str(m.get("queued", 0)),
+                str(m.get("parallel", 1)),
+            ]
+        )
     table(rows)
 
 
@@ -257,8 +271,17 @@ def show_info(info: dict[str, Any], *, verbose: bool = False, err: bool = False)
 @click.option("-v", "--verbose", is_flag=True, help="Show detailed model information (all of model_info).")
 def show(model: str, license_: bool, modelfile: bool, parameters: bool, template: bool, system: bool, verbose: bool) -> None:
     """Show information for a model."""
-    parts = [key for flag, key in ((license_, "license"), (modelfile, "modelfile"), (parameters, "parameters"),
-                                   (system, "system"), (template, "template")) if flag]  # fmt: skip
+    parts = [
+        key
+        for flag, key in (
+            (license_, "license"),
+            (modelfile, "modelfile"),
+            (parameters, "parameters"),
+            (system, "system"),
+            (template, "template"),
+        )
+        if flag
+    ]
     if len(parts) > 1:
         raise click.UsageError("only one of '--license', '--modelfile', '--parameters', '--system', or '--template' can be specified")
     info = check(connect().post("/api/show", json={"model": model, "verbose": verbose})).json()
@@ -440,8 +463,14 @@ def create(model: str, modelfile_path: str, quantize: str | None) -> None:
         body["from"] = mf.from_
         if client.post("/api/show", json={"model": mf.from_}).status_code == 404:
             pull_model(client, mf.from_)  # FROM a library name or hub repo not installed yet
-    for key, value in (("parameters", mf.parameters), ("template", mf.template), ("system", mf.system),
-                       ("license", mf.license or None), ("messages", mf.messages or None), ("quantize", quantize)):  # fmt: skip
+    for key, value in (
+        ("parameters", mf.parameters),
+        ("template", mf.template),
+        ("system", mf.system),
+        ("license", mf.license or None),
+        ("messages", mf.messages or None),
+        ("quantize", quantize),
+    ):
         if value:
             body[key] = value
     with client.stream("POST", "/api/create", json=body) as response:

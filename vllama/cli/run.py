@@ -570,13 +570,26 @@ def show_or_pull(client: httpx.Client, model: str, *, insecure: bool) -> dict[st
 @click.option("--keepalive", metavar="DURATION", help="How long the model stays loaded after a request (e.g. 5m).")
 @click.option("--verbose", is_flag=True, help="Show timings for each response.")
 @click.option("--format", "format_", metavar="FORMAT", help="Response format (e.g. json).")
-@click.option("--think", type=click.Choice(THINK_VALUES), metavar="[=VALUE]",
-              help="Thinking: --think, --think=false, or a level (high, medium, low, max) for models that think.")  # fmt: skip
+@click.option(
+    "--think",
+    type=click.Choice(THINK_VALUES),
+    metavar="[=VALUE]",
+    help="Thinking: --think, --think=false, or a level (high, medium, low, max) for models that think.",
+)
 @click.option("--hidethinking", is_flag=True, help="Hide thinking output (if provided).")
 @click.option("--nowordwrap", is_flag=True, help="Don't wrap words to the next line automatically.")
 @click.option("--insecure", is_flag=True, help="Use an insecure registry when pulling.")
-def run(model: str, prompt: tuple[str, ...], keepalive: str | None, verbose: bool, format_: str | None, think: str | None,
-        hidethinking: bool, nowordwrap: bool, insecure: bool) -> None:  # fmt: skip
+def run(
+    model: str,
+    prompt: tuple[str, ...],
+    keepalive: str | None,
+    verbose: bool,
+    format_: str | None,
+    think: str | None,
+    hidethinking: bool,
+    nowordwrap: bool,
+    insecure: bool,
+) -> None:
     """Run a model: print one answer to PROMPT (and stdin), or chat interactively.
 
     The model is pulled first if the server does not have it. In the chat, /? lists the
@@ -591,8 +604,17 @@ def run(model: str, prompt: tuple[str, ...], keepalive: str | None, verbose: boo
         if text := sys.stdin.read():
             parts.insert(0, text)
     think_value = {"true": True, "false": False}.get(think, think) if think else None
-    session = Session(client=client, model=model, keep_alive=keepalive, format=format_, think=think_value,
-                      think_set=think is not None, hide_thinking=hidethinking, verbose=verbose, wrap=not nowordwrap)  # fmt: skip
+    session = Session(
+        client=client,
+        model=model,
+        keep_alive=keepalive,
+        format=format_,
+        think=think_value,
+        think_set=think is not None,
+        hide_thinking=hidethinking,
+        verbose=verbose,
+        wrap=not nowordwrap,
+    )
     info = show_or_pull(client, model, insecure=insecure)
     session.infer_think(info)
     if think is not None:

@@ -14,12 +14,17 @@ if TYPE_CHECKING:
 
 #: Engine-specific flags: (option name, engine setting, type, metavar, help).
 ENGINE_FLAGS: tuple[tuple[str, str, click.ParamType, str, str], ...] = (
-    ("--gpu-memory-utilization", "gpu_memory_utilization", click.FloatRange(0, 1, min_open=True), "FRACTION",
-     "Share of GPU memory an engine may use, above 0 and at most 1."),
+    (
+        "--gpu-memory-utilization",
+        "gpu_memory_utilization",
+        click.FloatRange(0, 1, min_open=True),
+        "FRACTION",
+        "Share of GPU memory an engine may use, above 0 and at most 1.",
+    ),
     ("--max-num-seqs", "max_num_seqs", click.IntRange(min=1), "N", "Sequences an engine batches at once."),
     ("--max-num-batched-tokens", "max_num_batched_tokens", click.IntRange(min=1), "N", "Tokens an engine processes per step."),
     ("--tensor-parallel-size", "tensor_parallel_size", click.IntRange(min=1), "N", "GPUs each model is split across."),
-)  # fmt: skip
+)
 
 
 def _engine_options(f: Any) -> Any:
@@ -32,20 +37,35 @@ def _engine_options(f: Any) -> Any:
 
 @cli.command()
 @click.option("--host", metavar="HOST[:PORT]", help="Bind address, host[:port] (default VLLAMA_HOST or 127.0.0.1:11434).")
-@click.option("--model", "models", multiple=True, metavar="NAME",
-              help="Load this model at start and keep it loaded; repeat for more (VLLAMA_PRELOAD).")  # fmt: skip
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    metavar="NAME",
+    help="Load this model at start and keep it loaded; repeat for more (VLLAMA_PRELOAD).",
+)
 @click.option("--engine", "backend", metavar="NAME", help="Force one backend for every model (VLLAMA_BACKEND).")
 @click.option("--parallel", type=click.IntRange(min=1), metavar="N", help="Parallel requests per model (VLLAMA_NUM_PARALLEL).")
 @click.option(
     "--ctx-size", "context_length", type=click.IntRange(min=1), metavar="N", help="Default context length (VLLAMA_CONTEXT_LENGTH)."
 )
 @_engine_options
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-              help="Log level (default info, or debug with VLLAMA_DEBUG).")  # fmt: skip
+@click.option(
+    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Log level (default info, or debug with VLLAMA_DEBUG)."
+)
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="text (default) or json: one object per line (VLLAMA_LOG_FORMAT).")
 @click.option("--no-access-log", is_flag=True, help="Do not log a line per request (VLLAMA_ACCESS_LOG=0).")
-def serve(host: str | None, models: tuple[str, ...], backend: str | None, parallel: int | None, context_length: int | None,
-          log_level: str | None, log_format: str | None, no_access_log: bool, **engine: Any) -> None:  # fmt: skip
+def serve(
+    host: str | None,
+    models: tuple[str, ...],
+    backend: str | None,
+    parallel: int | None,
+    context_length: int | None,
+    log_level: str | None,
+    log_format: str | None,
+    no_access_log: bool,
+    **engine: Any,
+) -> None:
     """Start the vllama server (Ollama's API on /api, OpenAI's on /v1)."""
     import uvicorn
 
@@ -55,8 +75,13 @@ def serve(host: str | None, models: tuple[str, ...], backend: str | None, parall
     from vllama.core import Vllama
     from vllama.server.deferred import DeferredApp
 
-    overrides: dict[str, object] = {"backend": backend, "num_parallel": parallel, "context_length": context_length,
-                                    "log_format": log_format, "access_log": False if no_access_log else None}  # fmt: skip
+    overrides: dict[str, object] = {
+        "backend": backend,
+        "num_parallel": parallel,
+        "context_length": context_length,
+        "log_format": log_format,
+        "access_log": False if no_access_log else None,
+    }
     if host:
         overrides["host"], overrides["port"] = parse_host(host)
     if models:

@@ -37,18 +37,52 @@ log = logging.getLogger("vllama.pull")
 
 #: The quant an ``hf.co/ORG/REPO`` name (tag ``latest``) pulls, and the ones tried after it, in
 #: order, when the repo does not have it: 4-bit first, then larger, then smaller.
-DEFAULT_QUANTS = ("Q4_K_M", "Q4_K_S", "Q4_0", "Q4_1", "IQ4_XS", "IQ4_NL", "Q5_K_M", "Q5_K_S", "Q5_0",
-                  "Q6_K", "Q8_0", "BF16", "F16", "Q3_K_M", "Q3_K_L", "Q3_K_S", "Q2_K", "F32")  # fmt: skip
+DEFAULT_QUANTS = (
+    "Q4_K_M",
+    "Q4_K_S",
+    "Q4_0",
+    "Q4_1",
+    "IQ4_XS",
+    "IQ4_NL",
+    "Q5_K_M",
+    "Q5_K_S",
+    "Q5_0",
+    "Q6_K",
+    "Q8_0",
+    "BF16",
+    "F16",
+    "Q3_K_M",
+    "Q3_K_L",
+    "Q3_K_S",
+    "Q2_K",
+    "F32",
+)
 
 #: What engines read from a model directory besides ``*.safetensors``: config, tokenizer, chat
 #: template, processor and sentence-transformers (pooling) files.
-SNAPSHOT_FILES = frozenset({
-    "config.json", "generation_config.json", "model.safetensors.index.json",
-    "tokenizer.json", "tokenizer_config.json", "tokenizer.model", "tekken.json", "special_tokens_map.json",
-    "added_tokens.json", "vocab.json", "vocab.txt", "merges.txt", "chat_template.jinja", "chat_template.json",
-    "preprocessor_config.json", "processor_config.json",
-    "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
-})  # fmt: skip
+SNAPSHOT_FILES = frozenset(
+    {
+        "config.json",
+        "generation_config.json",
+        "model.safetensors.index.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "tokenizer.model",
+        "tekken.json",
+        "special_tokens_map.json",
+        "added_tokens.json",
+        "vocab.json",
+        "vocab.txt",
+        "merges.txt",
+        "chat_template.jinja",
+        "chat_template.json",
+        "preprocessor_config.json",
+        "processor_config.json",
+        "modules.json",
+        "sentence_bert_config.json",
+        "config_sentence_transformers.json",
+    }
+)
 _POOLING = re.compile(r"\d+_Pooling/config\.json")
 _SPLIT = re.compile(r"-\d{5}-of-\d{5}\.gguf$", re.IGNORECASE)
 _ASK = "name a Hugging Face repository instead: hf.co/ORG/REPO:QUANT for a GGUF file, ORG/REPO for safetensors weights"

@@ -78,17 +78,34 @@ def presented_keys(headers: Iterable[tuple[bytes, bytes]]) -> list[bytes]:
 READ_ONLY_ROUTES = tuple(
     (method, re.compile(path))
     for method, path in (
-        ("GET", r"/api/version"), ("HEAD", r"/api/version"), ("GET", r"/api/tags"), ("HEAD", r"/api/tags"),
-        ("POST", r"/api/show"), ("GET", r"/api/ps"), ("GET", r"/metrics"),
-        ("POST", r"/api/generate"), ("POST", r"/api/chat"), ("POST", r"/api/embed"), ("POST", r"/api/embeddings"),
-        ("POST", r"/v1/chat/completions"), ("POST", r"/v1/completions"), ("POST", r"/v1/embeddings"),
-        ("GET", r"/v1/models"), ("GET", r"/v1/models/.+"), ("GET", r"/openapi(/.*)?"),
-        ("POST", r"/v1/messages"), ("POST", r"/v1/messages/count_tokens"),
-        ("GET", r"/health"), ("HEAD", r"/health"), ("GET", r"/health/.+"),
+        ("GET", r"/api/version"),
+        ("HEAD", r"/api/version"),
+        ("GET", r"/api/tags"),
+        ("HEAD", r"/api/tags"),
+        ("POST", r"/api/show"),
+        ("GET", r"/api/ps"),
+        ("GET", r"/metrics"),
+        ("POST", r"/api/generate"),
+        ("POST", r"/api/chat"),
+        ("POST", r"/api/embed"),
+        ("POST", r"/api/embeddings"),
+        ("POST", r"/v1/chat/completions"),
+        ("POST", r"/v1/completions"),
+        ("POST", r"/v1/embeddings"),
+        ("GET", r"/v1/models"),
+        ("GET", r"/v1/models/.+"),
+        ("GET", r"/openapi(/.*)?"),
+        ("POST", r"/v1/messages"),
+        ("POST", r"/v1/messages/count_tokens"),
+        ("GET", r"/health"),
+        ("HEAD", r"/health"),
+        ("GET", r"/health/.+"),
         ("POST", r"/v1/responses"),
-        ("POST", r"/api/rerank"), ("POST", r"/v1/rerank"), ("POST", r"/rerank"),
+        ("POST", r"/api/rerank"),
+        ("POST", r"/v1/rerank"),
+        ("POST", r"/rerank"),
     )
-)  # fmt: skip
+)
 #: Routes whose body may carry ``keep_alive``.
 KEEP_ALIVE_ROUTES = (
     "/api/generate",
@@ -177,7 +194,13 @@ class ApiKeyGuard:
                     await _answer(send, path, 413, "request body too large", "request_too_large")
                     return
                 if manages_models(body):
-                    await _answer(send, path, 403, "forbidden: a read-only API key cannot unload or pin a model with keep_alive", "insufficient_permissions")  # fmt: skip
+                    await _answer(
+                        send,
+                        path,
+                        403,
+                        "forbidden: a read-only API key cannot unload or pin a model with keep_alive",
+                        "insufficient_permissions",
+                    )
                     return
                 receive = _replay(body, receive)
         await self.app(scope, receive, send)

@@ -49,10 +49,22 @@ async def _load_or_unload(
     total = serving.now_ns() - started
     if chat:
         message = w.ChatChunkMessage(role="assistant", content="")
-        return Response(w.ChatChunk(model=name, created_at=rfc3339(), message=message, done=True, done_reason=reason,
-                                    load_duration=load_ns, total_duration=total))  # fmt: skip
-    return Response(w.GenerateChunk(model=name, created_at=rfc3339(), response="", done=True, done_reason=reason,
-                                    load_duration=load_ns, total_duration=total))  # fmt: skip
+        return Response(
+            w.ChatChunk(
+                model=name,
+                created_at=rfc3339(),
+                message=message,
+                done=True,
+                done_reason=reason,
+                load_duration=load_ns,
+                total_duration=total,
+            )
+        )
+    return Response(
+        w.GenerateChunk(
+            model=name, created_at=rfc3339(), response="", done=True, done_reason=reason, load_duration=load_ns, total_duration=total
+        )
+    )
 
 
 # -- /api/chat ---------------------------------------------------------------------------

@@ -52,9 +52,13 @@ async def version_head() -> None:
 def details(ref: ModelRef) -> w.Details:
     d = ref.details
     return w.Details(
-        parent_model=d.parent_model, format=d.format, family=d.family, families=d.families,
-        parameter_size=d.parameter_size, quantization_level=d.quantization_level,
-    )  # fmt: skip
+        parent_model=d.parent_model,
+        format=d.format,
+        family=d.family,
+        families=d.families,
+        parameter_size=d.parameter_size,
+        quantization_level=d.quantization_level,
+    )
 
 
 @get("/api/tags", tags=["models"], summary="List installed models")
@@ -269,9 +273,17 @@ async def create(request: Request[Any, Any, Any], data: w.CreateBody) -> Respons
             v.store.discard(new)
             raise
         v.store.create(
-            name, files=imported, base=base, parameters=parameters, template=data.template,
-            system=data.system, license=license, messages=messages, progress=report, new_blobs=new,
-        )  # fmt: skip
+            name,
+            files=imported,
+            base=base,
+            parameters=parameters,
+            template=data.template,
+            system=data.system,
+            license=license,
+            messages=messages,
+            progress=report,
+            new_blobs=new,
+        )
 
     task = asyncio.create_task(asyncio.to_thread(work))
     task.add_done_callback(lambda _: loop.call_soon(progress.put_nowait, None))

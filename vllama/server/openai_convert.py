@@ -84,9 +84,17 @@ def messages_of(messages: list[o.ChatMessage]) -> list[Message]:
         role = "system" if m.role == "developer" else m.role
         if role not in ("system", "user", "assistant", "tool"):
             raise BadRequest(f"invalid role {m.role!r}")
-        out.append(Message(role=role, content="".join(text), images=images, tool_calls=calls,
-                           thinking=m.reasoning or m.reasoning_content or "", tool_call_id=m.tool_call_id or "",
-                           tool_name=m.name or call_names.get(m.tool_call_id or "", "") if role == "tool" else ""))  # fmt: skip
+        out.append(
+            Message(
+                role=role,
+                content="".join(text),
+                images=images,
+                tool_calls=calls,
+                thinking=m.reasoning or m.reasoning_content or "",
+                tool_call_id=m.tool_call_id or "",
+                tool_name=m.name or call_names.get(m.tool_call_id or "", "") if role == "tool" else "",
+            )
+        )
     return out
 
 
@@ -155,11 +163,17 @@ def wire_tool_calls(calls: list[ToolCall], start: int = 0) -> list[o.ToolCall] |
 def wire_logprobs(delta: Delta) -> o.ChoiceLogprobs | None:
     if not delta.logprobs:
         return None
-    return o.ChoiceLogprobs(content=[
-        o.LogprobContent(token=lp.token, logprob=lp.logprob, bytes=lp.bytes or None,
-                         top_logprobs=[o.TopLogprob(t.token, t.logprob, t.bytes or None) for t in lp.top_logprobs])
-        for lp in delta.logprobs
-    ])  # fmt: skip
+    return o.ChoiceLogprobs(
+        content=[
+            o.LogprobContent(
+                token=lp.token,
+                logprob=lp.logprob,
+                bytes=lp.bytes or None,
+                top_logprobs=[o.TopLogprob(t.token, t.logprob, t.bytes or None) for t in lp.top_logprobs],
+            )
+            for lp in delta.logprobs
+        ]
+    )
 
 
 def wire_usage(done: Done) -> o.Usage:
@@ -168,8 +182,9 @@ def wire_usage(done: Done) -> o.Usage:
 
 async def chat_chunks(events: EventStream, rid: str, created: int, model: str, include_usage: bool) -> AsyncIterator[o.ChatCompletionChunk]:
     def chunk(delta: o.ResponseMessage, finish: str | None = None, logprobs: o.ChoiceLogprobs | None = None) -> o.ChatCompletionChunk:
-        return o.ChatCompletionChunk(id=rid, created=created, model=model,
-                                     choices=[o.ChunkChoice(delta=delta, finish_reason=finish, logprobs=logprobs)])  # fmt: skip
+        return o.ChatCompletionChunk(
+            id=rid, created=created, model=model, choices=[o.ChunkChoice(delta=delta, finish_reason=finish, logprobs=logprobs)]
+        )
 
     yield chunk(o.ResponseMessage(role="assistant", content=""))
     n_calls = 0

@@ -38,11 +38,17 @@ LOGIT_BIAS = (-100, 100)
 def _check(param: str, value: Any, low: float | None, high: float | None) -> None:
     kind = "integer" if isinstance(value, int) else "decimal"
     if low is not None and value < low:
-        raise InvalidParameter(f"Invalid '{param}': {kind} below minimum value. Expected a value >= {low}, but got {value} instead.",
-                               param=param, code=f"{kind}_below_min_value")  # fmt: skip
+        raise InvalidParameter(
+            f"Invalid '{param}': {kind} below minimum value. Expected a value >= {low}, but got {value} instead.",
+            param=param,
+            code=f"{kind}_below_min_value",
+        )
     if high is not None and value > high:
-        raise InvalidParameter(f"Invalid '{param}': {kind} above maximum value. Expected a value <= {high}, but got {value} instead.",
-                               param=param, code=f"{kind}_above_max_value")  # fmt: skip
+        raise InvalidParameter(
+            f"Invalid '{param}': {kind} above maximum value. Expected a value <= {high}, but got {value} instead.",
+            param=param,
+            code=f"{kind}_above_max_value",
+        )
 
 
 def check(body: Any) -> None:
@@ -53,7 +59,8 @@ def check(body: Any) -> None:
         if value is not None and not isinstance(value, bool):
             _check(param, value, low, high)
     if (n := getattr(body, "n", None)) is not None and n > 1:
-        raise InvalidParameter(f"Invalid 'n': vllama generates one choice per request; n must be 1, but got {n} instead.",
-                               param="n", code="unsupported_value")  # fmt: skip
+        raise InvalidParameter(
+            f"Invalid 'n': vllama generates one choice per request; n must be 1, but got {n} instead.", param="n", code="unsupported_value"
+        )
     for token, bias in (getattr(body, "logit_bias", None) or {}).items():
         _check(f"logit_bias.{token}", bias, *LOGIT_BIAS)

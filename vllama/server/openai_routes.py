@@ -30,8 +30,9 @@ async def chat_completions(request: Request[Any, Any, Any], data: o.ChatCompleti
     model = await v.find(data.model)
     keep_alive = serving.parse_keep_alive(data.keep_alive)
     options = serving.merge_options(v, model, convert.options_of(data, data.max_completion_tokens or data.max_tokens))
-    run = await serving.start(v, model, convert.chat_request(data, options.sampling), keep_alive=keep_alive, options=options,
-                              receive=request.receive)  # fmt: skip
+    run = await serving.start(
+        v, model, convert.chat_request(data, options.sampling), keep_alive=keep_alive, options=options, receive=request.receive
+    )
     rid, created = f"chatcmpl-{secrets.token_hex(6)}", int(time.time())
     if data.stream:
         usage = bool(data.stream_options and data.stream_options.include_usage)

@@ -100,10 +100,15 @@ def describe_directory(path: Path) -> Description:
         "general.architectures": arch,
         "general.parameter_count": n_params,
     }
-    for src, key in (("max_position_embeddings", "context_length"), ("hidden_size", "embedding_length"),
-                     ("num_hidden_layers", "block_count"), ("num_attention_heads", "attention.head_count"),
-                     ("num_key_value_heads", "attention.head_count_kv"), ("vocab_size", "vocab_size"),
-                     ("rope_theta", "rope.freq_base")):  # fmt: skip
+    for src, key in (
+        ("max_position_embeddings", "context_length"),
+        ("hidden_size", "embedding_length"),
+        ("num_hidden_layers", "block_count"),
+        ("num_attention_heads", "attention.head_count"),
+        ("num_key_value_heads", "attention.head_count_kv"),
+        ("vocab_size", "vocab_size"),
+        ("rope_theta", "rope.freq_base"),
+    ):
         if src in text_config:
             info[f"{family}.{key}"] = text_config[src]
     template = _hf_chat_template(path)

@@ -122,8 +122,9 @@ class ToolCalling:
             {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
             {"role": "tool", "tool_call_id": call.id, "content": RESULT},
         ]
-        final = oai.chat.completions.create(model=MODEL, messages=history, tools=[WEATHER], tool_choice="none",
-                                            temperature=0, max_tokens=64)  # fmt: skip
+        final = oai.chat.completions.create(
+            model=MODEL, messages=history, tools=[WEATHER], tool_choice="none", temperature=0, max_tokens=64
+        )
         assert final.choices[0].finish_reason == "stop" and not final.choices[0].message.tool_calls
         assert "22" in (final.choices[0].message.content or "")
 
@@ -137,8 +138,9 @@ class ToolCalling:
 
     def test_tool_choice_required_and_named(self, oai: openai.OpenAI) -> None:
         asked: list[Any] = [{"role": "user", "content": "Tell me the time in Tokyo, please."}]
-        required = oai.chat.completions.create(model=MODEL, messages=asked, tools=[WEATHER, TIME], tool_choice="required",
-                                               temperature=0, max_tokens=64)  # fmt: skip
+        required = oai.chat.completions.create(
+            model=MODEL, messages=asked, tools=[WEATHER, TIME], tool_choice="required", temperature=0, max_tokens=64
+        )
         (call,) = functions(required.choices[0].message)
         assert call.name in ("get_weather", "get_time") and json.loads(call.arguments)
         named = oai.chat.completions.create(
@@ -155,8 +157,9 @@ class ToolCalling:
 
     def test_bad_tool_choice_is_a_400(self, oai: openai.OpenAI) -> None:
         with pytest.raises(openai.BadRequestError, match="not in tools"):
-            oai.chat.completions.create(model=MODEL, messages=[ASK], tools=[WEATHER],
-                                        tool_choice={"type": "function", "function": {"name": "nope"}})  # fmt: skip
+            oai.chat.completions.create(
+                model=MODEL, messages=[ASK], tools=[WEATHER], tool_choice={"type": "function", "function": {"name": "nope"}}
+            )
 
     def test_langchain_chat_ollama_binds_tools(self, server: ServerProcess) -> None:
         from langchain_core.tools import tool
@@ -167,7 +170,8 @@ class ToolCalling:
             """Get the current weather for a city."""
             return RESULT
 
-        llm = ChatOllama(model=MODEL, base_url=server.url, temperature=0, num_predict=64,
-                         client_kwargs={"timeout": TIMEOUT}).bind_tools([get_weather])  # fmt: skip
+        llm = ChatOllama(model=MODEL, base_url=server.url, temperature=0, num_predict=64, client_kwargs={"timeout": TIMEOUT}).bind_tools(
+            [get_weather]
+        )
         reply = llm.invoke("What is the weather in Paris?")
         assert [(c["name"], c["args"]) for c in reply.tool_calls] == [("get_weather", {"city": "Paris"})]

@@ -30,8 +30,12 @@ def ps(url: str) -> dict[str, Any]:
 
 
 def answers(url: str) -> str:
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "What is the capital of France?"}],
-            "stream": False, "options": {"temperature": 0, "num_predict": 16}}  # fmt: skip
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        "stream": False,
+        "options": {"temperature": 0, "num_predict": 16},
+    }
     response = httpx.post(url + "/api/chat", json=body, timeout=120)
     assert response.status_code == 200, response.text
     return response.json()["message"]["content"]

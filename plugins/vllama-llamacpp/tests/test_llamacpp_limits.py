@@ -56,16 +56,20 @@ def loaded(server: ServerProcess) -> tuple[int, int, dict[str, Any]]:
     return pid, _rss(pid), _loaded(server)
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"num_batch": 10**9}, 'option "num_batch" must be between 1 and 16384, got 1000000000'),
-    ({"num_thread": 1000}, 'option "num_thread" must be between 0 and'),
-    ({"num_ctx": 10**9}, 'option "num_ctx" must be between 1 and 16777216, got 1000000000'),
-    ({"num_gpu": 10**9}, 'option "num_gpu" must be -1 or between 0 and 999'),
-    ({"num_gpu": 100}, 'option "num_gpu" must be -1, 999 (all layers) or between 0 and 31'),
-    ({"top_p": 7}, 'option "top_p" must be between 0 and 1, got 7.0'),
-])  # fmt: skip
-def test_out_of_range_options_cost_no_load_and_no_memory(server: ServerProcess, loaded: tuple[int, int, dict[str, Any]],
-                                                         options: dict[str, Any], message: str) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"num_batch": 10**9}, 'option "num_batch" must be between 1 and 16384, got 1000000000'),
+        ({"num_thread": 1000}, 'option "num_thread" must be between 0 and'),
+        ({"num_ctx": 10**9}, 'option "num_ctx" must be between 1 and 16777216, got 1000000000'),
+        ({"num_gpu": 10**9}, 'option "num_gpu" must be -1 or between 0 and 999'),
+        ({"num_gpu": 100}, 'option "num_gpu" must be -1, 999 (all layers) or between 0 and 31'),
+        ({"top_p": 7}, 'option "top_p" must be between 0 and 1, got 7.0'),
+    ],
+)
+def test_out_of_range_options_cost_no_load_and_no_memory(
+    server: ServerProcess, loaded: tuple[int, int, dict[str, Any]], options: dict[str, Any], message: str
+) -> None:
     pid, rss, before = loaded
     r = _generate(server, prompt="Hi", options=options)
     assert r.status_code == 400 and r.json()["error"].startswith(message)
@@ -102,8 +106,10 @@ def test_a_chat_longer_than_the_context_loses_its_oldest_messages(server: Server
     messages were left out; with truncate false, the same chat is a 400."""
     history = [{"role": "system", "content": "You are a helpful assistant."}]
     for i in range(12):
-        history += [{"role": "user", "content": f"Tell me fact number {i} about the sea. " * 4},
-                    {"role": "assistant", "content": f"Fact {i}: the sea is deep and wide and full of fish. " * 3}]  # fmt: skip
+        history += [
+            {"role": "user", "content": f"Tell me fact number {i} about the sea. " * 4},
+            {"role": "assistant", "content": f"Fact {i}: the sea is deep and wide and full of fish. " * 3},
+        ]
     history.append({"role": "user", "content": "What colour is the sky?"})
     body = {"model": MODEL, "messages": history, "stream": False, "options": {"num_ctx": 256, "num_predict": 8, "temperature": 0}}
     r = httpx.post(server.url + "/api/chat", json=body, timeout=120)

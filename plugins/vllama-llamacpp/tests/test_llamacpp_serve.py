@@ -34,8 +34,9 @@ def test_starter_model_installs_offline_and_answers(client: ollama.Client) -> No
     progress = [p.status for p in client.pull(MODEL, stream=True)]
     assert progress[-1] == "success"
     assert MODEL in [m.model for m in client.list().models]
-    reply = client.chat(model=MODEL, messages=[{"role": "user", "content": "What is the capital of France?"}],
-                        options={"temperature": 0, "num_predict": 32})  # fmt: skip
+    reply = client.chat(
+        model=MODEL, messages=[{"role": "user", "content": "What is the capital of France?"}], options={"temperature": 0, "num_predict": 32}
+    )
     assert "Paris" in reply.message.content
     assert reply.done_reason == "stop" and reply.eval_count > 0 and reply.prompt_eval_count > 0
 
@@ -127,8 +128,9 @@ def test_ignore_eos_generates_exactly_max_tokens(server: ServerProcess) -> None:
     client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
     short = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Say hi."}], max_tokens=48, temperature=0)
     assert short.usage.completion_tokens < 48 and short.choices[0].finish_reason == "stop"
-    full = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Say hi."}], max_tokens=48,
-                                          temperature=0, extra_body={"ignore_eos": True})  # fmt: skip
+    full = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Say hi."}], max_tokens=48, temperature=0, extra_body={"ignore_eos": True}
+    )
     assert full.usage.completion_tokens == 48 and full.choices[0].finish_reason == "length"
 
 
@@ -137,8 +139,9 @@ def test_serve_model_preloads_the_starter(tmp_path: Path) -> None:
     from vllama.testing.server import wait_for
 
     with ServerProcess(tmp_path / "models", args=("--model", MODEL)) as server:
-        assert wait_for(lambda: any(m["name"] == MODEL and m["status"] == "ready"
-                                    for m in httpx.get(server.url + "/api/ps").json()["models"]), 60)  # fmt: skip
+        assert wait_for(
+            lambda: any(m["name"] == MODEL and m["status"] == "ready" for m in httpx.get(server.url + "/api/ps").json()["models"]), 60
+        )
         reply = ollama.Client(host=server.url).chat(model=MODEL, messages=[{"role": "user", "content": "Hi"}], options={"num_predict": 4})
         assert not reply.load_duration
         assert {m.model: m for m in ollama.Client(host=server.url).ps().models}[MODEL].expires_at.year > 2200
@@ -153,8 +156,13 @@ def test_create_from_a_library_name_pulls_it_first(tmp_path: Path) -> None:
     (tmp_path / "Modelfile").write_text(f"FROM {MODEL}\nPARAMETER temperature 0.1\nSYSTEM Answer briefly.\n")
     with ServerProcess(tmp_path / "models") as server:
         env = {**os.environ, "VLLAMA_HOST": server.url}
-        done = subprocess.run([sys.executable, "-m", "vllama", "create", "brief", "-f", str(tmp_path / "Modelfile")],
-                              env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "vllama", "create", "brief", "-f", str(tmp_path / "Modelfile")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
         names = [m["name"] for m in httpx.get(server.url + "/api/tags").json()["models"]]
         assert {MODEL, "brief:latest"} <= set(names)

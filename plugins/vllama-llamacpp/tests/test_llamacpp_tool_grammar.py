@@ -13,11 +13,17 @@ from vllama.tool_calls import ToolCallParser, parse_tool_calls
 from vllama.types import ChatRequest, Delta, Message, SamplingOptions, Tool, ToolFunction
 from vllama_llamacpp.engine import LlamaCppEngine
 
-scalar = st.sampled_from([
-    {"type": "string", "maxLength": 20}, {"type": "integer"}, {"type": "number"}, {"type": "boolean"},
-    {"type": "string", "enum": ["celsius", "fahrenheit"]}, {"type": "string", "maxLength": 12},
-    {"type": "array", "items": {"type": "string", "maxLength": 12}, "maxItems": 3},
-])  # fmt: skip
+scalar = st.sampled_from(
+    [
+        {"type": "string", "maxLength": 20},
+        {"type": "integer"},
+        {"type": "number"},
+        {"type": "boolean"},
+        {"type": "string", "enum": ["celsius", "fahrenheit"]},
+        {"type": "string", "maxLength": 12},
+        {"type": "array", "items": {"type": "string", "maxLength": 12}, "maxItems": 3},
+    ]
+)
 # Numeric bounds (minimum, maximum) are left out: llama-cpp-python's schema converter does not
 # enforce them. Strings are bounded: a 0.5B model may repeat itself inside an unbounded string
 # until num_predict cuts the call short, and a cut call is returned as text. Parallel calls are
@@ -27,9 +33,17 @@ names = st.from_regex(r"[a-z][a-z_]{0,11}", fullmatch=True)
 
 @st.composite
 def schemas(draw: st.DrawFn) -> dict:
-    props = draw(st.dictionaries(names, scalar | st.builds(lambda p: {"type": "object", "properties": p, "required": list(p)},
-                                                           st.dictionaries(names, scalar, min_size=1, max_size=2)),
-                                 min_size=1, max_size=3))  # fmt: skip
+    props = draw(
+        st.dictionaries(
+            names,
+            scalar
+            | st.builds(
+                lambda p: {"type": "object", "properties": p, "required": list(p)}, st.dictionaries(names, scalar, min_size=1, max_size=2)
+            ),
+            min_size=1,
+            max_size=3,
+        )
+    )
     required = draw(st.lists(st.sampled_from(sorted(props)), unique=True))
     return {"type": "object", "properties": props, "required": required}
 
@@ -37,9 +51,12 @@ def schemas(draw: st.DrawFn) -> dict:
 async def call_of(engine: LlamaCppEngine, tool: Tool, choice: str, ask: str = "Call the tool with example values.") -> list:
     request = ChatRequest(
         messages=[Message(role="user", content=ask)],
-        tools=[tool], tool_choice=choice, tool_format="hermes", parallel_tool_calls=False,
+        tools=[tool],
+        tool_choice=choice,
+        tool_format="hermes",
+        parallel_tool_calls=False,
         options=SamplingOptions(temperature=0, num_predict=256),
-    )  # fmt: skip
+    )
     events = parse_tool_calls(engine.chat(request), ToolCallParser("hermes", [tool.function.name]))
     return [c async for e in events if isinstance(e, Delta) for c in e.tool_calls]
 

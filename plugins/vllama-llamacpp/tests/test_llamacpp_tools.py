@@ -39,9 +39,12 @@ class TestLlamaCppTools(ToolCalling):
             max_tokens=64,
             extra_body=GREEDY_BODY,
             system=ANSWER_SYSTEM,
-            messages=[ASK, {"role": "assistant", "content": first.content},
-                      {"role": "user", "content": [{"type": "tool_result", "tool_use_id": uses[0].id, "content": RESULT}]}],
-        )  # fmt: skip
+            messages=[
+                ASK,
+                {"role": "assistant", "content": first.content},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": uses[0].id, "content": RESULT}]},
+            ],
+        )
         text = "".join(b.text for b in answer.content if b.type == "text")
         assert answer.stop_reason == "end_turn" and "22" in text and "Paris" in text
 

@@ -23,8 +23,15 @@ def smollm2_dir() -> Path:
 
 def model_ref(path: Path, name: str = MODEL) -> ModelRef:
     desc = describe_directory(path)
-    return ModelRef(name=name, format=desc.format, path=str(path), details=desc.details, info=desc.info,
-                    capabilities=desc.capabilities, template=desc.template)  # fmt: skip
+    return ModelRef(
+        name=name,
+        format=desc.format,
+        path=str(path),
+        details=desc.details,
+        info=desc.info,
+        capabilities=desc.capabilities,
+        template=desc.template,
+    )
 
 
 @pytest.fixture(scope="module")

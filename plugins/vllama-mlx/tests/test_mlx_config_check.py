@@ -21,8 +21,14 @@ def test_rope_theta_only_in_rope_parameters_is_passed_on() -> None:
 
 
 def test_rope_scaling_comes_along_when_not_default() -> None:
-    params = {"rope_theta": 500000.0, "rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
-              "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}  # fmt: skip
+    params = {
+        "rope_theta": 500000.0,
+        "rope_type": "llama3",
+        "factor": 32.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192,
+    }
     fixed = overrides({"model_type": "llama", "rope_parameters": params}, LLAMA_FIELDS)
     assert fixed["rope_theta"] == 500000.0
     assert fixed["rope_scaling"] == {k: v for k, v in params.items() if k != "rope_theta"}

@@ -48,8 +48,9 @@ def test_the_estimate_is_what_the_loaded_engine_holds(server: ServerProcess, smo
     """The scheduler's estimate (from the safetensors headers and config.json) equals the size
     the engine reports once loaded (from its arrays): weights plus 1024 x 2 tokens of cache."""
     create_from_dir(server.url, "smol", smollm2_dir)
-    r = httpx.post(server.url + "/api/generate", json={"model": "smol", "prompt": "Hi", "stream": False,
-                                                       "options": {"num_predict": 2}}, timeout=300)  # fmt: skip
+    r = httpx.post(
+        server.url + "/api/generate", json={"model": "smol", "prompt": "Hi", "stream": False, "options": {"num_predict": 2}}, timeout=300
+    )
     assert r.status_code == 200, r.text
     (loaded,) = httpx.get(server.url + "/api/ps", timeout=10).json()["models"]
     estimate = memory.needed_bytes(model_ref(smollm2_dir), LoadSettings(num_ctx=1024, parallel=2))

@@ -14,10 +14,12 @@ from vllama_mlx.backend import MlxBackend
 from vllama_mlx.tool_parsing import available, module_name, parser_for
 
 TOOLS = msgspec.convert(
-    [{"type": "function", "function": {"name": name, "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
-     for name in ("get_weather", "get_time")],
+    [
+        {"type": "function", "function": {"name": name, "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
+        for name in ("get_weather", "get_time")
+    ],
     list[Tool],
-)  # fmt: skip
+)
 
 
 def request(fmt: str = "hermes", *, parallel: bool = True) -> ChatRequest:
@@ -72,10 +74,13 @@ def test_a_bare_json_reply_is_still_a_call() -> None:
     assert run("json_tools", '{"name": "get_time", "arguments": {"city": "Rome"}}')[1] == [("get_time", {"city": "Rome"})]
 
 
-@pytest.mark.parametrize("text", [
-    '<tool_call>\n{"name": "launch_rockets", "arguments": {}}\n</tool_call>',   # not an offered tool
-    "<tool_call>\nnot json\n</tool_call>",
-    "The weather is fine.",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text",
+    [
+        '<tool_call>\n{"name": "launch_rockets", "arguments": {}}\n</tool_call>',  # not an offered tool
+        "<tool_call>\nnot json\n</tool_call>",
+        "The weather is fine.",
+    ],
+)
 def test_what_does_not_parse_stays_text(text: str) -> None:
     assert run("json_tools", text) == (text, [])

@@ -13,8 +13,15 @@ from vllama.types import ModelRef
 
 def ref_for(name: str, path: Path) -> ModelRef:
     desc = describe_directory(path)
-    return ModelRef(name=name, format=desc.format, path=str(path), details=desc.details, info=desc.info,
-                    capabilities=desc.capabilities, template=desc.template)  # fmt: skip
+    return ModelRef(
+        name=name,
+        format=desc.format,
+        path=str(path),
+        details=desc.details,
+        info=desc.info,
+        capabilities=desc.capabilities,
+        template=desc.template,
+    )
 
 
 @pytest.fixture(scope="session")

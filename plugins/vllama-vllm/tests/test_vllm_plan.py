@@ -62,11 +62,20 @@ def test_parallel_layout_and_engine_settings_reach_engine_args(smollm2: ModelRef
     from vllama_vllm.engine import engine_args
 
     engine = {
-        "tensor_parallel_size": 4, "pipeline_parallel_size": 2, "data_parallel_size": 1,
-        "distributed_executor_backend": "ray", "gpu_memory_utilization": 0.8, "max_num_seqs": 128,
-        "max_num_batched_tokens": 8192, "enable_prefix_caching": False, "enable_chunked_prefill": True,
-        "dtype": "bfloat16", "quantization": "fp8", "enforce_eager": True, "kv_cache_dtype": "fp8",
-    }  # fmt: skip
+        "tensor_parallel_size": 4,
+        "pipeline_parallel_size": 2,
+        "data_parallel_size": 1,
+        "distributed_executor_backend": "ray",
+        "gpu_memory_utilization": 0.8,
+        "max_num_seqs": 128,
+        "max_num_batched_tokens": 8192,
+        "enable_prefix_caching": False,
+        "enable_chunked_prefill": True,
+        "dtype": "bfloat16",
+        "quantization": "fp8",
+        "enforce_eager": True,
+        "kv_cache_dtype": "fp8",
+    }
     layout = plan(smollm2, GPUS, LoadSettings(num_ctx=4096, parallel=64, engine=engine), gpu_memory=idle_gpus)
     args = engine_args(layout)
     for key, value in engine.items():
@@ -166,8 +175,18 @@ def test_engine_settings_reach_vllm_typed(smollm2: ModelRef) -> None:
 
 
 def test_ollama_options_become_sampling_params() -> None:
-    options = SamplingOptions(temperature=0.7, top_k=20, top_p=0.8, min_p=0.05, seed=7, num_predict=100, stop=["\n\n"],
-                              repeat_penalty=1.1, presence_penalty=0.5, frequency_penalty=0.25)  # fmt: skip
+    options = SamplingOptions(
+        temperature=0.7,
+        top_k=20,
+        top_p=0.8,
+        min_p=0.05,
+        seed=7,
+        num_predict=100,
+        stop=["\n\n"],
+        repeat_penalty=1.1,
+        presence_penalty=0.5,
+        frequency_penalty=0.25,
+    )
     kwargs = sampling_kwargs(options, prompt_tokens=10, max_model_len=512, top_logprobs=2)
     params = sampling_params(**kwargs)
     assert (params.temperature, params.top_k, params.top_p, params.min_p, params.seed) == (0.7, 20, 0.8, 0.05, 7)

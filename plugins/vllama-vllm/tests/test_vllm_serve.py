@@ -105,11 +105,13 @@ def test_concurrent_streams_interleave_and_a_closed_one_is_aborted(server: Serve
 
 def test_openai_client_and_vllms_own_metrics(server: ServerProcess) -> None:
     client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
-    reply = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "What is the capital of France?"}],
-                                           max_tokens=32, temperature=0)  # fmt: skip
+    reply = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "What is the capital of France?"}], max_tokens=32, temperature=0
+    )
     assert "Paris" in reply.choices[0].message.content
-    full = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Say hi."}], max_tokens=24,
-                                          temperature=0, extra_body={"ignore_eos": True})  # fmt: skip
+    full = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Say hi."}], max_tokens=24, temperature=0, extra_body={"ignore_eos": True}
+    )
     assert full.usage.completion_tokens == 24 and full.choices[0].finish_reason == "length"
     chunks = list(
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Count to five."}], max_tokens=16, stream=True)

@@ -20,10 +20,12 @@ from vllama_vllm.tool_parsing import VllmParsing, parsing_for, reasoning_name, r
 pytestmark = pytest.mark.engine
 
 TOOLS = msgspec.convert(
-    [{"type": "function", "function": {"name": name, "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
-     for name in ("get_weather", "get_time")],
+    [
+        {"type": "function", "function": {"name": name, "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
+        for name in ("get_weather", "get_time")
+    ],
     list[Tool],
-)  # fmt: skip
+)
 PARIS = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
 ROME = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call>'
 

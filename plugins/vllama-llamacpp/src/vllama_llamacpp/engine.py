@@ -161,11 +161,15 @@ class LlamaCppEngine(BatchEngine[Sequence]):
         cells = (self.n_ctx * self.parallel if self._ctx else 0) + (self.n_ctx if self._embedder.opened else 0)
         kv_bytes = cells * self._kv_cell_bytes
         size = self._model.size + kv_bytes
-        return self.engine_info(size, on_device=self._offloaded, info={
-            "llama.cpp.kv_cache_bytes": kv_bytes,
-            "llama.cpp.model_bytes": self._model.size,
-            "llama.cpp.n_threads": lc.llama_n_threads(self._ctx) if self._ctx else 0,
-        })  # fmt: skip
+        return self.engine_info(
+            size,
+            on_device=self._offloaded,
+            info={
+                "llama.cpp.kv_cache_bytes": kv_bytes,
+                "llama.cpp.model_bytes": self._model.size,
+                "llama.cpp.n_threads": lc.llama_n_threads(self._ctx) if self._ctx else 0,
+            },
+        )
 
     async def close(self) -> None:
         await asyncio.to_thread(self._free)

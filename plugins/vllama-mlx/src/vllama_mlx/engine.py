@@ -123,13 +123,17 @@ class MlxEngine(BatchEngine[Sequence]):
     def info(self) -> EngineInfo:
         kv_bytes = self._kv_token_bytes * self.n_ctx * self.parallel
         size = self._weights_bytes + kv_bytes
-        return self.engine_info(size, on_device=self._unified, info={
-            "mlx.model_bytes": self._weights_bytes,
-            "mlx.dtype": self._dtype,
-            "mlx.kv_cache_bytes": kv_bytes,
-            "mlx.prompt_cache_bytes": self.loop.cache_nbytes,
-            "mlx.cached_prompts": self.loop.cached_prompts,
-        })  # fmt: skip
+        return self.engine_info(
+            size,
+            on_device=self._unified,
+            info={
+                "mlx.model_bytes": self._weights_bytes,
+                "mlx.dtype": self._dtype,
+                "mlx.kv_cache_bytes": kv_bytes,
+                "mlx.prompt_cache_bytes": self.loop.cache_nbytes,
+                "mlx.cached_prompts": self.loop.cached_prompts,
+            },
+        )
 
     async def close(self) -> None:
         await asyncio.to_thread(self.loop.stop)

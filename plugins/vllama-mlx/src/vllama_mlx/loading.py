@@ -16,8 +16,13 @@ log = logging.getLogger("vllama.mlx")
 
 #: Values of the ``dtype`` engine setting (vLLM's names): the MLX type to cast to; None keeps the weights' own.
 DTYPES: dict[str, str | None] = {
-    "auto": None, "float32": "float32", "float": "float32", "float16": "float16", "half": "float16", "bfloat16": "bfloat16",
-}  # fmt: skip
+    "auto": None,
+    "float32": "float32",
+    "float": "float32",
+    "float16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+}
 
 
 def load_model(ref: ModelRef, dtype: str = "auto") -> Loaded:

@@ -88,8 +88,19 @@ def grammar_for(fmt: Format) -> str:
 
 
 #: Keywords whose value is a schema, a list of schemas, or a map of names to schemas.
-_ONE = ("items", "additionalProperties", "additionalItems", "unevaluatedProperties", "unevaluatedItems", "contains",
-        "propertyNames", "not", "if", "then", "else")  # fmt: skip
+_ONE = (
+    "items",
+    "additionalProperties",
+    "additionalItems",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "contains",
+    "propertyNames",
+    "not",
+    "if",
+    "then",
+    "else",
+)
 _LIST = ("anyOf", "oneOf", "prefixItems")
 _MAP = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
 

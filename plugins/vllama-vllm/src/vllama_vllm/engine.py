@@ -171,8 +171,14 @@ class VllmEngine(Engine):
         top = max(0, request.top_logprobs) if request.logprobs or request.top_logprobs else None
         split = self._splitter(request, prompt, parsing)
         fmt, length = self._format(request), self._max_len
-        kwargs = sampling_kwargs(request.options, prompt_tokens=len(prompt), max_model_len=length, format=fmt, top_logprobs=top,
-                                 end_tokens=self._prompts.end_tokens(request))  # fmt: skip
+        kwargs = sampling_kwargs(
+            request.options,
+            prompt_tokens=len(prompt),
+            max_model_len=length,
+            format=fmt,
+            top_logprobs=top,
+            end_tokens=self._prompts.end_tokens(request),
+        )
         # format with thinking: think freely up to the closing tag, then answer in the format
         close = self._closing_tag(request)
         answer_kwargs = None

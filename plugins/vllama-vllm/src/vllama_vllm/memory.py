@@ -16,9 +16,16 @@ MiB = 1 << 20
 
 #: Bytes per element of a dtype name, as config.json and vLLM spell them.
 DTYPE_BYTES = {
-    "float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2,
-    "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1, "int8": 1,
-}  # fmt: skip
+    "float32": 4,
+    "float": 4,
+    "float16": 2,
+    "half": 2,
+    "bfloat16": 2,
+    "fp8": 1,
+    "fp8_e4m3": 1,
+    "fp8_e5m2": 1,
+    "int8": 1,
+}
 #: vLLM's own default share of each GPU.
 DEFAULT_GPU_SHARE = 0.9
 #: Left free on a GPU that other engines already use (their activations grow a little).

@@ -49,8 +49,7 @@ def plan(
     return layout
 
 
-def host_bytes(model: ModelRef, hardware: Hardware, settings: LoadSettings, *,
-               ram: Callable[[], int] = memory.available_ram) -> int | None:  # fmt: skip
+def host_bytes(model: ModelRef, hardware: Hardware, settings: LoadSettings, *, ram: Callable[[], int] = memory.available_ram) -> int | None:
     """System memory a load takes, for the scheduler's check before any load
     (``Backend.memory_needed``): on a CPU, the weights in the engine's dtype (float32 unless
     set) plus the KV pool the plan reserves (``kv_cache_memory_bytes``, not ``num_ctx`` x

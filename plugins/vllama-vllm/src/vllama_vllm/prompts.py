@@ -84,5 +84,5 @@ class PromptBuilder:
             add_generation_prompt=True,
             tokenize=False,
             **template_kwargs(think),
-        )  # fmt: skip
+        )
         return Prompt(self.tokenize(text, special=False), mm_data)
