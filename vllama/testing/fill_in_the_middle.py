@@ -12,8 +12,8 @@ from __future__ import annotations
 import httpx
 import ollama
 import openai
-import pytest
 
+from vllama.testing.served import ServedSuite
 from vllama.testing.server import ServerProcess, refused_before_load
 
 MODEL = "coder"
@@ -23,24 +23,10 @@ SUFFIX = "\n\nprint(add(1, 2))\n"
 #: What the model writes between them.
 MIDDLE = "return a + b"
 GREEDY = {"temperature": 0, "num_predict": 32}
-#: Engines on two CPU cores: a first request may include a load of a minute or more.
-TIMEOUT = 600
 
 
-class FillInTheMiddle:
+class FillInTheMiddle(ServedSuite):
     """``suffix`` end to end. Override the ``server`` fixture (class-scoped)."""
-
-    @pytest.fixture(scope="class")
-    def server(self) -> ServerProcess:
-        raise NotImplementedError("override the server fixture: a vllama serve with MODEL and PLAIN created")
-
-    @pytest.fixture(scope="class")
-    def client(self, server: ServerProcess) -> ollama.Client:
-        return ollama.Client(host=server.url, timeout=TIMEOUT)
-
-    @pytest.fixture(scope="class")
-    def oai(self, server: ServerProcess) -> openai.OpenAI:
-        return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", timeout=TIMEOUT)
 
     def test_insert_is_listed_exactly_for_the_model_with_fim_tokens(self, client: ollama.Client, server: ServerProcess) -> None:
         assert "insert" in (client.show(MODEL).capabilities or [])

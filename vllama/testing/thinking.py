@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import ollama
 import openai
-import pytest
 
+from vllama.testing.served import TIMEOUT, ServedSuite
 from vllama.testing.server import ServerProcess
 
 MODEL = "thinker"
@@ -45,8 +45,6 @@ EXAMPLES: list[dict[str, str]] = [
 ]
 ASK: Any = [{"role": "user", "content": "What is 10 times 4?"}]
 GREEDY = {"temperature": 0, "seed": 1, "num_predict": 96}
-#: Engines on two CPU cores: a first request may include a load of a minute or more.
-TIMEOUT = 600
 
 
 def create_thinking_model(create: Callable[..., None]) -> None:
@@ -67,20 +65,8 @@ def assert_split(thinking: str | None, content: str | None) -> None:
 ANSWER_SCHEMA = {"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"], "additionalProperties": False}
 
 
-class Thinking:
+class Thinking(ServedSuite):
     """Thinking end to end. Override the ``server`` fixture (class-scoped)."""
-
-    @pytest.fixture(scope="class")
-    def server(self) -> ServerProcess:
-        raise NotImplementedError("override the server fixture: a vllama serve with the model MODEL created")
-
-    @pytest.fixture(scope="class")
-    def client(self, server: ServerProcess) -> ollama.Client:
-        return ollama.Client(host=server.url, timeout=TIMEOUT)
-
-    @pytest.fixture(scope="class")
-    def oai(self, server: ServerProcess) -> openai.OpenAI:
-        return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", timeout=TIMEOUT)
 
     def test_show_lists_thinking(self, client: ollama.Client) -> None:
         assert "thinking" in (client.show(MODEL).capabilities or [])

@@ -25,6 +25,7 @@ import openai
 import pytest
 
 from vllama.testing.capabilities import mismatches
+from vllama.testing.served import TIMEOUT, ServedSuite
 from vllama.testing.server import ServerProcess
 
 MODEL = "qwen"
@@ -49,8 +50,6 @@ ASK: Any = {"role": "user", "content": "What is the weather in Paris?"}
 ANSWER_SYSTEM = "You are a helpful assistant. When a tool result arrives, answer the user in one plain sentence."
 RESULT = json.dumps({"city": "Paris", "temperature_celsius": 22, "sky": "sunny"})
 GREEDY = {"temperature": 0, "num_predict": 64}
-#: Engines on two CPU cores: a first request may include a load of a minute or more.
-TIMEOUT = 600
 
 
 def functions(message: Any) -> list[Any]:
@@ -58,20 +57,8 @@ def functions(message: Any) -> list[Any]:
     return [c.function for c in message.tool_calls or [] if c.type == "function"]
 
 
-class ToolCalling:
+class ToolCalling(ServedSuite):
     """Tool calls end to end. Override the ``server`` fixture (class-scoped)."""
-
-    @pytest.fixture(scope="class")
-    def server(self) -> ServerProcess:
-        raise NotImplementedError("override the server fixture: a vllama serve with the model MODEL created")
-
-    @pytest.fixture(scope="class")
-    def client(self, server: ServerProcess) -> ollama.Client:
-        return ollama.Client(host=server.url, timeout=TIMEOUT)
-
-    @pytest.fixture(scope="class")
-    def oai(self, server: ServerProcess) -> openai.OpenAI:
-        return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", timeout=TIMEOUT)
 
     def test_show_and_tags_list_tools_for_the_model_and_backend(self, client: ollama.Client, server: ServerProcess) -> None:
         assert "tools" in (client.show(MODEL).capabilities or [])
