@@ -169,12 +169,8 @@ class Scheduler:
                 runner.draining = True
                 await self._wait_gone(runner)
                 continue
-            if runner is None:
-                try:
-                    runner = await self._new_runner(model, load)
-                except Exception as e:
-                    self._failed(model, None, e)
-                    raise
+            if runner is None:  # a refusal here (the load would not fit) is the request's, not the model's
+                runner = await self._new_runner(model, load)
             if runner.loading is not None:
                 loading = runner.loading
                 try:
@@ -188,11 +184,11 @@ class Scheduler:
                 return runner, runner.load_duration_ns
             return runner, 0
 
-    def _failed(self, model: ModelRef, backend: type[Backend] | None, error: Exception) -> None:
+    def _failed(self, model: ModelRef, backend: type[Backend], error: Exception) -> None:
         """Remember a failed load for readiness checks (:attr:`failures`)."""
         message = error.message if isinstance(error, VllamaError) else f"{type(error).__name__}: {error}"
         self.failures.pop(model.name, None)
-        self.failures[model.name] = LoadFailure(model, backend.name if backend else "", message, time.time())
+        self.failures[model.name] = LoadFailure(model, backend.name, message, time.time())
         while len(self.failures) > MAX_FAILURES:
             del self.failures[next(iter(self.failures))]
 
