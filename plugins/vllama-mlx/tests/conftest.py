@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vllama.store.describe import describe_directory
-from vllama.testing.hf_models import smollm2_safetensors
+from vllama.testing.hf_models import directory_ref, smollm2_safetensors
 from vllama.testing.server import ServerProcess
 from vllama.types import ModelRef
 
@@ -22,16 +21,7 @@ def smollm2_dir() -> Path:
 
 
 def model_ref(path: Path, name: str = MODEL) -> ModelRef:
-    desc = describe_directory(path)
-    return ModelRef(
-        name=name,
-        format=desc.format,
-        path=str(path),
-        details=desc.details,
-        info=desc.info,
-        capabilities=desc.capabilities,
-        template=desc.template,
-    )
+    return directory_ref(name, path)
 
 
 @pytest.fixture(scope="module")

@@ -6,22 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from vllama.store.describe import describe_directory
-from vllama.testing.hf_models import minilm_dir, smollm2_safetensors
+from vllama.testing.hf_models import directory_ref, minilm_dir, smollm2_safetensors
 from vllama.types import ModelRef
 
 
 def ref_for(name: str, path: Path) -> ModelRef:
-    desc = describe_directory(path)
-    return ModelRef(
-        name=name,
-        format=desc.format,
-        path=str(path),
-        details=desc.details,
-        info=desc.info,
-        capabilities=desc.capabilities,
-        template=desc.template,
-    )
+    return directory_ref(name, path)
 
 
 @pytest.fixture(scope="session")
