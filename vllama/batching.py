@@ -46,6 +46,7 @@ from vllama.types import (
     GenerateRequest,
     LoadSettings,
     ModelRef,
+    PrefixCacheStats,
     TokenLogprob,
 )
 
@@ -492,11 +493,14 @@ class BatchEngine(Engine, Generic[S]):
             async for event in events:
                 yield event
 
-    def engine_info(self, size: int, *, on_device: bool, info: dict[str, Any]) -> EngineInfo:
+    def engine_info(self, size: int, *, on_device: bool, info: dict[str, Any], prefix_cache: PrefixCacheStats | None = None) -> EngineInfo:
         """What ``info()`` reports: ``size`` bytes held (all on the accelerator with
-        ``on_device``), the context and parallelism, and the engine's own ``info`` keys."""
+        ``on_device``), the context and parallelism, the engine's own ``info`` keys and its
+        prefix cache's counters."""
         size_vram = size if on_device else 0
-        return EngineInfo(size=size, size_vram=size_vram, context_length=self.n_ctx, parallel=self.parallel, info=info)
+        return EngineInfo(
+            size=size, size_vram=size_vram, context_length=self.n_ctx, parallel=self.parallel, info=info, prefix_cache=prefix_cache
+        )
 
 
 def top_logprobs(request: GenerateRequest | ChatRequest) -> int | None:

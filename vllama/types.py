@@ -297,6 +297,25 @@ class RerankScores(msgspec.Struct, kw_only=True):
     scoring: Scoring = "cross-encoder"
 
 
+class PrefixCacheStats(msgspec.Struct, kw_only=True):
+    """What a prefix cache has done since the model loaded, for /api/ps and /metrics."""
+
+    #: Admitted prompts that began with cached tokens (in the KV cache, copied from a running
+    #: sequence or restored from host memory), and those that did not.
+    hits: int = 0
+    misses: int = 0
+    #: Prompt tokens not prefilled because their state was cached.
+    tokens_saved: int = 0
+    #: States restored from host memory, and copied from running sequences.
+    restores: int = 0
+    copies: int = 0
+    #: States in host memory, their bytes, the budget, and states evicted to keep within it.
+    entries: int = 0
+    bytes: int = 0
+    budget_bytes: int = 0
+    evictions: int = 0
+
+
 class EngineInfo(msgspec.Struct, kw_only=True):
     """What a loaded engine reports for /api/ps and /api/show."""
 
@@ -308,3 +327,5 @@ class EngineInfo(msgspec.Struct, kw_only=True):
     parallel: int = 1
     #: Extra model_info keys the engine knows (e.g. KV cache size).
     info: dict[str, Any] = {}
+    #: What its prefix cache has done, for engines that keep one.
+    prefix_cache: PrefixCacheStats | None = None

@@ -22,7 +22,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from vllama.asgi import ASGIApp, Message, Receive, Scope, Send
@@ -33,6 +33,18 @@ from vllama.types import Delta, Done, EventStream
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10, 30, 60)
 TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 1)
+#: The prefix cache's counters and gauges: (name, kind, help).
+PREFIX_CACHE_METRICS = (
+    ("hits", "counter", "Admitted prompts that began with cached tokens."),
+    ("misses", "counter", "Admitted prompts with no cached prefix."),
+    ("tokens_saved", "counter", "Prompt tokens not prefilled because their state was cached."),
+    ("restores", "counter", "Prompt states restored from host memory."),
+    ("copies", "counter", "Prompt states copied from a running sequence."),
+    ("evictions", "counter", "Prompt states evicted from host memory to stay within its budget."),
+    ("entries", "gauge", "Prompt states kept in host memory."),
+    ("bytes", "gauge", "Bytes of prompt states kept in host memory."),
+    ("budget_bytes", "gauge", "Bytes of host memory the prefix cache may use."),
+)
 LOAD_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
 
 
@@ -127,6 +139,10 @@ class SchedulerCollector(Collector):
         info = GaugeMetricFamily(
             "vllama_engine_info", "Numeric facts a loaded engine reports (such as its KV cache), by key.", labels=["model", "key"]
         )
+        cache = {
+            key: (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(f"vllama_prefix_cache_{key}", text, labels=["model"])
+            for key, kind, text in PREFIX_CACHE_METRICS
+        }
         for r in runners:
             running.add_metric([r.name], r.active)
             queued.add_metric([r.name], r.waiting)
@@ -142,7 +158,10 @@ class SchedulerCollector(Collector):
             for key, value in facts.info.items():
                 if isinstance(value, int | float) and not isinstance(value, bool):
                     info.add_metric([r.name, key], value)
-        yield from (running, queued, parallel, memory, vram, info)
+            if facts.prefix_cache is not None:
+                for key, family in cache.items():
+                    family.add_metric([r.name], getattr(facts.prefix_cache, key))
+        yield from (running, queued, parallel, memory, vram, info, *cache.values())
 
 
 class RequestMetrics:

@@ -157,6 +157,7 @@ async def ps(request: Request[Any, Any, Any]) -> w.PsResponse:
                 running=r.active,
                 queued=r.waiting,
                 parallel=r.settings.parallel,
+                prefix_cache=info.prefix_cache if info else None,
             )
         )
     for failure in scheduler.failures.values():

@@ -12,6 +12,8 @@ from typing import Any
 
 import msgspec
 
+from vllama.types import PrefixCacheStats
+
 KeepAlive = int | float | str | None
 Format = str | dict[str, Any] | None
 Think = bool | str | None
@@ -199,7 +201,8 @@ class ListResponse(msgspec.Struct):
 
 class PsModel(msgspec.Struct, kw_only=True):
     """Ollama's fields, then vllama's: backend, readiness (``ready``, ``loading``, or ``failed``
-    with its ``error``), running and queued requests, parallelism."""
+    with its ``error``), running and queued requests, parallelism, and the prefix cache's
+    counters where the engine keeps one."""
 
     name: str
     model: str
@@ -215,6 +218,7 @@ class PsModel(msgspec.Struct, kw_only=True):
     running: int = 0
     queued: int = 0
     parallel: int = 1
+    prefix_cache: PrefixCacheStats | None = None
 
 
 class PsResponse(msgspec.Struct):
