@@ -24,6 +24,13 @@ ENGINE_FLAGS: tuple[tuple[str, str, click.ParamType, str, str], ...] = (
     ("--max-num-seqs", "max_num_seqs", click.IntRange(min=1), "N", "Sequences an engine batches at once."),
     ("--max-num-batched-tokens", "max_num_batched_tokens", click.IntRange(min=1), "N", "Tokens an engine processes per step."),
     ("--tensor-parallel-size", "tensor_parallel_size", click.IntRange(min=1), "N", "GPUs each model is split across."),
+    (
+        "--prefix-cache-mb",
+        "prefix_cache_mb",
+        click.IntRange(min=0),
+        "MIB",
+        "Host memory for prompt states kept between requests (0: none).",
+    ),
 )
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import ollama
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from vllama.testing.gguf import tiny_model
 from vllama.testing.server import ServerProcess, create_model
@@ -192,3 +193,29 @@ def test_vllama_run_answers_with_the_starter_on_a_fresh_store(tmp_path: Path) ->
         done = vllama("run", "greedy", "Why is the sky blue?")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("The sky appears blue because of a process called Rayleigh scattering.")
+
+
+def _prefix_cache_counters(server: ServerProcess) -> dict[str, float]:
+    text = httpx.get(f"{server.url}/metrics").text
+    return {
+        sample.name.removeprefix("vllama_prefix_cache_"): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name.startswith("vllama_prefix_cache_") and sample.labels.get("model") == MODEL
+    }
+
+
+def test_prefix_cache_counters_move_in_metrics_and_ps(client: ollama.Client, server: ServerProcess) -> None:
+    system = "You answer questions about tide pools, briefly and kindly. " * 10
+    client.chat(model=MODEL, messages=[{"role": "user", "content": "Hi"}], options={"num_predict": 1})
+    before = _prefix_cache_counters(server)
+    for question in ("What lives in a tide pool?", "When is low tide?"):
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
+        reply = client.chat(model=MODEL, messages=messages, options={"temperature": 0, "num_predict": 4})
+    after = _prefix_cache_counters(server)
+    assert after["hits_total"] >= before["hits_total"] + 1
+    assert after["tokens_saved_total"] - before["tokens_saved_total"] >= reply.prompt_eval_count - 20 > 80
+    assert after["budget_bytes"] == 1024 << 20
+    ps = httpx.get(f"{server.url}/api/ps").json()["models"]
+    cache = {m["name"]: m for m in ps}[MODEL]["prefix_cache"]
+    assert cache["hits"] == after["hits_total"] and cache["tokens_saved"] == after["tokens_saved_total"]

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from vllama.engine import Backend, Engine, Support
+import msgspec
+
+from vllama.engine import Backend, Engine, EngineSettings, Support
 from vllama.types import Hardware, LoadSettings, ModelRef
 
 #: Sequences an engine runs at once by default.
 DEFAULT_PARALLEL = 4
+
+
+class LlamaCppSettings(EngineSettings):
+    """The llama.cpp engine's settings."""
+
+    #: MiB of host memory for prompt states kept after their sequences leave (0: none; the
+    #: cells a free slot still holds are reused either way).
+    prefix_cache_mb: Annotated[int, msgspec.Meta(ge=0)] = 1024
 
 
 class LlamaCppBackend(Backend):
@@ -21,6 +31,7 @@ class LlamaCppBackend(Backend):
     capabilities: ClassVar[frozenset[str]] = frozenset(
         {"completion", "chat", "embedding", "format", "logprobs", "tools", "insert", "rerank", "thinking"}
     )
+    settings_type: ClassVar[type[EngineSettings]] = LlamaCppSettings
 
     @classmethod
     def supports(cls, model: ModelRef, hardware: Hardware) -> Support | None:

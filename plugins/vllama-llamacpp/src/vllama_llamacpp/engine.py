@@ -12,6 +12,7 @@ from vllama import fim, gguf
 from vllama.batching import BatchEngine, top_logprobs
 from vllama.chat_inputs import generate_messages, is_jinja
 from vllama.errors import BadRequest, EngineError, Unsupported
+from vllama.prefix_cache import PrefixCache
 from vllama.thinking import Harmony, thinking_format
 from vllama.tool_calls import FORMATS
 from vllama.types import (
@@ -25,6 +26,7 @@ from vllama.types import (
     RerankRequest,
     RerankScores,
 )
+from vllama_llamacpp.backend import LlamaCppSettings
 from vllama_llamacpp.batch_loop import BatchLoop
 from vllama_llamacpp.chat_template import ChatTemplate
 from vllama_llamacpp.embedding import Embedder
@@ -71,7 +73,15 @@ class LlamaCppEngine(BatchEngine[Sequence]):
                     kv_unified=False,
                 )
             self._ctx = ctx
-            self.loop = BatchLoop(self._model, ctx, n_batch=n_batch, n_slots=self.parallel, reuse_prefix=self._model.can_trim_cache)
+            engine_settings = LlamaCppSettings.of(settings.engine)
+            self.loop = BatchLoop(
+                self._model,
+                ctx,
+                n_batch=n_batch,
+                n_slots=self.parallel,
+                reuse_prefix=self._model.can_trim_cache,
+                prefix_cache=PrefixCache(engine_settings.prefix_cache_mb << 20),
+            )
             self.loop.start()
         except BaseException:
             if ctx is not None:
@@ -160,6 +170,7 @@ class LlamaCppEngine(BatchEngine[Sequence]):
     def info(self) -> EngineInfo:
         cells = (self.n_ctx * self.parallel if self._ctx else 0) + (self.n_ctx if self._embedder.opened else 0)
         kv_bytes = cells * self._kv_cell_bytes
+        cache = self.loop.prefix_cache.stats() if self._ctx else None
         size = self._model.size + kv_bytes
         return self.engine_info(
             size,
@@ -169,6 +180,7 @@ class LlamaCppEngine(BatchEngine[Sequence]):
                 "llama.cpp.model_bytes": self._model.size,
                 "llama.cpp.n_threads": lc.llama_n_threads(self._ctx) if self._ctx else 0,
             },
+            prefix_cache=cache,
         )
 
     async def close(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+from array import array
 from collections.abc import Callable
 from typing import Any
 
@@ -26,8 +27,15 @@ class Sequence(batching.Sequence):
         self.n_ctx = n_ctx
         #: Tokens that end this reply besides llama.cpp's end-of-generation ones (a middle's).
         self.end_tokens = end_tokens
+        #: The prompt packed for prefix comparison.
+        self.packed = array("i", prompt)
         #: Tokens of prompt + reply whose KV cells are in the cache.
         self.n_past = 0
+        #: Admission order: prompt chunks go to the oldest first.
+        self.order = 0
+        #: A running sequence whose first ``share_len`` cells this one copies once it has them.
+        self.share_from: Sequence | None = None
+        self.share_len = 0
         #: Sampled, not yet decoded.
         self.next_token: int | None = None
         self.batch_index = -1
@@ -36,6 +44,10 @@ class Sequence(batching.Sequence):
         #: Builds the chain that constrains the answer once the thinking is over (``format``
         #: with thinking: think freely, then answer in the format).
         self.after_thinking: Callable[[], Any] | None = None
+
+    @property
+    def waiting_to_share(self) -> bool:
+        return self.share_from is not None
 
     @property
     def prefilling(self) -> bool:
