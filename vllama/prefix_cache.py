@@ -115,14 +115,7 @@ class PrefixCache(Generic[T]):
     def admitted(self, reused: int, *, restored: bool = False, copied: bool = False) -> None:
         """Count one admitted prompt whose first ``reused`` tokens came from a cache."""
         with self._lock:
-            s = self._stats
-            if reused:
-                s.hits += 1
-                s.tokens_saved += reused
-            else:
-                s.misses += 1
-            s.restores += restored
-            s.copies += copied
+            self._stats.admitted(reused, restored=restored, copied=copied)
 
     def stats(self) -> PrefixCacheStats:
         """A copy of the counters."""

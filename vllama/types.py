@@ -315,6 +315,16 @@ class PrefixCacheStats(msgspec.Struct, kw_only=True):
     budget_bytes: int = 0
     evictions: int = 0
 
+    def admitted(self, reused: int, *, restored: bool = False, copied: bool = False) -> None:
+        """Count one admitted prompt whose first ``reused`` tokens came from a cache."""
+        if reused:
+            self.hits += 1
+            self.tokens_saved += reused
+        else:
+            self.misses += 1
+        self.restores += restored
+        self.copies += copied
+
 
 class EngineInfo(msgspec.Struct, kw_only=True):
     """What a loaded engine reports for /api/ps and /api/show."""

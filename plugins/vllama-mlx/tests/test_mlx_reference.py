@@ -68,9 +68,13 @@ async def test_greedy_tokens_equal_transformers(engine: MlxEngine, reference: tu
 
 
 async def test_a_repeated_prompt_reuses_its_cache_and_answers_the_same(engine: MlxEngine, reference: tuple[list[int], list[int]]) -> None:
-    assert engine.info().info["mlx.cached_prompts"] >= 1
-    _, tokens = await greedy(engine)
+    before = engine.info().prefix_cache
+    assert before is not None and before.entries >= 1 and before.bytes > 0
+    prompt, tokens = await greedy(engine)
     assert tokens == reference[1]
+    after = engine.info().prefix_cache
+    assert after is not None and after.hits == before.hits + 1
+    assert after.tokens_saved - before.tokens_saved == len(prompt) - 1
 
 
 async def test_transformers5_config_is_fixed_up(transformers5_dir: Path, reference: tuple[list[int], list[int]]) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vllama.batching import BatchLoop as BaseLoop
+from vllama.types import PrefixCacheStats
 from vllama_mlx.logprobs import token_logprob
 from vllama_mlx.sequence import Sequence
 
@@ -48,9 +49,8 @@ class BatchLoop(BaseLoop[Sequence]):
         self._prefill_step = prefill_step
         self._cache_entries = cache_entries
         self._cache_bytes = cache_bytes
-        #: Bytes and entries of the prompt cache (finished sequences kept for prefix reuse).
-        self.cache_nbytes = 0
-        self.cached_prompts = 0
+        #: What the prompt cache (finished sequences kept for prefix reuse) holds and has done.
+        self.prefix_cache = PrefixCacheStats(budget_bytes=cache_bytes)
 
     def setup(self) -> None:
         import mlx.core as mx
@@ -99,6 +99,7 @@ class BatchLoop(BaseLoop[Sequence]):
             else:
                 cache, rest = None, prompt
         reused = len(prompt) - len(rest)
+        self.prefix_cache.admitted(reused)
         (seq.id,) = self._gen.insert(
             [rest],
             max_tokens=[seq.max_tokens],
@@ -152,5 +153,5 @@ class BatchLoop(BaseLoop[Sequence]):
     def _remember(self, tokens: list[int], cache: list[Any]) -> None:
         """Keep a finished sequence's cache for requests that repeat its prefix."""
         self._prompts.insert_cache(_MODEL_KEY, tokens, cache)
-        self.cached_prompts = len(self._prompts)
-        self.cache_nbytes = self._prompts.nbytes
+        self.prefix_cache.entries = len(self._prompts)
+        self.prefix_cache.bytes = self._prompts.nbytes

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import msgspec
+
 from vllama.batching import BatchEngine, top_logprobs
 from vllama.errors import Unsupported
 from vllama.tool_calls import parse_tool_calls
@@ -130,9 +132,8 @@ class MlxEngine(BatchEngine[Sequence]):
                 "mlx.model_bytes": self._weights_bytes,
                 "mlx.dtype": self._dtype,
                 "mlx.kv_cache_bytes": kv_bytes,
-                "mlx.prompt_cache_bytes": self.loop.cache_nbytes,
-                "mlx.cached_prompts": self.loop.cached_prompts,
             },
+            prefix_cache=msgspec.structs.replace(self.loop.prefix_cache),
         )
 
     async def close(self) -> None:
