@@ -48,7 +48,7 @@ class ChatStandin:
 
     def __enter__(self) -> ChatStandin:
         self._server = _Server(self)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()  # quick to shut down
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         return self
 
