@@ -79,9 +79,7 @@ def svg(result: BenchResult) -> str:
 
     width, height = LEFT + 2 * PANEL_W + GAP + 24, TOP + PANEL_H + BOTTOM + 18 * len(names)
     w = result.workload
-    caption = f"{w.num_predict} tokens per request, prompt {w.prompt if w.prompt in ('short', 'long') else 'custom'}" + (
-        f", open loop at {w.rate:g} req/s" if w.rate else ""
-    )
+    caption = f"{w.num_predict} tokens per request, {w.describe()}" + (f", open loop at {w.rate:g} req/s" if w.rate else "")
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
         'font-family="sans-serif" font-size="12">',

@@ -2,7 +2,7 @@
 
 Tokens are counted from the server's own usage fields (Ollama's ``eval_count``, OpenAI's
 ``usage.completion_tokens``); a stream without them counts its content chunks instead, and
-the sample says so.
+the sample says so. A chunk of reasoning or of a tool call is output as much as one of text.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from vllama.bench.workload import Target, Workload
+from vllama.bench.workload import Chat, Target, Workload
 
 
 class Sample(msgspec.Struct, kw_only=True):
@@ -30,6 +30,8 @@ class Sample(msgspec.Struct, kw_only=True):
     prompt_tokens: int = 0
     #: The server reported no usage: ``tokens`` counts the streamed chunks.
     estimated: bool = False
+    #: The reply's text (without reasoning), for a conversation's next turn.
+    reply: str = ""
 
     @property
     def ok(self) -> bool:
@@ -53,7 +55,7 @@ class _Clock:
             self.gaps.append(now - self.last)
         self.last = now
 
-    def sample(self, tokens: int | None, prompt_tokens: int | None) -> Sample:
+    def sample(self, tokens: int | None, prompt_tokens: int | None, reply: list[str]) -> Sample:
         chunks = 0 if self.first is None else len(self.gaps) + 1
         return Sample(
             latency=time.perf_counter() - self.start,
@@ -62,6 +64,7 @@ class _Clock:
             tokens=chunks if tokens is None else tokens,
             prompt_tokens=prompt_tokens or 0,
             estimated=tokens is None and chunks > 0,
+            reply="".join(reply),
         )
 
 
@@ -87,6 +90,7 @@ def error_text(body: bytes, status: int | None = None) -> str:
 class _OllamaMessage(msgspec.Struct):
     content: str = ""
     thinking: str = ""
+    tool_calls: list[Any] = []
 
 
 class _OllamaChunk(msgspec.Struct):
@@ -100,19 +104,28 @@ class _OllamaChunk(msgspec.Struct):
 _ollama_chunk = msgspec.json.Decoder(_OllamaChunk)
 
 
-def ollama_body(target: Target, workload: Workload, prompt: str) -> dict[str, Any]:
+def _messages(chat: Chat) -> dict[str, Any]:
+    """The messages, and the tools where there are any (some servers refuse an empty list)."""
+    fields: dict[str, Any] = {"messages": msgspec.to_builtins(chat.messages)}
+    if chat.tools:
+        fields["tools"] = list(chat.tools)
+    return fields
+
+
+def ollama_body(target: Target, workload: Workload, chat: Chat) -> dict[str, Any]:
     """Ollama's native API rejects options it does not know, so no ``ignore_eos`` here."""
     return {
         "model": target.model,
-        "messages": [{"role": "user", "content": prompt}],
+        **_messages(chat),
         "stream": workload.stream,
         "options": {"temperature": workload.temperature, "num_predict": workload.num_predict},
     }
 
 
-async def ollama_request(client: httpx.AsyncClient, target: Target, workload: Workload, prompt: str) -> Sample:
+async def ollama_request(client: httpx.AsyncClient, target: Target, workload: Workload, chat: Chat) -> Sample:
     clock = _Clock()
-    async with client.stream("POST", target.url.rstrip("/") + "/api/chat", json=ollama_body(target, workload, prompt)) as response:
+    reply: list[str] = []
+    async with client.stream("POST", target.url.rstrip("/") + "/api/chat", json=ollama_body(target, workload, chat)) as response:
         if response.status_code >= 400:
             raise RequestFailed(error_text(await response.aread(), response.status_code))
         async for line in response.aiter_lines():
@@ -121,10 +134,13 @@ async def ollama_request(client: httpx.AsyncClient, target: Target, workload: Wo
             chunk = _ollama_chunk.decode(line)
             if chunk.error:
                 raise RequestFailed(chunk.error)
-            if chunk.message is not None and (chunk.message.content or chunk.message.thinking) and workload.stream:
-                clock.output()
+            message = chunk.message
+            if message is not None:
+                reply.append(message.content)
+                if (message.content or message.thinking or message.tool_calls) and workload.stream:
+                    clock.output()
             if chunk.done:
-                return clock.sample(chunk.eval_count, chunk.prompt_eval_count)
+                return clock.sample(chunk.eval_count, chunk.prompt_eval_count, reply)
     raise RequestFailed("the stream ended without a final chunk")
 
 
@@ -135,6 +151,10 @@ class _Delta(msgspec.Struct):
     content: str | None = None
     reasoning_content: str | None = None
     reasoning: str | None = None
+    tool_calls: list[Any] | None = None
+
+    def output(self) -> bool:
+        return bool(self.content or self.reasoning_content or self.reasoning or self.tool_calls)
 
 
 class _Choice(msgspec.Struct):
@@ -156,10 +176,10 @@ class _OpenAIChunk(msgspec.Struct):
 _openai_chunk = msgspec.json.Decoder(_OpenAIChunk)
 
 
-def openai_body(target: Target, workload: Workload, prompt: str) -> dict[str, Any]:
+def openai_body(target: Target, workload: Workload, chat: Chat) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": target.model,
-        "messages": [{"role": "user", "content": prompt}],
+        **_messages(chat),
         "stream": workload.stream,
         "temperature": workload.temperature,
         "max_tokens": workload.num_predict,
@@ -177,17 +197,19 @@ def _check(chunk: _OpenAIChunk) -> None:
         raise RequestFailed(str(message))
 
 
-async def openai_request(client: httpx.AsyncClient, target: Target, workload: Workload, prompt: str) -> Sample:
+async def openai_request(client: httpx.AsyncClient, target: Target, workload: Workload, chat: Chat) -> Sample:
     clock = _Clock()
     url = target.url.rstrip("/") + "/v1/chat/completions"
     usage: _Usage | None = None
-    async with client.stream("POST", url, json=openai_body(target, workload, prompt)) as response:
+    reply: list[str] = []
+    async with client.stream("POST", url, json=openai_body(target, workload, chat)) as response:
         if response.status_code >= 400:
             raise RequestFailed(error_text(await response.aread(), response.status_code))
         if not workload.stream:
             chunk = _openai_chunk.decode(await response.aread())
             _check(chunk)
             usage = chunk.usage
+            reply += [c.message.content or "" for c in chunk.choices if c.message]
         else:
             async for line in response.aiter_lines():
                 if not line.startswith("data:"):
@@ -198,22 +220,25 @@ async def openai_request(client: httpx.AsyncClient, target: Target, workload: Wo
                 chunk = _openai_chunk.decode(data)
                 _check(chunk)
                 usage = chunk.usage or usage
-                if any(c.delta and (c.delta.content or c.delta.reasoning_content or c.delta.reasoning) for c in chunk.choices):
+                deltas = [c.delta for c in chunk.choices if c.delta]
+                reply += [d.content or "" for d in deltas]
+                if any(d.output() for d in deltas):
                     clock.output()
     if usage is None and not workload.stream:
         raise RequestFailed("the response has no usage")
-    return clock.sample(usage.completion_tokens if usage else None, usage.prompt_tokens if usage else None)
+    return clock.sample(usage.completion_tokens if usage else None, usage.prompt_tokens if usage else None, reply)
 
 
-Driver = Callable[[httpx.AsyncClient, Target, Workload, str], Awaitable[Sample]]
+Driver = Callable[[httpx.AsyncClient, Target, Workload, Chat], Awaitable[Sample]]
 DRIVERS: dict[str, Driver] = {"ollama": ollama_request, "openai": openai_request}
 
 
-async def send(client: httpx.AsyncClient, target: Target, workload: Workload, prompt: str) -> Sample:
-    """Send one request; a failure becomes a sample with its error."""
+async def send(client: httpx.AsyncClient, target: Target, workload: Workload, request: Chat | str) -> Sample:
+    """Send one request (a prompt's text is one user message); a failure becomes a sample with its error."""
     start = time.perf_counter()
+    chat = Chat.of(request) if isinstance(request, str) else request
     try:
-        return await DRIVERS[target.api](client, target, workload, prompt)
+        return await DRIVERS[target.api](client, target, workload, chat)
     except RequestFailed as e:
         error = str(e)
     except (httpx.HTTPError, msgspec.DecodeError) as e:

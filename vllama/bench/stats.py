@@ -39,10 +39,12 @@ def distribution(values: Sequence[float]) -> Percentiles | None:
 
 
 class LevelStats(msgspec.Struct, kw_only=True):
-    """One server at one concurrency level."""
+    """One server at one concurrency level, or (``sessions``) at one turn of a level."""
 
     target: str
     concurrency: int
+    #: The conversations' turn these requests were (from 1); None: all of the level's requests.
+    turn: int | None = None
     requests: int
     errors: int
     #: The first error's message, to tell what went wrong.
@@ -65,7 +67,7 @@ class LevelStats(msgspec.Struct, kw_only=True):
     e2e_s: Percentiles | None = None
 
 
-def summarize(target: str, concurrency: int, samples: Sequence[Sample], duration: float) -> LevelStats:
+def summarize(target: str, concurrency: int, samples: Sequence[Sample], duration: float, *, turn: int | None = None) -> LevelStats:
     ok = [s for s in samples if s.ok]
     failed = [s for s in samples if not s.ok]
     output = sum(s.tokens for s in ok)
@@ -74,6 +76,7 @@ def summarize(target: str, concurrency: int, samples: Sequence[Sample], duration
     return LevelStats(
         target=target,
         concurrency=concurrency,
+        turn=turn,
         requests=len(samples),
         errors=len(failed),
         first_error=failed[0].error if failed else None,

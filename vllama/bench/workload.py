@@ -5,12 +5,26 @@ from __future__ import annotations
 import functools
 import itertools
 import random
-from typing import Literal
+from collections.abc import Sequence
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import msgspec
 
+from vllama.bench import texts
+
 Api = Literal["ollama", "openai"]
+#: ``plain``: numbered copies of one prompt; ``sessions``: multi-turn conversations;
+#: ``shared-prefix``: one long system prompt and tools before short questions; ``rag``: long
+#: contexts of their own and short answers.
+Kind = Literal["plain", "sessions", "shared-prefix", "rag"]
+KINDS: tuple[Kind, ...] = ("plain", "sessions", "shared-prefix", "rag")
+#: The words of the ``sessions`` system prompt (about 360 tokens).
+SESSION_SYSTEM_WORDS = 300
+#: The tokens of each ``rag`` request's context.
+RAG_TOKENS = 1500
+#: ``--num-predict`` when not given: ``rag`` answers are short.
+NUM_PREDICT = {"rag": 32}
 
 SHORT_PROMPT = "Write a short story about a robot who learns to paint, in plain prose."
 
@@ -38,6 +52,31 @@ def prompt_text(prompt: str) -> str:
     return {"short": SHORT_PROMPT, "long": long_prompt()}.get(prompt, prompt)
 
 
+class Message(msgspec.Struct, frozen=True):
+    role: str
+    content: str
+
+
+class Chat(msgspec.Struct, frozen=True, kw_only=True):
+    """One request: its messages and the tools it offers (OpenAI's and Ollama's ``tools``)."""
+
+    messages: tuple[Message, ...]
+    tools: tuple[dict[str, Any], ...] = ()
+
+    @classmethod
+    def of(cls, prompt: str) -> Chat:
+        return cls(messages=(Message("user", prompt),))
+
+
+def conversation(system: str, questions: Sequence[str], replies: Sequence[str]) -> tuple[Message, ...]:
+    """The messages of a conversation's next turn: the system prompt, every earlier question with
+    the reply it got, then the last question (so one reply fewer than questions)."""
+    if len(replies) != len(questions) - 1:
+        raise ValueError("a turn needs one reply fewer than questions")
+    turns = (m for q, r in zip(questions, replies, strict=False) for m in (Message("user", q), Message("assistant", r)))
+    return (Message("system", system), *turns, Message("user", questions[-1]))
+
+
 class Target(msgspec.Struct, frozen=True, kw_only=True):
     """A server under test: where it is, which API it speaks and which model it runs."""
 
@@ -52,10 +91,12 @@ def default_name(url: str) -> str:
 
 
 class Workload(msgspec.Struct, frozen=True, kw_only=True):
-    """The requests of one run. Every request's prompt starts with its number, so that no
-    server answers from a prompt cache."""
+    """The requests of one run. Every request is numbered, so that no server answers it from a
+    prompt cache, except for the parts the workload shares on purpose (a system prompt, tools)."""
 
-    #: ``short``, ``long`` or the prompt's text.
+    #: What the requests are (:data:`Kind`).
+    kind: Kind = "plain"
+    #: ``plain``: ``short``, ``long`` or the prompt's text.
     prompt: str = "short"
     concurrency: tuple[int, ...] = (1, 8, 32)
     #: Requests per level; None: twice the concurrency, at least 4.
@@ -71,14 +112,71 @@ class Workload(msgspec.Struct, frozen=True, kw_only=True):
     #: earlier ones have finished; a level's concurrency then caps the requests in flight.
     #: None: closed loop, each of ``concurrency`` workers sends its next request when one ends.
     rate: float | None = None
-    #: Seeds the open loop's arrival times, so two runs (and two servers) see the same schedule.
+    #: Seeds the open loop's arrival times and the generated texts, so two runs (and two servers)
+    #: see the same schedule and the same requests.
     seed: int = 0
+    #: ``sessions``: the conversations at each level, all at once.
+    users: int = 16
+    #: ``sessions``: the requests of each conversation.
+    turns: int = 3
+    #: ``sessions``: seconds between a reply and the user's next message.
+    think_time: float = 1.0
+    #: ``shared-prefix``: the system prompt's length in estimated tokens (:mod:`.texts`).
+    prefix_tokens: int = 1000
 
     def requests_at(self, concurrency: int) -> int:
+        if self.kind == "sessions":
+            return self.users * self.turns
         return self.requests if self.requests is not None else max(4, 2 * concurrency)
 
     def prompt_for(self, index: int) -> str:
         return f"({index}) {prompt_text(self.prompt)}"
+
+    def chat_for(self, index: int) -> Chat:
+        """Request ``index`` of ``plain``, ``shared-prefix`` and ``rag``; of ``sessions``, the first
+        turn of user ``index`` (the warm-up)."""
+        if self.kind == "sessions":
+            return Chat(messages=conversation(self.session_system(), [self.question(index, 1)], []))
+        if self.kind == "shared-prefix":
+            return Chat(
+                messages=(Message("system", self.shared_prefix()), Message("user", texts.question(self.seed, index))), tools=texts.TOOLS
+            )
+        if self.kind == "rag":
+            return Chat.of(rag_prompt(self.seed, index))
+        return Chat.of(self.prompt_for(index))
+
+    def session_system(self) -> str:
+        return texts.system_prompt(self.seed, SESSION_SYSTEM_WORDS)
+
+    def shared_prefix(self) -> str:
+        return texts.system_prompt(self.seed, texts.words_for(self.prefix_tokens))
+
+    def describe(self) -> str:
+        """The workload in a few words, for the table's and the chart's captions."""
+        if self.kind == "sessions":
+            return f"sessions of {self.users} users × {self.turns} turns, think time {self.think_time:g} s"
+        if self.kind == "shared-prefix":
+            return f"shared-prefix: a ~{self.prefix_tokens}-token system prompt and {len(texts.TOOLS)} tools"
+        if self.kind == "rag":
+            return f"rag: ~{RAG_TOKENS}-token contexts"
+        return f"prompt {self.prompt if self.prompt in ('short', 'long') else 'custom'}"
+
+    def question(self, user: int, turn: int) -> str:
+        """What user ``user`` says at ``turn`` (from 1) of a session."""
+        return texts.opening(self.seed, user) if turn == 1 else texts.follow_up(self.seed, user, turn)
+
+
+def rag_prompt(seed: int, index: int) -> str:
+    """About :data:`RAG_TOKENS` of passages of the request's own and a question on them."""
+    head = "Answer the question using only the documents below, in one or two sentences."
+    words = texts.words_for(RAG_TOKENS) - len(head.split()) - 20  # 20: the question and its label
+    return f"{head}\n\n{texts.documents(seed, index, words)}\n\nQuestion: {texts.question(seed, index)}"
+
+
+def session_starts(users: int, think_time: float) -> list[float]:
+    """When each user of a session level sends its first message, in seconds from the level's
+    start: spread evenly over one think time, so that first turns do not all land at once."""
+    return [think_time * u / users for u in range(users)]
 
 
 def arrival_times(count: int, rate: float, seed: int) -> list[float]:
