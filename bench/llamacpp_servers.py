@@ -39,6 +39,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -214,18 +215,18 @@ def run_once(vllama: Server, other: Server, level: int, rep: int, args: argparse
         n2,
         "-c",
         str(level),
-        "-n",
-        str(n),
         "--num-predict",
         str(args.num_predict),
         "--temperature",
         "0",
         "--ignore-eos",
-        "--prompt",
-        unique_prompt(args.prompt),
         "--warmup",
         str(args.warmup),
+        "--workload",
+        args.workload,
         "--json",
+        *(["-n", str(n), "--prompt", unique_prompt(args.prompt)] if args.workload == "plain" else []),
+        *shlex.split(args.bench_args),
     ]
     load_before = load_average()
     log(f"\n$ {' '.join(cmd)}\n  (load average {load_before})")
@@ -389,6 +390,10 @@ def main() -> None:
     parser.add_argument("--num-predict", type=int, default=64, help="tokens per request (default 64)")
     parser.add_argument("--prompt", default="short", help="vllama bench --prompt (default short)")
     parser.add_argument("--warmup", type=int, default=1, help="vllama bench --warmup (default 1)")
+    parser.add_argument(
+        "--workload", default="plain", help="vllama bench --workload (default plain; the others use --bench-args for their flags)"
+    )
+    parser.add_argument("--bench-args", default="", help="more vllama bench arguments, e.g. '--users 32 --turns 5'")
     parser.add_argument("--vllama-api", choices=["ollama", "openai"], default="ollama", help="the API vllama is driven through")
     parser.add_argument("--against", default="llama-cpp-python,llama-server", help="which servers to compare with (default both)")
     parser.add_argument("--llama-server", help="llama-server binary (default $LLAMA_SERVER, then bench/build_llama_server.sh's)")
