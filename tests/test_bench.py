@@ -431,6 +431,15 @@ def test_shared_prefix_sends_one_system_prompt_and_tools_and_distinct_questions(
     assert all(level.turns == [] for level in result.levels)
 
 
+def test_shared_prefix_without_tools_sends_no_tools_field() -> None:
+    workload = Workload(kind="shared-prefix", concurrency=(2,), requests=2, warmup=0, num_predict=4, tools=False)
+    with ChatStandin() as standin:
+        run_against(standin, workload, "openai")
+    bodies = standin.bodies()
+    assert len(bodies) == 2 and all("tools" not in b for b in bodies)
+    assert "tools" not in workload.describe()
+
+
 def test_shared_prefix_length_follows_prefix_tokens() -> None:
     for tokens in (200, 1000, 4000):
         for seed in range(5):

@@ -123,6 +123,8 @@ class Workload(msgspec.Struct, frozen=True, kw_only=True):
     think_time: float = 1.0
     #: ``shared-prefix``: the system prompt's length in estimated tokens (:mod:`.texts`).
     prefix_tokens: int = 1000
+    #: ``shared-prefix``: offer the tools with every request (off for a model without tool calling).
+    tools: bool = True
 
     def requests_at(self, concurrency: int) -> int:
         if self.kind == "sessions":
@@ -139,7 +141,8 @@ class Workload(msgspec.Struct, frozen=True, kw_only=True):
             return Chat(messages=conversation(self.session_system(), [self.question(index, 1)], []))
         if self.kind == "shared-prefix":
             return Chat(
-                messages=(Message("system", self.shared_prefix()), Message("user", texts.question(self.seed, index))), tools=texts.TOOLS
+                messages=(Message("system", self.shared_prefix()), Message("user", texts.question(self.seed, index))),
+                tools=texts.TOOLS if self.tools else (),
             )
         if self.kind == "rag":
             return Chat.of(rag_prompt(self.seed, index))
@@ -156,7 +159,8 @@ class Workload(msgspec.Struct, frozen=True, kw_only=True):
         if self.kind == "sessions":
             return f"sessions of {self.users} users × {self.turns} turns, think time {self.think_time:g} s"
         if self.kind == "shared-prefix":
-            return f"shared-prefix: a ~{self.prefix_tokens}-token system prompt and {len(texts.TOOLS)} tools"
+            tools = f" and {len(texts.TOOLS)} tools" if self.tools else ""
+            return f"shared-prefix: a ~{self.prefix_tokens}-token system prompt{tools}"
         if self.kind == "rag":
             return f"rag: ~{RAG_TOKENS}-token contexts"
         return f"prompt {self.prompt if self.prompt in ('short', 'long') else 'custom'}"

@@ -65,6 +65,12 @@ def _levels(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int
     show_default=True,
     help="shared-prefix: the system prompt's length, estimated as words × 1.2.",
 )
+@click.option(
+    "--tools/--no-tools",
+    default=True,
+    show_default=True,
+    help="shared-prefix: send the tool definitions with every request (--no-tools for a model without tool calling).",
+)
 @click.option("--stream/--no-stream", default=True, show_default=True, help="Stream responses (TTFT and ITL need it).")
 @click.option("--prompt", default="short", show_default=True, help="plain: short, long (about 1,500 tokens) or the prompt's text.")
 @click.option("--num-predict", type=click.IntRange(min=1), help="Tokens to generate per request  [default: 128; rag: 32]")
@@ -121,6 +127,7 @@ def bench(
     turns: int,
     think_time: float,
     prefix_tokens: int,
+    tools: bool,
     stream: bool,
     prompt: str,
     num_predict: int | None,
@@ -192,6 +199,7 @@ def bench(
         turns=turns,
         think_time=think_time,
         prefix_tokens=prefix_tokens,
+        tools=tools,
     )
     with requests_progress() as progress:
         result = asyncio.run(runner.run(targets, work, progress, headers=auth_headers()))
