@@ -270,9 +270,20 @@ def test_forced_backend_that_cannot_run_it(pm, backends) -> None:
 @pytest.mark.parametrize(
     ("fmt", "message"),
     [
-        ("gguf", "no installed backend runs gguf models; install vllama[cpu]"),
-        ("safetensors", "no installed backend runs safetensors models; install vllama[vllm] or vllama[mlx]"),
-        ("mlx", "no installed backend runs mlx models; install vllama[mlx]"),
+        (
+            "gguf",
+            "no installed backend runs gguf models; install the llama.cpp backend (pip install ./plugins/vllama-llamacpp) "
+            "from a vllama checkout (docs/install.md)",
+        ),
+        (
+            "safetensors",
+            "no installed backend runs safetensors models; install the vLLM or MLX backend "
+            "(pip install ./plugins/vllama-vllm or ./plugins/vllama-mlx) from a vllama checkout (docs/install.md)",
+        ),
+        (
+            "mlx",
+            "no installed backend runs mlx models; install the MLX backend (pip install ./plugins/vllama-mlx) from a vllama checkout (docs/install.md)",
+        ),
         ("onnx", "no installed backend runs onnx models"),
     ],
 )

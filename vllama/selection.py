@@ -74,10 +74,24 @@ def _no_backend_message(model: ModelRef, backends: dict[str, type[Backend]], wan
         return f"backend {wanted!r} cannot run {model.name} ({model.format}) on this machine"
     for_format = sorted(name for name, cls in backends.items() if model.format in cls.formats)
     if not for_format:
-        hint = {"gguf": "vllama[cpu]", "safetensors": "vllama[vllm] or vllama[mlx]", "mlx": "vllama[mlx]"}
-        extra = f"; install {hint[model.format]}" if model.format in hint else ""
-        return f"no installed backend runs {model.format} models{extra}"
+        return f"no installed backend runs {model.format} models{install_hint(model.format)}"
     return f"no installed backend can run {model.name} on this machine (tried: {', '.join(for_format)})"
+
+
+#: The backend packages that run each format, by the directory they install from in a checkout
+#: (they are not on PyPI: the name vllama there belongs to another project).
+_BACKEND_PACKAGES = {
+    "gguf": "the llama.cpp backend (pip install ./plugins/vllama-llamacpp)",
+    "safetensors": "the vLLM or MLX backend (pip install ./plugins/vllama-vllm or ./plugins/vllama-mlx)",
+    "mlx": "the MLX backend (pip install ./plugins/vllama-mlx)",
+}
+
+
+def install_hint(fmt: str) -> str:
+    """What to install for a format no installed backend runs, as the end of an error message
+    (empty for a format no backend of this project runs)."""
+    package = _BACKEND_PACKAGES.get(fmt)
+    return f"; install {package} from a vllama checkout (docs/install.md)" if package else ""
 
 
 @hookimpl(trylast=True)

@@ -29,6 +29,7 @@ from vllama.errors import BadRequest, NotFound
 from vllama.names import DEFAULT_HOST, ModelName, parse_name
 from vllama.pull import hub, library, registry
 from vllama.pull.sources import HF_HOST, GgufSource, Source, hub_source
+from vllama.selection import install_hint
 from vllama.store.ollama import weights_layer
 from vllama.store.store import Manifest
 from vllama.types import Hardware
@@ -145,7 +146,7 @@ def registry_plan(name: ModelName, where: Where) -> RegistryPlan:
     fmt = str(config.get("model_format", "")) if isinstance(config, dict) else ""
     weights_layer(name, manifest.layers, fmt)
     if "gguf" not in where.formats:
-        raise BadRequest(f"'{name.display}' has GGUF weights, and no installed backend runs gguf models; install vllama[cpu]")
+        raise BadRequest(f"'{name.display}' has GGUF weights, and no installed backend runs gguf models{install_hint('gguf')}")
     return RegistryPlan(base, name, manifest, fmt or "gguf")
 
 
