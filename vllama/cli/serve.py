@@ -31,6 +31,13 @@ ENGINE_FLAGS: tuple[tuple[str, str, click.ParamType, str, str], ...] = (
         "MIB",
         "Host memory for prompt states kept between requests (0: none).",
     ),
+    (
+        "--draft-tokens",
+        "draft_tokens",
+        click.IntRange(0, 64),
+        "N",
+        "Tokens a greedy reply guesses from its prompt per step, checked in the same batch (0: off).",
+    ),
 )
 
 

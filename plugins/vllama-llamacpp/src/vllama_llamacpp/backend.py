@@ -21,6 +21,9 @@ class LlamaCppSettings(EngineSettings):
     #: MiB of host memory for prompt states kept after their sequences leave (0: none; the
     #: cells a free slot still holds are reused either way).
     prefix_cache_mb: Annotated[int, msgspec.Meta(ge=0)] = 1024
+    #: Draft tokens a greedy sequence guesses from its own prompt and reply per step, checked in
+    #: the same batch (prompt-lookup speculative decoding; 0: off).
+    draft_tokens: Annotated[int, msgspec.Meta(ge=0, le=64)] = 0
 
 
 class LlamaCppBackend(Backend):

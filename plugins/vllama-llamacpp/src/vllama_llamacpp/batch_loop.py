@@ -15,6 +15,12 @@ free slot still holds from its last sequence; the cells of a running sequence, c
 sequence whose source is still prefilling the shared part waits for it rather than computing
 it again); a state kept in host memory (:class:`~vllama.prefix_cache.PrefixCache`), saved
 through llama.cpp's sequence state when a slot's cells were about to be overwritten.
+
+With ``draft_tokens``, a greedy sequence decodes, with its next token, guesses of the tokens
+after it drawn from its own prompt and reply (:func:`~vllama.drafting.prompt_lookup`), and keeps
+the guesses that its greedy choice at each of them confirms: one step can then give several
+tokens of a reply that copies its input. A sequence whose guesses are mostly wrong stops
+drafting.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import llama_cpp as lc
 import numpy as np
 
 from vllama.batching import BatchLoop as BaseLoop
+from vllama.drafting import prompt_lookup
 from vllama.errors import EngineError
 from vllama.prefix_cache import PrefixCache, common_prefix
 from vllama_llamacpp.logprobs import token_logprob
@@ -42,6 +49,10 @@ log = logging.getLogger("vllama.llamacpp")
 #: How long a step that carries a prompt chunk may stall the sequences already generating.
 PREFILL_STALL_S = 0.25
 MIN_PREFILL_CHUNK = 32
+#: A sequence stops drafting when fewer than this share of its first :data:`DRAFT_TRIAL`
+#: drafted tokens were confirmed.
+DRAFT_MIN_ACCEPTANCE = 0.3
+DRAFT_TRIAL = 32
 
 
 class BatchLoop(BaseLoop[Sequence]):
@@ -50,7 +61,17 @@ class BatchLoop(BaseLoop[Sequence]):
 
     label = "llama.cpp"
 
-    def __init__(self, model: Model, ctx: Any, *, n_batch: int, n_slots: int, reuse_prefix: bool, prefix_cache: PrefixCache[Any]) -> None:
+    def __init__(
+        self,
+        model: Model,
+        ctx: Any,
+        *,
+        n_batch: int,
+        n_slots: int,
+        reuse_prefix: bool,
+        prefix_cache: PrefixCache[Any],
+        draft_tokens: int = 0,
+    ) -> None:
         super().__init__(name="llamacpp-batch")
         self._model = model
         self._ctx = ctx
@@ -64,6 +85,10 @@ class BatchLoop(BaseLoop[Sequence]):
         self._cached: list[array[int]] = [array("i") for _ in range(n_slots)]
         self._prefill_token_s = 0.005  # a guess (200 prompt tokens/s), refined as it runs
         self._admissions = itertools.count()
+        self._draft_tokens = draft_tokens if reuse_prefix else 0  # a rejected draft's cells must be removable
+        #: Draft tokens decoded, and those confirmed, since the model loaded.
+        self.drafted = 0
+        self.draft_accepted = 0
 
     def teardown(self) -> None:
         if self._batch is not None:
@@ -204,13 +229,21 @@ class BatchLoop(BaseLoop[Sequence]):
         self._share_ready()
         b, n, outputs = self._batch, 0, []
         tokens, pos, n_seq_id, seq_ids, logits = b.token, b.pos, b.n_seq_id, b.seq_id, b.logits
-        for seq in self.running:
-            if seq.next_token is not None:
-                tokens[n], pos[n], n_seq_id[n], logits[n] = seq.next_token, seq.n_past, 1, 1
+        decoding = [s for s in self.running if s.next_token is not None]
+        room = self._n_batch - len(decoding)
+        for seq in decoding:
+            tokens[n], pos[n], n_seq_id[n], logits[n] = seq.next_token, seq.n_past, 1, 1
+            seq_ids[n][0] = seq.id
+            seq.batch_index, seq.n_in_batch = n, 1
+            outputs.append(seq)
+            n += 1
+            seq.draft = self._draft(seq, room)
+            room -= len(seq.draft)
+            for j, token in enumerate(seq.draft, seq.n_past + 1):
+                tokens[n], pos[n], n_seq_id[n], logits[n] = token, j, 1, 1
                 seq_ids[n][0] = seq.id
-                seq.batch_index, seq.n_in_batch = n, 1
-                outputs.append(seq)
                 n += 1
+            seq.n_in_batch += len(seq.draft)
         n_decoding = n
         budget = (min(self._n_batch, n + self._prefill_budget()) if n else self._n_batch) - n
         takes = prefill_plan(self.running, budget)
@@ -248,9 +281,11 @@ class BatchLoop(BaseLoop[Sequence]):
         for seq in outputs:
             if seq.cancelled:
                 continue
+            if seq.draft:
+                self._verify(seq)
+                continue
             if seq.sampler is None:  # plain greedy: the argmax, without a sampler's copy of the vocab
-                row = lc.llama_get_logits_ith(self._ctx, seq.batch_index)
-                token = int(np.ctypeslib.as_array(row, shape=(self._model.n_vocab,)).argmax())
+                token = self._argmax(seq.batch_index)
             else:
                 token = lc.llama_sampler_sample(seq.sampler, self._ctx, seq.batch_index)
             logprob = None
@@ -259,6 +294,49 @@ class BatchLoop(BaseLoop[Sequence]):
                 logprob = token_logprob(self._model, row, token, seq.top_logprobs)
             seq.next_token = None
             seq.accept(token, logprob)
+
+    def _argmax(self, index: int) -> int:
+        row = lc.llama_get_logits_ith(self._ctx, index)
+        return int(np.ctypeslib.as_array(row, shape=(self._model.n_vocab,)).argmax())
+
+    def _draft(self, seq: Sequence, room: int) -> list[int]:
+        """Guesses of the tokens after ``seq``'s next one, for a greedy sequence that drafts:
+        no more than the batch, the context and the reply's length leave room for."""
+        if not (self._draft_tokens and seq.drafting and seq.sampler is None and seq.after_thinking is None):
+            return []
+        if seq.top_logprobs is not None:
+            return []
+        limit = min(self._draft_tokens, room, seq.n_ctx - seq.n_past - 2)
+        if seq.max_tokens > 0:
+            limit = min(limit, seq.max_tokens - len(seq.generated))
+        if limit <= 0:
+            return []
+        return prompt_lookup(seq.packed + array("i", seq.generated), limit)  # generated ends with the next token
+
+    def _verify(self, seq: Sequence) -> None:
+        """Keep the draft tokens that the greedy choice after each confirms, then the choice
+        after the last one kept (the next token); the rejected ones' cells are removed."""
+        draft, seq.draft = seq.draft, []
+        end = seq.n_past  # the cells written: the next token and every draft token
+        seq.n_past -= len(draft)
+        kept = 0
+        token = self._argmax(seq.batch_index)
+        while True:
+            seq.next_token = None
+            seq.accept(token)
+            if seq.finished or seq.sampler is not None or kept == len(draft) or token != draft[kept]:
+                break
+            seq.n_past += 1  # the confirmed draft token's cell stays
+            kept += 1
+            token = self._argmax(seq.batch_index + kept)
+        if seq.n_past < end:
+            lc.llama_memory_seq_rm(self._mem, seq.id, seq.n_past, -1)
+        self.drafted += len(draft)
+        self.draft_accepted += kept
+        seq.drafted += len(draft)
+        seq.draft_accepted += kept
+        if seq.drafted >= DRAFT_TRIAL and seq.draft_accepted < DRAFT_MIN_ACCEPTANCE * seq.drafted:
+            seq.drafting = False
 
 
 def prefill_plan(running: list[Sequence], budget: int) -> dict[int, int]:

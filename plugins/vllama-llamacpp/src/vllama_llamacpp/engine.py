@@ -81,6 +81,7 @@ class LlamaCppEngine(BatchEngine[Sequence]):
                 n_slots=self.parallel,
                 reuse_prefix=self._model.can_trim_cache,
                 prefix_cache=PrefixCache(engine_settings.prefix_cache_mb << 20),
+                draft_tokens=engine_settings.draft_tokens,
             )
             self.loop.start()
         except BaseException:
@@ -179,6 +180,8 @@ class LlamaCppEngine(BatchEngine[Sequence]):
                 "llama.cpp.kv_cache_bytes": kv_bytes,
                 "llama.cpp.model_bytes": self._model.size,
                 "llama.cpp.n_threads": lc.llama_n_threads(self._ctx) if self._ctx else 0,
+                "llama.cpp.draft_tokens": self.loop.drafted,
+                "llama.cpp.draft_tokens_accepted": self.loop.draft_accepted,
             },
             prefix_cache=cache,
         )

@@ -36,6 +36,12 @@ class Sequence(batching.Sequence):
         #: A running sequence whose first ``share_len`` cells this one copies once it has them.
         self.share_from: Sequence | None = None
         self.share_len = 0
+        #: Draft tokens decoded with ``next_token`` in the current step.
+        self.draft: list[int] = []
+        #: Whether it drafts still, and its drafted and confirmed tokens so far.
+        self.drafting = True
+        self.drafted = 0
+        self.draft_accepted = 0
         #: Sampled, not yet decoded.
         self.next_token: int | None = None
         self.batch_index = -1
