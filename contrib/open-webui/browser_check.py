@@ -12,10 +12,12 @@ What it does, each step printed as ``ok`` (with the seconds since the start) or 
    (``--model qwen2.5-coder:0.5b --from-gguf FILE``);
 2. starts Open WebUI on another free port, its ``OLLAMA_BASE_URL`` set to that vllama, without
    login (``WEBUI_AUTH=False``), offline (``OFFLINE_MODE=True``: no model hub downloads), its
-   OpenAI connection off and its data in a temporary ``DATA_DIR``. Open WebUI offers its built-in
-   tools with every chat; for a model that cannot call tools (its ``/api/show`` capabilities lack
-   ``tools``, as the starter model's do) they are turned off (``DEFAULT_MODEL_METADATA``), since
-   vllama, as Ollama, answers ``tools`` for such a model with a 400;
+   OpenAI connection off and its data in a temporary ``DATA_DIR``; with ``--api-key``, vllama
+   requires that key and Open WebUI's connection has it (``OLLAMA_API_CONFIGS``). Open WebUI
+   offers its built-in tools with every chat; for a model that cannot call tools (its
+   ``/api/show`` capabilities lack ``tools``, as the starter model's do) they are turned off
+   (``DEFAULT_MODEL_METADATA``), since vllama, as Ollama, answers ``tools`` for such a model with
+   a 400;
 3. opens Open WebUI in headless Chromium (Playwright), sets the user's temperature to 0 (what
    Settings > General > Advanced Parameters stores), checks that the model picker lists the model
    and picks it;
@@ -92,13 +94,16 @@ def free_port() -> int:
         return port
 
 
+HEADERS: dict[str, str] = {}  # vllama's API key, with --api-key
+
+
 def get_json(url: str, timeout: float = 5) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=HEADERS), timeout=timeout) as response:
         return json.loads(response.read())
 
 
 def post_json(url: str, body: object, timeout: float = 30) -> Any:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json", **HEADERS})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
 
@@ -169,7 +174,7 @@ def find_chromium(given: str | None) -> str:
     raise CheckFailed("Chromium not found: give --chromium (Debian: apt-get install chromium)")
 
 
-def openwebui_env(data_dir: Path, ollama_url: str, *, builtin_tools: bool) -> dict[str, str]:
+def openwebui_env(data_dir: Path, ollama_url: str, *, builtin_tools: bool, api_key: str | None) -> dict[str, str]:
     """Open WebUI's settings for the check: vllama as its one Ollama server, no login, offline.
 
     Open WebUI offers its built-in tools (time, knowledge bases, chat search...) with every chat
@@ -197,6 +202,8 @@ def openwebui_env(data_dir: Path, ollama_url: str, *, builtin_tools: bool) -> di
         "DO_NOT_TRACK": "True",
         "SCARF_NO_ANALYTICS": "True",
     }
+    if api_key:  # the key of Open WebUI's first Ollama connection (Admin Panel > Settings > Connections)
+        env["OLLAMA_API_CONFIGS"] = json.dumps({"0": {"key": api_key}})
     if not builtin_tools:
         env["DEFAULT_MODEL_METADATA"] = json.dumps({"capabilities": {"builtin_tools": False}})
     return env
@@ -346,6 +353,11 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
     vllama_url, owui_url = f"http://127.0.0.1:{vllama_port}", f"http://127.0.0.1:{owui_port}"
     vllama_env = {**os.environ, "VLLAMA_HOST": f"127.0.0.1:{vllama_port}", "VLLAMA_MODELS": str(workdir / "models")}
     vllama_env.pop("OLLAMA_HOST", None)
+    for name in ("VLLAMA_API_KEY", "VLLAMA_API_KEY_READONLY", "OLLAMA_API_KEY"):
+        vllama_env.pop(name, None)
+    if args.api_key:
+        vllama_env["VLLAMA_API_KEY"] = args.api_key  # the server requires it; the CLI sends it
+        HEADERS["Authorization"] = f"Bearer {args.api_key}"
 
     serve = Server("vllama", [vllama, "serve"], env=vllama_env, log_path=workdir / "vllama.log", cwd=workdir)
     with running(serve):
@@ -385,7 +397,7 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
         owui = Server(
             "open-webui",
             owui_cmd,
-            env=openwebui_env(workdir / "open-webui-data", vllama_url, builtin_tools=builtin_tools),
+            env=openwebui_env(workdir / "open-webui-data", vllama_url, builtin_tools=builtin_tools, api_key=args.api_key),
             log_path=workdir / "open-webui.log",
             cwd=workdir,
         )
@@ -417,6 +429,7 @@ def main() -> int:
     parser.add_argument("--chromium", help="Chromium's executable (default $CHROMIUM, else chromium on PATH)")
     parser.add_argument("--model", default="smollm2:135m", help="the model to chat with; pulled unless --from-gguf")
     parser.add_argument("--from-gguf", type=Path, help="create --model from this GGUF file (vllama create) instead of pulling it")
+    parser.add_argument("--api-key", help="run vllama with this VLLAMA_API_KEY, and give it to Open WebUI's Ollama connection")
     parser.add_argument("--prompt", default=PROMPT)
     parser.add_argument("--expect", default="Paris", help="text the answer must contain ('' for any non-empty answer)")
     parser.add_argument("--screenshot", type=Path, default=Path("open-webui-chat.png"))
