@@ -115,6 +115,25 @@ def test_disconnect_frees_the_slot_at_once(tmp_path: Path, tiny_gguf: Path, echo
         assert time.monotonic() - started < 5
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/generate", {"prompt": WORDS, "stream": False, "think": False}),
+        ("/api/chat", {"messages": [{"role": "user", "content": WORDS}], "stream": False, "think": False}),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": WORDS}], "reasoning_effort": "none"}),
+    ],
+)
+def test_a_client_that_hangs_up_on_a_whole_reply_frees_the_slot_at_once(
+    tmp_path: Path, tiny_gguf: Path, echo_server_with: Callable[..., ServerProcess], path: str, body: dict
+) -> None:
+    with echo_server_with(tmp_path) as server:
+        create_model(server.url, "slow", tiny_gguf, parameters={"echo_delay": 0.2, "num_parallel": 1})
+        generate(server.url, "slow", "")
+        with contextlib.suppress(httpx.TimeoutException):  # 30 tokens at 0.2 s: the reply would take 6 s
+            httpx.post(server.url + path, json={"model": "slow", **body}, timeout=1)
+        assert wait_for(lambda: ps(server.url)["slow:latest"]["running"] == 0, 1.5)
+
+
 def test_a_queued_client_that_hangs_up_leaves_the_queue_at_once(
     tmp_path: Path, tiny_gguf: Path, echo_server_with: Callable[..., ServerProcess]
 ) -> None:

@@ -26,7 +26,7 @@ async def messages(request: Request[Any, Any, Any], data: a.MessagesBody) -> Res
     mid = convert.message_id()
     if data.stream:
         return sse_events(convert.stream(run.events, mid, data.model, convert.estimate_tokens(data)), convert.stream_error)
-    return Response(await convert.message(run.events, mid, data.model))
+    return Response(await serving.unless_disconnected(convert.message(run.events, mid, data.model), request.receive))
 
 
 @post("/v1/messages/count_tokens", status_code=200, tags=["anthropic"], summary="Anthropic token count (estimated)")

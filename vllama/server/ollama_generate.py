@@ -32,7 +32,7 @@ async def generate(request: Request[Any, Any, Any], data: w.GenerateBody) -> Res
     run = await serving.start(v, model, req, keep_alive=keep_alive, options=options, receive=request.receive)
     chunks = convert.generate_chunks(data.model, run, started, with_context=not data.raw)
     if data.stream is False:
-        return Response(await convert.concat_generate(chunks))
+        return Response(await serving.unless_disconnected(convert.concat_generate(chunks), request.receive))
     return ndjson(chunks)
 
 
@@ -83,7 +83,7 @@ async def chat(request: Request[Any, Any, Any], data: w.ChatBody) -> Response[An
     run = await serving.start(v, model, req, keep_alive=keep_alive, options=options, receive=request.receive)
     chunks = convert.chat_chunks(data.model, run.events, started, run.load_ns)
     if data.stream is False:
-        return Response(await convert.concat_chat(chunks))
+        return Response(await serving.unless_disconnected(convert.concat_chat(chunks), request.receive))
     return ndjson(chunks)
 
 

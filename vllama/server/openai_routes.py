@@ -37,7 +37,7 @@ async def chat_completions(request: Request[Any, Any, Any], data: o.ChatCompleti
     if data.stream:
         usage = bool(data.stream_options and data.stream_options.include_usage)
         return sse(convert.chat_chunks(run.events, rid, created, data.model, usage), o.error_body)
-    return Response(await convert.chat_completion(run.events, rid, created, data.model))
+    return Response(await serving.unless_disconnected(convert.chat_completion(run.events, rid, created, data.model), request.receive))
 
 
 @post("/v1/completions", status_code=200, tags=["openai"], summary="OpenAI completions")
@@ -53,7 +53,7 @@ async def completions(request: Request[Any, Any, Any], data: o.CompletionBody) -
     if data.stream:
         usage = bool(data.stream_options and data.stream_options.include_usage)
         return sse(convert.completion_chunks(run.events, rid, created, data.model, usage), o.error_body)
-    return Response(await convert.completion(run.events, rid, created, data.model))
+    return Response(await serving.unless_disconnected(convert.completion(run.events, rid, created, data.model), request.receive))
 
 
 @post("/v1/embeddings", status_code=200, tags=["openai"], summary="OpenAI embeddings")

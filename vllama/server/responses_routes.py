@@ -27,7 +27,7 @@ async def responses(request: Request[Any, Any, Any], data: r.ResponsesBody) -> R
     out = convert.Output(data, options.sampling)
     if data.stream:
         return sse_events(convert.stream_events(run.events, out), out.failed)
-    return Response(await convert.response(run.events, out))
+    return Response(await serving.unless_disconnected(convert.response(run.events, out), request.receive))
 
 
 ROUTES = [responses]

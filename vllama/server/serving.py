@@ -222,15 +222,17 @@ async def start(
         return lease, first, events
 
     try:
-        lease, first, events = await _unless_disconnected(first_event(), receive)
+        lease, first, events = await unless_disconnected(first_event(), receive)
     except BaseException:
         await held.aclose()
         raise
     return Run(lease.load_duration_ns, metrics.observe(v, model.name, started, now_ns(), _chain(first, events, held)))
 
 
-async def _unless_disconnected(work: Awaitable[T], receive: Callable[[], Awaitable[Any]] | None) -> T:
-    """Await ``work``, cancelled (then :class:`ClientGone`) if the client disconnects first."""
+async def unless_disconnected(work: Awaitable[T], receive: Callable[[], Awaitable[Any]] | None) -> T:
+    """Await ``work``, cancelled (then :class:`ClientGone`) if the client disconnects first: the
+    first event of a request, or the whole reply of a request that does not stream, so that a
+    client that hangs up frees its slot at once instead of when its reply would have ended."""
     if receive is None:
         return await work
     task = asyncio.ensure_future(work)
