@@ -11,9 +11,10 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from loopback import Loopback, StandinServer
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ def reply_to(messages: list[dict[str, Any]]) -> str:
 
 
 @dataclass
-class ChatStandin:
+class ChatStandin(Loopback):
     delay: float = 0.0
     log: list[Logged] = field(default_factory=list)
     #: Requests being answered right now, and the most there were at once.
@@ -45,24 +46,6 @@ class ChatStandin:
 
     def bodies(self) -> list[dict[str, Any]]:
         return [entry.body for entry in self.log]
-
-    def __enter__(self) -> ChatStandin:
-        self._server = _Server(self)
-        threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()  # quick to shut down
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        return self
-
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, standin: ChatStandin) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.standin = standin
 
 
 def _ollama(body: dict[str, Any], reply: str) -> bytes:
@@ -86,7 +69,7 @@ def _openai(body: dict[str, Any], reply: str) -> bytes:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: StandinServer
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: object) -> None:
@@ -111,3 +94,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+
+ChatStandin.handler = _Handler

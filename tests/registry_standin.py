@@ -11,12 +11,12 @@ import hashlib
 import json
 import re
 import socket
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
+
+from loopback import Loopback, StandinServer
 
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 PIECE = 1 << 16
@@ -104,7 +104,7 @@ def write_store(root: Path, models: dict[str, OllamaModel]) -> None:
 
 
 @dataclass
-class RegistryStandin:
+class RegistryStandin(Loopback):
     """The registry on a loopback port; ``models`` by ``NAMESPACE/MODEL:TAG``. Use as a context manager."""
 
     models: dict[str, OllamaModel] = field(default_factory=dict)
@@ -118,31 +118,13 @@ class RegistryStandin:
         """The requests for a blob's bytes (at the CDN)."""
         return [r for r in self.requests if r.method == "GET" and r.path == f"/cdn/{digest}"]
 
-    def __enter__(self) -> RegistryStandin:
-        self._server = _Server(self)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        return self
-
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, standin: RegistryStandin) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.standin = standin
-
 
 _MANIFEST = re.compile(r"/v2/(?P<ns>[^/]+)/(?P<model>[^/]+)/manifests/(?P<tag>[^/]+)")
 _BLOB = re.compile(r"/v2/(?P<ns>[^/]+)/(?P<model>[^/]+)/blobs/(?P<digest>sha256:[0-9a-f]{64})")
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: StandinServer
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: object) -> None:
@@ -208,3 +190,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
         self.wfile.write(data)
+
+
+RegistryStandin.handler = _Handler
