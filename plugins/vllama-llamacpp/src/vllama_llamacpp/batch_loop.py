@@ -109,8 +109,6 @@ class BatchLoop(BaseLoop[Sequence]):
             if source is not None:  # copied once the source has its cells (now, or after its prefill)
                 self._spill(slot, keep=0)
                 seq.share_from, seq.share_len = source, min(shared, limit)
-                seq.n_past = 0
-                self._cached[slot] = array("i")
                 return
             entry, found = self.prefix_cache.longest(prompt)
             found = min(found, limit)
@@ -197,9 +195,8 @@ class BatchLoop(BaseLoop[Sequence]):
             lc.llama_memory_seq_rm(self._mem, slot, -1, -1)
         self._cached[slot] = cached[:keep] if keep else array("i")
 
-    def _save(self, slot: int, size: int | None = None) -> Any:
-        """The slot's cells, copied to host memory as llama.cpp's sequence state."""
-        size = lc.llama_state_seq_get_size(self._ctx, slot) if size is None else size
+    def _save(self, slot: int, size: int) -> Any:
+        """The slot's cells (``size`` bytes), copied to host memory as llama.cpp's sequence state."""
         buffer = (ctypes.c_uint8 * size)()
         lc.llama_state_seq_get_data(self._ctx, buffer, size, slot)
         return buffer
