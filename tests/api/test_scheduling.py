@@ -27,20 +27,21 @@ def generate(url: str, model: str, prompt: str = "hi", **body: object) -> httpx.
 
 
 def test_keep_alive(tmp_path: Path, tiny_gguf: Path, echo_server_with: Callable[..., ServerProcess]) -> None:
-    with echo_server_with(tmp_path, VLLAMA_KEEP_ALIVE="1") as server:
+    # Seconds long enough that a loaded machine still sees the model between a reply and /api/ps.
+    with echo_server_with(tmp_path, VLLAMA_KEEP_ALIVE="3") as server:
         create_model(server.url, "m", tiny_gguf)
         assert generate(server.url, "m").status_code == 200
         assert "m:latest" in ps(server.url)
-        assert wait_for(lambda: "m:latest" not in ps(server.url), 5), "default keep_alive of 1s did not unload"
+        assert wait_for(lambda: "m:latest" not in ps(server.url), 10), "default keep_alive of 3s did not unload"
         generate(server.url, "m", keep_alive=-1)
         assert ps(server.url)["m:latest"]["expires_at"].startswith("2318")
-        time.sleep(1.5)
+        time.sleep(3.5)
         assert "m:latest" in ps(server.url), "a negative keep_alive must keep the model"
-        generate(server.url, "m", keep_alive="2s")
+        generate(server.url, "m", keep_alive="4s")
         assert "m:latest" in ps(server.url)
-        assert wait_for(lambda: "m:latest" not in ps(server.url), 6)
+        assert wait_for(lambda: "m:latest" not in ps(server.url), 12)
         generate(server.url, "m", keep_alive=0)
-        assert wait_for(lambda: "m:latest" not in ps(server.url), 2), "keep_alive 0 must unload at once"
+        assert wait_for(lambda: "m:latest" not in ps(server.url), 5), "keep_alive 0 must unload at once"
 
 
 def test_least_recently_used_model_is_evicted(tmp_path: Path, tiny_gguf: Path, echo_server_with: Callable[..., ServerProcess]) -> None:
