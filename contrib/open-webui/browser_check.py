@@ -17,21 +17,34 @@ What it does, each step printed as ``ok`` (with the seconds since the start) or 
    offers its built-in tools with every chat; for a model that cannot call tools (its
    ``/api/show`` capabilities lack ``tools``, as the starter model's do) they are turned off
    (``DEFAULT_MODEL_METADATA``), since vllama, as Ollama, answers ``tools`` for such a model with
-   a 400;
+   a 400. ``--builtin-tools time`` leaves only those categories of built-in tools on;
 3. opens Open WebUI in headless Chromium (Playwright), sets the user's temperature to 0 (what
-   Settings > General > Advanced Parameters stores), checks that the model picker lists the model
-   and picks it;
-4. types "What is the capital of France?" in the message box and presses Enter, checks that the
-   page's request asks for a stream with that model, waits for the assistant message to finish and
-   checks it: no error in the message as Open WebUI stored it, and its text on the page not empty
-   and containing ``--expect`` ("Paris" by default);
+   Settings > General > Advanced Parameters stores, with Max Tokens from ``--max-tokens``), checks
+   that the model picker lists the model and picks it;
+4. types ``--prompt`` ("What is the capital of France?") in the message box and presses Enter,
+   checks that the page's request asks for a stream with that model, waits for the assistant
+   message to finish and checks it: no error in the message as Open WebUI stored it, and its text
+   on the page not empty and containing ``--expect`` ("Paris" by default);
+   with ``--expect-tool NAME``, it checks instead that the model called that built-in tool
+   through vllama's tool calls, that Open WebUI ran it and stored its result, and that the page
+   shows the call with that result once opened. Open WebUI then sends the result back with the
+   tools still offered; a model that calls a tool again on its result (Qwen2.5-Coder-0.5B does)
+   would loop, so the check lets Open WebUI run one round of tools
+   (``CHAT_RESPONSE_MAX_TOOL_CALL_ITERATIONS=1``) and reports how the reply ended;
 5. saves a screenshot (PNG, 1280x800) to ``--screenshot``, waits for the chat's title (Open WebUI
    asks the model for it), and stops the browser, Open WebUI and vllama, also when a step fails or
    on Ctrl-C or SIGTERM. On a failure it keeps the servers' logs and a screenshot of the page
    beside ``--screenshot`` (``*-failed.png``), and exits 1.
 
 vllama's own settings come from the environment, e.g. ``VLLAMA_CONTEXT_LENGTH=16384`` for a model
-that calls tools: Open WebUI's built-in tools make a prompt longer than the default 4096 tokens.
+that calls tools with all of Open WebUI's built-in tools on: they make a prompt longer than the
+default 4096 tokens. The tool check (docs/clients.md)::
+
+    .../python contrib/open-webui/browser_check.py --openwebui-python .../python \\
+        --model qwen2.5-coder:0.5b --from-gguf qwen2.5-coder-0.5b-instruct-q4_k_m.gguf \\
+        --builtin-tools time --expect-tool get_current_timestamp --max-tokens 128 \\
+        --prompt "What is the current Unix timestamp? Use the get_current_timestamp tool." \\
+        --screenshot docs/images/open-webui-tool.png
 
 Needs (none of them are vllama's dependencies; the check is run by hand):
 
@@ -77,6 +90,27 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+BUILTIN_TOOL_CATEGORIES = (
+    "automations",
+    "calendar",
+    "channels",
+    "chats",
+    "code_interpreter",
+    "files",
+    "image_generation",
+    "knowledge",
+    "memory",
+    "notes",
+    "notifications",
+    "skills",
+    "subagents",
+    "tasks",
+    "time",
+    "user_input",
+    "web_search",
+)
 
 
 class CheckFailed(Exception):
@@ -174,7 +208,9 @@ def find_chromium(given: str | None) -> str:
     raise CheckFailed("Chromium not found: give --chromium (Debian: apt-get install chromium)")
 
 
-def openwebui_env(data_dir: Path, ollama_url: str, *, builtin_tools: bool, api_key: str | None) -> dict[str, str]:
+def openwebui_env(
+    data_dir: Path, ollama_url: str, *, builtin_tools: bool, only_tools: list[str] | None, tool_rounds: int | None, api_key: str | None
+) -> dict[str, str]:
     """Open WebUI's settings for the check: vllama as its one Ollama server, no login, offline.
 
     Open WebUI offers its built-in tools (time, knowledge bases, chat search...) with every chat
@@ -204,8 +240,12 @@ def openwebui_env(data_dir: Path, ollama_url: str, *, builtin_tools: bool, api_k
     }
     if api_key:  # the key of Open WebUI's first Ollama connection (Admin Panel > Settings > Connections)
         env["OLLAMA_API_CONFIGS"] = json.dumps({"0": {"key": api_key}})
+    if tool_rounds is not None:
+        env["CHAT_RESPONSE_MAX_TOOL_CALL_ITERATIONS"] = str(tool_rounds)
     if not builtin_tools:
         env["DEFAULT_MODEL_METADATA"] = json.dumps({"capabilities": {"builtin_tools": False}})
+    elif only_tools is not None:
+        env["DEFAULT_MODEL_METADATA"] = json.dumps({"builtinTools": {c: c in only_tools for c in BUILTIN_TOOL_CATEGORIES}})
     return env
 
 
@@ -248,22 +288,25 @@ def chat_in_page(page: Page, args: argparse.Namespace, owui_url: str, vllama_url
 
     # The user's temperature (Settings > General > Advanced Parameters), and the release notes
     # marked as seen so that their dialog does not cover the page.
+    params: dict[str, int] = {"temperature": 0}
+    if args.max_tokens:
+        params["max_tokens"] = args.max_tokens  # Open WebUI sends it to Ollama's API as num_predict
     saved = page.evaluate(
-        """async ([version, temperature]) => {
+        """async ([version, params]) => {
             const r = await fetch('/api/v1/users/user/settings/update', {
                 method: 'POST',
                 headers: {'Content-Type': 'application/json', Authorization: `Bearer ${localStorage.token}`},
-                body: JSON.stringify({ui: {version, params: {temperature}}}),
+                body: JSON.stringify({ui: {version, params}}),
             });
             return {status: r.status, body: await r.json()};
         }""",
-        [version, 0],
+        [version, params],
     )
     if saved["status"] != 200:
         raise CheckFailed(f"saving the user's settings: {saved}")
     page.reload()
     page.wait_for_selector("#chat-input")
-    step("temperature 0 in the user's settings", saved["body"]["ui"]["params"])
+    step("the user's settings (temperature 0)", saved["body"]["ui"]["params"])
 
     picker = page.locator("#model-selector-model-button")
     picker.click()
@@ -303,6 +346,11 @@ def chat_in_page(page: Page, args: argparse.Namespace, owui_url: str, vllama_url
         time.sleep(0.05)
     text = content.inner_text().strip()
     stored = stored_answer(page)
+    if args.expect_tool:
+        tool_used_in_page(page, stored, args.expect_tool)
+        if stored.get("error"):  # the model called the tool again on its result: see --expect-tool
+            step("after the result (Open WebUI's tool-call limit, --expect-tool)", stored["error"])
+            stored = {}
     if stored.get("error"):
         raise CheckFailed(f"Open WebUI shows an error in the assistant message: {stored['error']}")
     if not text:
@@ -327,6 +375,39 @@ def chat_in_page(page: Page, args: argparse.Namespace, owui_url: str, vllama_url
     running = sum(m.get("running", 0) + m.get("queued", 0) for m in get_json(f"{vllama_url}/api/ps")["models"])
     title = page.title() if page.title() != "Open WebUI" else f"none in {args.timeout:.0f} s"
     step("the chat's title, asked of the model by Open WebUI", f"{title!r}; requests still in vllama: {running}")
+
+
+def tool_used_in_page(page: Page, stored: dict[str, Any], tool: str) -> None:
+    """Checks that the model called ``tool`` through vllama, that Open WebUI ran it, and that the
+    page shows the call with its result."""
+    items = stored.get("output") or []
+    calls = {i.get("call_id"): i for i in items if i.get("type") == "function_call" and i.get("name") == tool}
+    results = [i for i in items if i.get("type") == "function_call_output" and i.get("call_id") in calls]
+    if not results:
+        kinds = [(i.get("type"), i.get("name")) for i in items]
+        raise CheckFailed(f"no call of {tool} with its result in the message as Open WebUI stored it: {kinds}")
+    first = results[0]
+    output = "".join(part.get("text", "") for part in first.get("output") or [] if isinstance(part, dict))
+    step(f"the model called {tool}, Open WebUI ran it", {"arguments": calls[first["call_id"]].get("arguments"), "result": output})
+    # One call shows as "View Result from TOOL", several as a group ("Explored 2 TOOL, OTHER")
+    # that opens onto one such line each; a line opens onto the call's arguments and result.
+    message = page.locator(".chat-assistant").last
+    view = message.get_by_text(f"View Result from {tool}").first
+    if not view.is_visible():
+        message.get_by_text(tool).filter(visible=True).first.click()
+    view.wait_for()
+    shown = message.get_by_text(result_sample(output)).first
+    if not shown.is_visible():
+        view.click()
+    shown.wait_for()
+    step("the page shows the call and its result", f"{view.inner_text().strip()!r}, showing {shown.inner_text().strip()[:120]!r}")
+
+
+def result_sample(output: str) -> str:
+    """A piece of a tool's result to look for on the page: its first value, for a JSON object."""
+    with contextlib.suppress(ValueError, AttributeError, StopIteration):
+        return str(next(iter(json.loads(output).values())))
+    return output[:20]
 
 
 def stored_answer(page: Page) -> dict[str, Any]:
@@ -381,7 +462,13 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
         step(
             "its capabilities",
             f"{capabilities}: Open WebUI's built-in tools "
-            + ("left on (its default)" if builtin_tools else "turned off, since the model cannot call tools (DEFAULT_MODEL_METADATA)"),
+            + (
+                "turned off, since the model cannot call tools (DEFAULT_MODEL_METADATA)"
+                if not builtin_tools
+                else f"only {args.builtin_tools} on"
+                if args.builtin_tools
+                else "left on (its default)"
+            ),
         )
 
         owui_cmd = [
@@ -397,7 +484,14 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
         owui = Server(
             "open-webui",
             owui_cmd,
-            env=openwebui_env(workdir / "open-webui-data", vllama_url, builtin_tools=builtin_tools, api_key=args.api_key),
+            env=openwebui_env(
+                workdir / "open-webui-data",
+                vllama_url,
+                builtin_tools=builtin_tools,
+                only_tools=args.builtin_tools,
+                tool_rounds=1 if args.expect_tool else None,
+                api_key=args.api_key,
+            ),
             log_path=workdir / "open-webui.log",
             cwd=workdir,
         )
@@ -430,14 +524,23 @@ def main() -> int:
     parser.add_argument("--model", default="smollm2:135m", help="the model to chat with; pulled unless --from-gguf")
     parser.add_argument("--from-gguf", type=Path, help="create --model from this GGUF file (vllama create) instead of pulling it")
     parser.add_argument("--api-key", help="run vllama with this VLLAMA_API_KEY, and give it to Open WebUI's Ollama connection")
+    parser.add_argument(
+        "--builtin-tools", type=lambda v: v.split(","), help="only these categories of Open WebUI's built-in tools, e.g. 'time'"
+    )
+    parser.add_argument("--expect-tool", help="a built-in tool the model must call, e.g. get_current_timestamp")
+    parser.add_argument("--max-tokens", type=int, help="the user's Max Tokens (num_predict) setting")
     parser.add_argument("--prompt", default=PROMPT)
-    parser.add_argument("--expect", default="Paris", help="text the answer must contain ('' for any non-empty answer)")
+    parser.add_argument(
+        "--expect", help="text the answer must contain ('' for any non-empty answer; default 'Paris', or '' with --expect-tool)"
+    )
     parser.add_argument("--screenshot", type=Path, default=Path("open-webui-chat.png"))
     parser.add_argument("--timeout", type=float, default=300, help="seconds for each step in the page")
     parser.add_argument("--start-timeout", type=float, default=300, help="seconds for Open WebUI to start")
     parser.add_argument("--settle", type=float, default=1, help="seconds to wait after the answer, before the screenshot")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, model store, Open WebUI's data)")
     args = parser.parse_args()
+    if args.expect is None:
+        args.expect = "" if args.expect_tool else "Paris"
 
     signal.signal(signal.SIGTERM, interrupt)
     workdir = Path(tempfile.mkdtemp(prefix="vllama-open-webui-"))
