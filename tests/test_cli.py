@@ -7,6 +7,7 @@ import os
 import re
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -239,6 +240,10 @@ class Terminal:
         def controlling_terminal() -> None:
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            # As a shell starts a foreground job: Ctrl-C acts even when the tests run where
+            # SIGINT is ignored (a background job of a shell without job control), which Python
+            # and so vllama would inherit.
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
 
         env = {**os.environ, **({"VLLAMA_HOST": f"127.0.0.1:{server.port}"} if server else {}), "TERM": "xterm", **(env or {})}
         self.process = subprocess.Popen([VLLAMA, *args], stdin=slave, stdout=slave, stderr=slave, env=env, preexec_fn=controlling_terminal)
